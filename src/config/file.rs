@@ -1,0 +1,221 @@
+//! serde mirror of `wopigate.toml`. Unknown keys are errors; defaults live here, next to the key.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    pub oidc: OidcSection,
+    #[serde(default)]
+    pub exchange: ExchangeSection,
+    pub reva: RevaSection,
+    pub wopiserver: WopiserverSection,
+    /// `[[office]]`: the office apps, in order of preference.
+    #[serde(default)]
+    pub office: Vec<OfficeSection>,
+    #[serde(default)]
+    pub open: OpenSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Public listener, `host:port`.
+    pub listen: String,
+    /// Worker threads of the public listener.
+    pub threads: usize,
+    /// Seconds between SIGTERM and the start of the drain (pingora `grace_period_seconds`).
+    pub grace_period_seconds: u64,
+    /// Seconds in-flight requests get to finish after the grace period.
+    pub graceful_shutdown_timeout_seconds: u64,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// Largest body accepted by the gateway's own endpoints (not WOPI traffic), bytes.
+    pub max_api_body_bytes: usize,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            threads: 2,
+            grace_period_seconds: 5,
+            graceful_shutdown_timeout_seconds: 10,
+            log_format: "text".into(),
+            max_api_body_bytes: 16 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    /// Issuer, compared exactly with `iss`; discovery is `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// Audience that `aud` must contain.
+    pub audience: String,
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_seconds: u64,
+    #[serde(default = "default_jwks_min_refetch")]
+    pub jwks_min_refetch_seconds: u64,
+    #[serde(default = "default_http_timeout")]
+    pub http_timeout_ms: u64,
+    #[serde(default = "default_token_cache")]
+    pub token_cache_entries: u64,
+    /// Largest bearer token accepted, bytes.
+    #[serde(default = "default_max_token")]
+    pub max_token_bytes: usize,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into(), "PS256".into()]
+}
+fn default_leeway() -> u64 {
+    60
+}
+fn default_jwks_refresh() -> u64 {
+    600
+}
+fn default_jwks_min_refetch() -> u64 {
+    30
+}
+fn default_http_timeout() -> u64 {
+    5000
+}
+fn default_token_cache() -> u64 {
+    100_000
+}
+fn default_max_token() -> usize {
+    16 * 1024
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ExchangeMode {
+    Mint,
+    Authenticate,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExchangeSection {
+    pub mode: ExchangeMode,
+    /// Lifetime of minted REVA tokens, seconds.
+    pub token_ttl_seconds: u64,
+    /// Auth-registry type for `GatewayAPI/Authenticate`.
+    pub authenticate_type: String,
+    pub authenticate_client_id: String,
+    pub claims: ClaimNames,
+}
+
+impl Default for ExchangeSection {
+    fn default() -> Self {
+        Self {
+            mode: ExchangeMode::Mint,
+            token_ttl_seconds: 3600,
+            authenticate_type: "bearer".into(),
+            authenticate_client_id: String::new(),
+            claims: ClaimNames::default(),
+        }
+    }
+}
+
+/// OIDC claim names the REVA user is built from.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimNames {
+    pub opaque_id: String,
+    pub idp: String,
+    pub username: String,
+    pub mail: String,
+    pub display_name: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            opaque_id: "sub".into(),
+            idp: "iss".into(),
+            username: "preferred_username".into(),
+            mail: "email".into(),
+            display_name: "name".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevaSection {
+    /// REVA gateway gRPC endpoint, `http://host:port` or `https://host:port`.
+    pub gateway: String,
+    /// File holding the REVA JWT secret; required in `mint` mode only.
+    pub jwt_secret_file: Option<PathBuf>,
+    #[serde(default = "default_reva_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+}
+
+fn default_reva_timeout() -> u64 {
+    5000
+}
+fn default_connect_timeout() -> u64 {
+    2000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WopiserverSection {
+    /// Base URL of the CS3 WOPI server, e.g. `http://127.0.0.1:8880`.
+    pub url: String,
+    /// File holding the IOP secret (the wopiserver's `iopsecretfile`).
+    pub iop_secret_file: PathBuf,
+    /// Deadline of the `openinapp` call, ms.
+    #[serde(default = "default_wopiserver_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// Longest silence from the wopiserver while proxying WOPI traffic, seconds (large saves).
+    #[serde(default = "default_proxy_read_timeout")]
+    pub proxy_read_timeout_seconds: u64,
+}
+
+fn default_proxy_read_timeout() -> u64 {
+    300
+}
+
+fn default_wopiserver_timeout() -> u64 {
+    10_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficeSection {
+    /// `appname` sent to the wopiserver (`Collabora`, `OnlyOffice`, `Microsoft Office Online`).
+    pub name: String,
+    /// Full discovery URL, e.g. `https://collabora.example/hosting/discovery`.
+    pub discovery_url: String,
+    #[serde(default = "default_refresh")]
+    pub refresh_seconds: u64,
+    #[serde(default = "default_http_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_refresh() -> u64 {
+    3600
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenSection {
+    /// Base of `folderurl` (the "back to folder" link); the file's folder path is appended.
+    pub folder_url_base: Option<String>,
+}

@@ -1,0 +1,397 @@
+//! Configuration in three layers: CLI → [`file::FileConfig`] (serde mirror of the TOML) →
+//! validated [`Config`]. Every problem is reported as `key.path (line N): reason`, all at once.
+
+pub mod file;
+mod locate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use url::Url;
+
+pub use file::{ClaimNames, ExchangeMode};
+
+use crate::secret::{Secret, WELL_KNOWN_REVA_SECRET};
+
+/// Validated configuration. Everything here is usable as is.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: Server,
+    pub oidc: Oidc,
+    pub exchange: Exchange,
+    pub reva: Reva,
+    pub wopiserver: Wopiserver,
+    pub office: Vec<OfficeApp>,
+    pub open: Open,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub graceful_shutdown_timeout: Duration,
+    pub log_json: bool,
+    pub max_api_body_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Oidc {
+    pub issuer: String,
+    pub discovery_url: Url,
+    pub audience: String,
+    pub algorithms: Vec<Algorithm>,
+    pub leeway: Duration,
+    pub jwks_refresh: Duration,
+    pub jwks_min_refetch: Duration,
+    pub http_timeout: Duration,
+    pub token_cache_entries: u64,
+    pub max_token_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub mode: ExchangeMode,
+    pub token_ttl: Duration,
+    pub authenticate_type: String,
+    pub authenticate_client_id: String,
+    pub claims: ClaimNames,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reva {
+    pub gateway: Url,
+    /// Present in `mint` mode only; never leaves the process.
+    pub jwt_secret: Option<Secret>,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Wopiserver {
+    pub url: Url,
+    pub iop_secret: Secret,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub proxy_read_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct OfficeApp {
+    pub name: String,
+    pub discovery_url: Url,
+    pub refresh: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Open {
+    pub folder_url_base: Option<Url>,
+}
+
+/// One configuration problem: where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{} (line {line}): {}", self.key, self.reason),
+            None => write!(f, "{}: {}", self.key, self.reason),
+        }
+    }
+}
+
+/// All problems found in one configuration file.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl Config {
+    /// Reads, parses and validates `path`. Relative secret paths resolve against its folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![Problem {
+                key: path.display().to_string(),
+                line: None,
+                reason: format!("cannot read: {e}"),
+            }],
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base)
+    }
+
+    pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let raw: file::FileConfig = toml::from_str(text).map_err(|e| ConfigError {
+            problems: vec![locate::parse_problem(text, &e)],
+        })?;
+        let mut v = Validator {
+            text,
+            base,
+            problems: Vec::new(),
+        };
+        let config = v.validate(raw);
+        match config {
+            Some(c) if v.problems.is_empty() => Ok(c),
+            _ => Err(ConfigError {
+                problems: v.problems,
+            }),
+        }
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    base: &'a Path,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, key: &str, reason: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.to_owned(),
+            line: locate::line_of(self.text, key),
+            reason: reason.into(),
+        });
+    }
+
+    fn url(&mut self, key: &str, value: &str) -> Option<Url> {
+        match Url::parse(value) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+            Ok(_) => {
+                self.problem(key, "must be an http(s) URL with a host");
+                None
+            }
+            Err(e) => {
+                self.problem(key, format!("not a URL: {e}"));
+                None
+            }
+        }
+    }
+
+    fn secret(&mut self, key: &str, path: &Path) -> Option<Secret> {
+        let full: PathBuf = self.base.join(path);
+        match Secret::from_file(&full) {
+            Ok(s) if s.is_empty() => {
+                self.problem(key, format!("secret file {} is empty", full.display()));
+                None
+            }
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.problem(key, format!("cannot read secret file {}: {e}", full.display()));
+                None
+            }
+        }
+    }
+
+    fn positive(&mut self, key: &str, value: u64) -> Duration {
+        if value == 0 {
+            self.problem(key, "must be greater than 0");
+        }
+        Duration::from_millis(value)
+    }
+
+    fn validate(&mut self, raw: file::FileConfig) -> Option<Config> {
+        let server = self.server(raw.server);
+        let oidc = self.oidc(raw.oidc);
+        let exchange = self.exchange(raw.exchange);
+        let reva = self.reva(raw.reva, exchange.mode);
+        let wopiserver = self.wopiserver(raw.wopiserver);
+        if let (Some(reva), Some(wopi)) = (&reva, &wopiserver) {
+            if let Some(reva_secret) = &reva.jwt_secret {
+                if reva_secret == &wopi.iop_secret {
+                    self.problem(
+                        "wopiserver.iop_secret_file",
+                        "the IOP secret must differ from the REVA JWT secret",
+                    );
+                }
+            }
+        }
+        let office = self.office(raw.office);
+        let open = Open {
+            folder_url_base: raw
+                .open
+                .folder_url_base
+                .and_then(|u| self.url("open.folder_url_base", &u)),
+        };
+        Some(Config {
+            server: server?,
+            oidc: oidc?,
+            exchange,
+            reva: reva?,
+            wopiserver: wopiserver?,
+            office,
+            open,
+        })
+    }
+
+    fn server(&mut self, s: file::ServerSection) -> Option<Server> {
+        let listen = match s.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.problem("server.listen", "must be host:port with a literal IP address");
+                None
+            }
+        };
+        if s.threads == 0 {
+            self.problem("server.threads", "must be at least 1");
+        }
+        let log_json = match s.log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            _ => {
+                self.problem("server.log_format", "must be \"text\" or \"json\"");
+                false
+            }
+        };
+        Some(Server {
+            listen: listen?,
+            threads: s.threads.max(1),
+            grace_period: Duration::from_secs(s.grace_period_seconds),
+            graceful_shutdown_timeout: Duration::from_secs(s.graceful_shutdown_timeout_seconds),
+            log_json,
+            max_api_body_bytes: s.max_api_body_bytes,
+        })
+    }
+
+    fn oidc(&mut self, o: file::OidcSection) -> Option<Oidc> {
+        let issuer_url = self.url("oidc.issuer", &o.issuer);
+        let discovery_url = issuer_url.and_then(|_| {
+            let trimmed = o.issuer.trim_end_matches('/');
+            Url::parse(&format!("{trimmed}/.well-known/openid-configuration")).ok()
+        });
+        if o.audience.is_empty() {
+            self.problem("oidc.audience", "must not be empty");
+        }
+        let mut algorithms = Vec::new();
+        for name in &o.algorithms {
+            match crate::auth::parse_allowed_algorithm(name) {
+                Ok(a) => algorithms.push(a),
+                Err(reason) => self.problem("oidc.algorithms", reason),
+            }
+        }
+        if o.algorithms.is_empty() {
+            self.problem("oidc.algorithms", "must list at least one algorithm");
+        }
+        let http_timeout = self.positive("oidc.http_timeout_ms", o.http_timeout_ms);
+        Some(Oidc {
+            issuer: o.issuer,
+            discovery_url: discovery_url?,
+            audience: o.audience,
+            algorithms,
+            leeway: Duration::from_secs(o.leeway_seconds),
+            jwks_refresh: Duration::from_secs(o.jwks_refresh_seconds.max(1)),
+            jwks_min_refetch: Duration::from_secs(o.jwks_min_refetch_seconds),
+            http_timeout,
+            token_cache_entries: o.token_cache_entries,
+            max_token_bytes: o.max_token_bytes,
+        })
+    }
+
+    fn exchange(&mut self, e: file::ExchangeSection) -> Exchange {
+        if e.token_ttl_seconds < 60 {
+            self.problem("exchange.token_ttl_seconds", "must be at least 60");
+        }
+        if e.mode == ExchangeMode::Authenticate && e.authenticate_type.is_empty() {
+            self.problem("exchange.authenticate_type", "must not be empty");
+        }
+        Exchange {
+            mode: e.mode,
+            token_ttl: Duration::from_secs(e.token_ttl_seconds),
+            authenticate_type: e.authenticate_type,
+            authenticate_client_id: e.authenticate_client_id,
+            claims: e.claims,
+        }
+    }
+
+    fn reva(&mut self, r: file::RevaSection, mode: ExchangeMode) -> Option<Reva> {
+        let gateway = self.url("reva.gateway", &r.gateway);
+        let jwt_secret = match (&r.jwt_secret_file, mode) {
+            (Some(path), _) => self.secret("reva.jwt_secret_file", path),
+            (None, ExchangeMode::Mint) => {
+                self.problem("reva.jwt_secret_file", "required when exchange.mode = \"mint\"");
+                None
+            }
+            (None, ExchangeMode::Authenticate) => None,
+        };
+        if jwt_secret
+            .as_ref()
+            .is_some_and(|s| s.expose() == WELL_KNOWN_REVA_SECRET)
+        {
+            self.problem(
+                "reva.jwt_secret_file",
+                "holds the public default REVA secret; generate a random one",
+            );
+        }
+        let timeout = self.positive("reva.timeout_ms", r.timeout_ms);
+        let connect_timeout = self.positive("reva.connect_timeout_ms", r.connect_timeout_ms);
+        Some(Reva {
+            gateway: gateway?,
+            jwt_secret,
+            timeout,
+            connect_timeout,
+        })
+    }
+
+    fn wopiserver(&mut self, w: file::WopiserverSection) -> Option<Wopiserver> {
+        let url = self.url("wopiserver.url", &w.url);
+        let iop_secret = self.secret("wopiserver.iop_secret_file", &w.iop_secret_file);
+        if iop_secret
+            .as_ref()
+            .is_some_and(|s| s.expose() == WELL_KNOWN_REVA_SECRET)
+        {
+            self.problem("wopiserver.iop_secret_file", "holds a well-known public secret");
+        }
+        let timeout = self.positive("wopiserver.timeout_ms", w.timeout_ms);
+        let connect_timeout = self.positive("wopiserver.connect_timeout_ms", w.connect_timeout_ms);
+        let proxy_read_timeout = self.positive("wopiserver.proxy_read_timeout_seconds", w.proxy_read_timeout_seconds) * 1000;
+        Some(Wopiserver {
+            url: url?,
+            iop_secret: iop_secret?,
+            timeout,
+            connect_timeout,
+            proxy_read_timeout,
+        })
+    }
+
+    fn office(&mut self, apps: Vec<file::OfficeSection>) -> Vec<OfficeApp> {
+        if apps.is_empty() {
+            self.problem("office", "configure at least one [[office]] app");
+        }
+        let mut out: Vec<OfficeApp> = Vec::new();
+        for (i, a) in apps.into_iter().enumerate() {
+            let key = |k: &str| format!("office[{i}].{k}");
+            if a.name.is_empty() {
+                self.problem(&key("name"), "must not be empty");
+            }
+            if out.iter().any(|o| o.name == a.name) {
+                self.problem(&key("name"), format!("duplicate app name {:?}", a.name));
+            }
+            let url = self.url(&key("discovery_url"), &a.discovery_url);
+            let timeout = self.positive(&key("timeout_ms"), a.timeout_ms);
+            if a.refresh_seconds == 0 {
+                self.problem(&key("refresh_seconds"), "must be greater than 0");
+            }
+            if let Some(discovery_url) = url {
+                out.push(OfficeApp {
+                    name: a.name,
+                    discovery_url,
+                    refresh: Duration::from_secs(a.refresh_seconds.max(1)),
+                    timeout,
+                });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

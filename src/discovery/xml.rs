@@ -1,0 +1,219 @@
+//! Parses `/hosting/discovery` (wopi.md §9.2–§9.3) into extension → action URLs, plus the
+//! `<proof-key>` element for proof validation. Lenient about unknown elements and attributes,
+//! strict about size.
+
+use std::collections::HashMap;
+
+use quick_xml::Reader;
+use quick_xml::events::{BytesStart, Event};
+
+/// Actions the open flow uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionUrls {
+    pub view: Option<String>,
+    pub edit: Option<String>,
+    pub editnew: Option<String>,
+    pub embedview: Option<String>,
+}
+
+/// The `<proof-key>` attributes, kept verbatim for proof-key validation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProofKeyXml {
+    pub value: String,
+    pub modulus: String,
+    pub exponent: String,
+    pub oldvalue: String,
+    pub oldmodulus: String,
+    pub oldexponent: String,
+}
+
+/// An `<app>` with its icon, for app listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveredApp {
+    pub name: String,
+    pub fav_icon_url: Option<String>,
+}
+
+/// One office app's parsed discovery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discovery {
+    /// Keyed by dotted, lower-case extension (`.docx`).
+    pub extensions: HashMap<String, ActionUrls>,
+    pub apps: Vec<DiscoveredApp>,
+    pub proof_key: Option<ProofKeyXml>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryParseError {
+    #[error("malformed discovery XML: {0}")]
+    Xml(String),
+    #[error("discovery XML has no usable action")]
+    Empty,
+}
+
+fn attrs(e: &BytesStart<'_>) -> HashMap<String, String> {
+    e.attributes()
+        .flatten()
+        .filter_map(|a| {
+            let key = String::from_utf8(a.key.as_ref().to_vec()).ok()?;
+            let value = a.unescape_value().ok()?.into_owned();
+            Some((key, value))
+        })
+        .collect()
+}
+
+/// Removes every `<name=PLACEHOLDER[&]>` segment (wopi.md §9.4): the wopiserver appends
+/// `WOPISrc` itself and language parameters are added as plain parameters. `None` when the
+/// brackets do not balance.
+pub fn strip_placeholders(urlsrc: &str) -> Option<String> {
+    let mut out = String::with_capacity(urlsrc.len());
+    let mut rest = urlsrc;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('>')?;
+        rest = &rest[start + end + 1..];
+    }
+    if rest.contains('>') {
+        return None;
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+pub fn parse(xml: &str) -> Result<Discovery, DiscoveryParseError> {
+    let mut reader = Reader::from_str(xml);
+    reader.config_mut().trim_text(true);
+    // net-zone name → (app → actions), chosen after the whole document is read.
+    let mut zones: Vec<(String, Vec<(String, String, String)>)> = Vec::new();
+    let mut apps: Vec<DiscoveredApp> = Vec::new();
+    let mut proof_key = None;
+    loop {
+        let event = reader.read_event().map_err(|e| DiscoveryParseError::Xml(e.to_string()))?;
+        match event {
+            Event::Start(e) | Event::Empty(e) => match e.local_name().as_ref() {
+                b"net-zone" => {
+                    let name = attrs(&e).remove("name").unwrap_or_default();
+                    zones.push((name, Vec::new()));
+                }
+                b"app" => {
+                    let mut a = attrs(&e);
+                    let name = a.remove("name").unwrap_or_default();
+                    if !apps.iter().any(|x| x.name == name) {
+                        apps.push(DiscoveredApp {
+                            name,
+                            fav_icon_url: a.remove("favIconUrl").filter(|u| !u.is_empty()),
+                        });
+                    }
+                }
+                b"action" => {
+                    let mut a = attrs(&e);
+                    if let (Some(name), Some(ext), Some(url), Some(zone)) =
+                        (a.remove("name"), a.remove("ext"), a.remove("urlsrc"), zones.last_mut())
+                    {
+                        zone.1.push((name, ext, url));
+                    }
+                }
+                b"proof-key" => {
+                    let mut a = attrs(&e);
+                    let mut take = |k: &str| a.remove(k).unwrap_or_default();
+                    proof_key = Some(ProofKeyXml {
+                        value: take("value"),
+                        modulus: take("modulus"),
+                        exponent: take("exponent"),
+                        oldvalue: take("oldvalue"),
+                        oldmodulus: take("oldmodulus"),
+                        oldexponent: take("oldexponent"),
+                    });
+                }
+                _ => {}
+            },
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    // REVA's and oCIS's rule: the zone whose name contains "external"; a discovery without one
+    // (internal-only deployments) falls back to its first zone.
+    let chosen = zones
+        .iter()
+        .find(|(name, _)| name.contains("external"))
+        .or_else(|| zones.first());
+    let mut extensions: HashMap<String, ActionUrls> = HashMap::new();
+    for (action, ext, urlsrc) in chosen.map(|z| z.1.as_slice()).unwrap_or_default() {
+        if ext.is_empty() || urlsrc.is_empty() {
+            continue;
+        }
+        let Some(url) = strip_placeholders(urlsrc) else {
+            continue;
+        };
+        let entry = extensions.entry(format!(".{}", ext.to_ascii_lowercase())).or_default();
+        let slot = match action.as_str() {
+            "view" => &mut entry.view,
+            "edit" => &mut entry.edit,
+            "editnew" => &mut entry.editnew,
+            "embedview" => &mut entry.embedview,
+            _ => continue,
+        };
+        // First action of a kind wins, as in document order of preference.
+        slot.get_or_insert(url);
+    }
+    extensions.retain(|_, a| a.view.is_some() || a.edit.is_some());
+    if extensions.is_empty() {
+        return Err(DiscoveryParseError::Empty);
+    }
+    Ok(Discovery {
+        extensions,
+        apps,
+        proof_key,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: &str = include_str!("../../tests/fixtures/discovery/microsoft.xml");
+    const COLLABORA: &str = include_str!("../../tests/fixtures/discovery/collabora.xml");
+
+    #[test]
+    fn placeholders_are_removed() {
+        assert_eq!(
+            strip_placeholders("https://x/we.aspx?<ui=UI_LLCC&><rs=DC_LLCC&><wopisrc=WOPI_SOURCE&>").as_deref(),
+            Some("https://x/we.aspx?")
+        );
+        assert_eq!(strip_placeholders("https://c/cool.html?").as_deref(), Some("https://c/cool.html?"));
+        assert_eq!(strip_placeholders("https://x/a?<ui=UI_LLCC&"), None);
+        assert_eq!(strip_placeholders("https://x/a?ui=>"), None);
+    }
+
+    #[test]
+    fn microsoft_discovery_maps_actions_and_keeps_proof_key() {
+        let d = parse(MS).unwrap();
+        let docx = &d.extensions[".docx"];
+        assert_eq!(docx.view.as_deref(), Some("https://word-view.example.net/wv/wordviewerframe.aspx?"));
+        assert_eq!(docx.edit.as_deref(), Some("https://word-edit.example.net/we/wordeditorframe.aspx?"));
+        assert_eq!(docx.editnew.as_deref(), Some("https://word-edit.example.net/we/wordeditorframe.aspx?new=1&"));
+        // internal zone ignored
+        assert!(!d.extensions[".docx"].view.as_deref().unwrap().contains("internal"));
+        let pk = d.proof_key.unwrap();
+        assert!(pk.modulus.starts_with("tloDW64n"));
+        assert_eq!(pk.exponent, "AQAB");
+        assert!(d.apps.iter().any(|a| a.name == "Word" && a.fav_icon_url.is_some()));
+    }
+
+    #[test]
+    fn collabora_discovery_has_edit_for_many_types() {
+        let d = parse(COLLABORA).unwrap();
+        assert!(d.extensions[".odt"].edit.as_deref().unwrap().ends_with("cool.html?"));
+        assert!(d.extensions.contains_key(".ods"));
+        assert!(d.proof_key.is_none());
+        // upper-case ext in XML is normalised
+        assert!(d.extensions.contains_key(".docx"));
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(parse("<wopi-discovery><net-zone>").is_err());
+        assert!(parse("not xml at all").is_err());
+        assert!(parse("<wopi-discovery></wopi-discovery>").is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! Every failure a client can see, mapped once to status, code and JSON body (issue #3 point 8).
+//!
+//! Module errors convert into [`ApiError`]; messages never contain tokens or secrets.
+
+use http::StatusCode;
+use serde::Serialize;
+
+/// Closed set of error codes; also the label set for error metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    InvalidToken,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedExtension,
+    UpstreamError,
+    Unavailable,
+    UpstreamTimeout,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedExtension => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UpstreamError => StatusCode::BAD_GATEWAY,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::InvalidToken => "invalid_token",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedExtension => "unsupported_extension",
+            Self::UpstreamError => "upstream_error",
+            Self::Unavailable => "unavailable",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// A client-visible error: `{"code": "...", "message": "..."}` with the code's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    pub fn body(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            code: ErrorCode,
+            message: &'a str,
+        }
+        serde_json::to_vec(&Body {
+            code: self.code,
+            message: &self.message,
+        })
+        .unwrap_or_else(|_| br#"{"code":"internal","message":"error"}"#.to_vec())
+    }
+
+    /// RFC 6750 challenge for 401 answers.
+    pub fn www_authenticate(&self) -> Option<&'static str> {
+        (self.code == ErrorCode::InvalidToken).then_some(r#"Bearer error="invalid_token""#)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_json_with_code_and_message() {
+        let e = ApiError::new(ErrorCode::UnsupportedExtension, "no app opens .xyz");
+        assert_eq!(e.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["code"], "unsupported_extension");
+        assert_eq!(v["message"], "no app opens .xyz");
+        assert!(e.www_authenticate().is_none());
+        let e = ApiError::new(ErrorCode::InvalidToken, "expired");
+        assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
+        assert!(e.www_authenticate().unwrap().contains("invalid_token"));
+    }
+}

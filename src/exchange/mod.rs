@@ -1,0 +1,209 @@
+//! Token exchange: a validated OIDC identity becomes a REVA token (issue #3 point 4). Either
+//! minted here with the REVA secret (`mint`), or obtained from REVA's `Authenticate` so the
+//! gateway holds no REVA secret at all (`authenticate`).
+
+pub mod reva_token;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::EncodingKey;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Principal;
+use crate::config::{ClaimNames, Exchange as ExchangeConfig, ExchangeMode};
+use crate::error::{ApiError, ErrorCode};
+use crate::reva::{RevaClient, RevaError};
+use crate::secret::{Secret, token_digest};
+
+pub use reva_token::{RevaToken, UserClaim, UserIdClaim};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("token lacks the claim {0:?} needed to identify the user")]
+    MissingClaim(String),
+    #[error("could not mint a REVA token")]
+    MintFailed,
+    #[error(transparent)]
+    Reva(#[from] RevaError),
+}
+
+impl From<ExchangeError> for ApiError {
+    fn from(e: ExchangeError) -> Self {
+        match e {
+            ExchangeError::MissingClaim(_) => ApiError::new(ErrorCode::InvalidToken, e.to_string()),
+            ExchangeError::MintFailed => ApiError::new(ErrorCode::Internal, e.to_string()),
+            ExchangeError::Reva(RevaError::Unauthenticated | RevaError::PermissionDenied) => {
+                ApiError::new(ErrorCode::InvalidToken, "REVA did not accept the identity")
+            }
+            ExchangeError::Reva(r) => r.into(),
+        }
+    }
+}
+
+impl From<RevaError> for ApiError {
+    fn from(e: RevaError) -> Self {
+        let code = match e {
+            RevaError::Unavailable => ErrorCode::Unavailable,
+            RevaError::Timeout => ErrorCode::UpstreamTimeout,
+            RevaError::Unauthenticated => ErrorCode::InvalidToken,
+            RevaError::PermissionDenied => ErrorCode::Forbidden,
+            RevaError::NotFound => ErrorCode::NotFound,
+            RevaError::Upstream(_) => ErrorCode::UpstreamError,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Mints REVA tokens locally and re-uses one per user until three quarters of its TTL are
+/// spent, so a burst of opens signs once and every handed-out token still has a quarter left.
+pub struct Minter {
+    key: EncodingKey,
+    ttl: Duration,
+    claims: ClaimNames,
+    cache: moka::future::Cache<[u8; 32], Arc<RevaToken>>,
+}
+
+impl Minter {
+    pub fn new(secret: &Secret, ttl: Duration, claims: ClaimNames) -> Self {
+        Self {
+            key: EncodingKey::from_secret(secret.expose().as_bytes()),
+            ttl,
+            claims,
+            cache: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl * 3 / 4)
+                .build(),
+        }
+    }
+
+    /// The REVA user for an OIDC identity, from the configured claim names.
+    pub fn user_of(&self, p: &Principal) -> Result<UserClaim, ExchangeError> {
+        let required = |name: &str| {
+            p.claim_str(name)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| ExchangeError::MissingClaim(name.to_owned()))
+        };
+        let optional = |name: &str| p.claim_str(name).unwrap_or_default().to_owned();
+        Ok(UserClaim {
+            id: UserIdClaim {
+                idp: required(&self.claims.idp)?,
+                opaque_id: required(&self.claims.opaque_id)?,
+                user_type: reva_token::USER_TYPE_PRIMARY,
+            },
+            username: optional(&self.claims.username),
+            mail: optional(&self.claims.mail),
+            mail_verified: p.claims.get("email_verified").and_then(|v| v.as_bool()).unwrap_or(false),
+            display_name: optional(&self.claims.display_name),
+            groups: Vec::new(),
+        })
+    }
+
+    pub async fn token_for(&self, user: &UserClaim) -> Result<Arc<RevaToken>, ExchangeError> {
+        let key: [u8; 32] = Sha256::digest(serde_json::to_vec(user).unwrap_or_default()).into();
+        self.cache
+            .try_get_with(key, async {
+                reva_token::mint(&self.key, user, self.ttl, now())
+                    .map(Arc::new)
+                    .map_err(|_| ExchangeError::MintFailed)
+            })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+}
+
+/// Exchanges through REVA's `Authenticate`; results are cached per OIDC token until the earlier
+/// of both expiries.
+pub struct Authenticator {
+    reva: RevaClient,
+    kind: String,
+    client_id: String,
+    cache: moka::future::Cache<[u8; 32], Cached>,
+}
+
+/// A REVA token and how long the cache may hand it out for this OIDC token.
+#[derive(Clone)]
+struct Cached {
+    token: Arc<RevaToken>,
+    until: u64,
+}
+
+struct UntilExpiry;
+
+impl moka::Expiry<[u8; 32], Cached> for UntilExpiry {
+    fn expire_after_create(&self, _: &[u8; 32], v: &Cached, _: std::time::Instant) -> Option<Duration> {
+        Some(Duration::from_secs(v.until.saturating_sub(now())))
+    }
+}
+
+impl Authenticator {
+    pub fn new(reva: RevaClient, kind: String, client_id: String) -> Self {
+        Self {
+            reva,
+            kind,
+            client_id,
+            cache: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .expire_after(UntilExpiry)
+                .build(),
+        }
+    }
+
+    async fn token_for(&self, principal: &Principal, oidc_token: &str) -> Result<Arc<RevaToken>, ExchangeError> {
+        self.cache
+            .try_get_with(token_digest(oidc_token), async {
+                let (token, _user) = self.reva.authenticate(&self.kind, &self.client_id, oidc_token).await?;
+                // An opaque REVA token has no readable `exp`: assume it ends with the OIDC token.
+                let expires_at = reva_token::unverified_exp(token.expose()).unwrap_or(principal.expires_at);
+                let remaining = expires_at.saturating_sub(now());
+                Ok::<_, ExchangeError>(Cached {
+                    token: Arc::new(RevaToken { token, expires_at }),
+                    // Re-use while both tokens live and a quarter of REVA's lifetime is left.
+                    until: principal.expires_at.min(now() + remaining * 3 / 4),
+                })
+            })
+            .await
+            .map(|c| c.token)
+            .map_err(|e| (*e).clone())
+    }
+}
+
+pub enum Exchanger {
+    Mint(Minter),
+    Authenticate(Authenticator),
+}
+
+impl Exchanger {
+    pub fn from_config(c: &ExchangeConfig, reva_secret: Option<&Secret>, reva: &RevaClient) -> Option<Self> {
+        Some(match c.mode {
+            ExchangeMode::Mint => Self::Mint(Minter::new(reva_secret?, c.token_ttl, c.claims.clone())),
+            ExchangeMode::Authenticate => Self::Authenticate(Authenticator::new(
+                reva.clone(),
+                c.authenticate_type.clone(),
+                c.authenticate_client_id.clone(),
+            )),
+        })
+    }
+
+    pub fn mode(&self) -> ExchangeMode {
+        match self {
+            Self::Mint(_) => ExchangeMode::Mint,
+            Self::Authenticate(_) => ExchangeMode::Authenticate,
+        }
+    }
+
+    pub async fn exchange(&self, principal: &Principal, oidc_token: &str) -> Result<Arc<RevaToken>, ExchangeError> {
+        match self {
+            Self::Mint(m) => m.token_for(&m.user_of(principal)?).await,
+            Self::Authenticate(a) => a.token_for(principal, oidc_token).await,
+        }
+    }
+}

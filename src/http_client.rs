@@ -1,0 +1,89 @@
+//! Outbound HTTP (IdP, office discovery, wopiserver): one reqwest client per upstream with
+//! rustls (ring provider), bounded bodies and explicit deadlines.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use url::Url;
+
+/// Why an outbound fetch failed, in terms the error mapping can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("timed out")]
+    Timeout,
+    #[error("cannot connect")]
+    Connect,
+    #[error("answered HTTP {0}")]
+    Status(u16),
+    #[error("response larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("invalid response: {0}")]
+    Invalid(String),
+    #[error("transport error")]
+    Transport,
+}
+
+impl FetchError {
+    pub fn from_reqwest(e: &reqwest::Error) -> Self {
+        if e.is_timeout() {
+            Self::Timeout
+        } else if e.is_connect() {
+            Self::Connect
+        } else if let Some(s) = e.status() {
+            Self::Status(s.as_u16())
+        } else {
+            Self::Transport
+        }
+    }
+}
+
+/// Installs ring as rustls' process-wide provider (pingora and reqwest share it). Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A client with connect and overall deadlines; redirects are not followed (a redirect from an
+/// IdP or office server is a misconfiguration, and following it could leak to another host).
+pub fn client(connect_timeout: Duration, timeout: Duration) -> reqwest::Client {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("wopigate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// GET `url` and read at most `limit` bytes of a 200 answer.
+pub async fn get_bounded(
+    client: &reqwest::Client,
+    url: &Url,
+    limit: usize,
+) -> Result<Bytes, FetchError> {
+    let mut resp = client
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| FetchError::from_reqwest(&e))?;
+    if resp.status() != reqwest::StatusCode::OK {
+        return Err(FetchError::Status(resp.status().as_u16()));
+    }
+    if resp.content_length().is_some_and(|l| l > limit as u64) {
+        return Err(FetchError::TooLarge(limit));
+    }
+    read_bounded(&mut resp, limit).await
+}
+
+/// Reads a response body up to `limit` bytes.
+pub async fn read_bounded(resp: &mut reqwest::Response, limit: usize) -> Result<Bytes, FetchError> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::from_reqwest(&e))? {
+        if buf.len() + chunk.len() > limit {
+            return Err(FetchError::TooLarge(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}

@@ -1,0 +1,227 @@
+//! The "open this file in an office app" flow shared by `GET /api/v0/wopi/open` and
+//! `POST /app/open` (cs3-wopiserver.md §14.2): OIDC → REVA token → Stat → view mode →
+//! discovery → `openinapp` → the answer in the caller's shape.
+
+pub mod view_mode;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use url::Url;
+
+use crate::auth::{AuthError, OidcValidator};
+use crate::config::ClaimNames;
+use crate::discovery::DiscoveryCache;
+use crate::error::{ApiError, ErrorCode};
+use crate::exchange::{Exchanger, reva_token::unverified_exp};
+use crate::pb::cs3::storage::provider::v1beta1::{ResourceInfo, ResourceType};
+use crate::reva::RevaClient;
+use crate::reva::resource::{FileIdError, decode_file_id, endpoint_of};
+use crate::secret::Secret;
+use crate::wopiserver::{OpenInApp, ViewMode, WopiserverClient};
+
+/// One open request, already taken apart by the HTTP layer.
+#[derive(Debug)]
+pub struct OpenRequest<'a> {
+    pub bearer: &'a str,
+    pub file_id: &'a str,
+    pub app_name: Option<&'a str>,
+    pub view_mode: Option<ViewMode>,
+    pub trace_id: &'a str,
+}
+
+/// A successful open.
+#[derive(Debug)]
+pub struct OpenResult {
+    pub app_url: String,
+    pub access_token: Secret,
+    /// Earlier of the WOPI and REVA token expiries, ms since the epoch.
+    pub access_token_ttl_ms: u64,
+    pub app_name: String,
+    pub view_mode: ViewMode,
+    pub forced_viewmode_reason: Option<String>,
+}
+
+impl From<FileIdError> for ApiError {
+    fn from(e: FileIdError) -> Self {
+        ApiError::new(ErrorCode::BadRequest, e.to_string())
+    }
+}
+
+pub struct OpenService {
+    pub validator: Arc<OidcValidator>,
+    pub exchanger: Arc<Exchanger>,
+    pub reva: RevaClient,
+    pub discovery: Arc<DiscoveryCache>,
+    pub wopiserver: Arc<WopiserverClient>,
+    pub claims: ClaimNames,
+    pub folder_url_base: Option<Url>,
+}
+
+/// Lower-case dotted extension of a file name (`.docx`), if any.
+pub fn extension_of(name: &str) -> Option<String> {
+    let base = name.rsplit('/').next()?;
+    let (stem, ext) = base.rsplit_once('.')?;
+    if stem.is_empty() || ext.is_empty() {
+        return None;
+    }
+    Some(format!(".{}", ext.to_ascii_lowercase()))
+}
+
+impl OpenService {
+    pub async fn open(&self, req: &OpenRequest<'_>) -> Result<OpenResult, ApiError> {
+        let principal = self.validator.validate(req.bearer).await?;
+        let id = decode_file_id(req.file_id)?;
+        let reva_token = self.exchanger.exchange(&principal, req.bearer).await?;
+        let info = self.reva.stat(&reva_token.token, id.clone()).await?;
+        if info.r#type() != ResourceType::File {
+            return Err(ApiError::new(ErrorCode::BadRequest, "the resource is not a file"));
+        }
+        let view_mode = view_mode::resolve(info.permission_set.as_ref(), req.view_mode)
+            .ok_or_else(|| ApiError::new(ErrorCode::Forbidden, "no permission to open this file"))?;
+        let name = if info.name.is_empty() { &info.path } else { &info.name };
+        let ext = extension_of(name)
+            .ok_or_else(|| ApiError::new(ErrorCode::UnsupportedExtension, "the file has no extension"))?;
+        let choice = self.discovery.choose(&ext, req.app_name).await?;
+        let urls = &choice.urls;
+        let view_url = match view_mode {
+            ViewMode::Embedded => urls.embedview.as_ref().or(urls.view.as_ref()),
+            _ => urls.view.as_ref(),
+        };
+        let edit_url = if info.size == 0 { urls.editnew.as_ref().or(urls.edit.as_ref()) } else { urls.edit.as_ref() };
+        // A type with only `view` (or only `edit`) uses that URL for both (wopi.md §9.3).
+        let (appurl, appviewurl) = match (edit_url, view_url) {
+            (Some(e), Some(v)) => (e, v),
+            (Some(e), None) => (e, e),
+            (None, Some(v)) => (v, v),
+            (None, None) => return Err(ApiError::new(ErrorCode::UnsupportedExtension, "no app URL")),
+        };
+        let resource_id = info.id.clone().unwrap_or(id);
+        let endpoint = endpoint_of(&resource_id);
+        let username = principal.claim_str(&self.claims.display_name).unwrap_or_default();
+        let userid = format!(
+            "{}@{}",
+            principal.claim_str(&self.claims.opaque_id).unwrap_or_default(),
+            principal.claim_str(&self.claims.idp).unwrap_or_default()
+        );
+        let folderurl = self.folder_url(&info);
+        let opened = self
+            .wopiserver
+            .open_in_app(
+                &OpenInApp {
+                    fileid: &resource_id.opaque_id,
+                    endpoint: &endpoint,
+                    viewmode: view_mode,
+                    appname: &choice.app_name,
+                    appurl,
+                    appviewurl,
+                    username,
+                    userid: &userid,
+                    folderurl: folderurl.as_deref(),
+                    usertype: "regular",
+                },
+                &reva_token.token,
+                req.trace_id,
+            )
+            .await?;
+        let wopi_exp = unverified_exp(opened.access_token.expose()).unwrap_or(reva_token.expires_at);
+        Ok(OpenResult {
+            app_url: opened.app_url,
+            access_token: opened.access_token,
+            access_token_ttl_ms: wopi_exp.min(reva_token.expires_at) * 1000,
+            app_name: choice.app_name,
+            view_mode,
+            forced_viewmode_reason: opened.forced_viewmode_reason,
+        })
+    }
+
+    fn folder_url(&self, info: &ResourceInfo) -> Option<String> {
+        let base = self.folder_url_base.as_ref()?;
+        let dir = info.path.rsplit_once('/').map(|(d, _)| d).filter(|d| info.path.starts_with('/') && !d.is_empty());
+        Some(match dir {
+            Some(d) => format!("{}{}", base.as_str().trim_end_matches('/'), d),
+            None => base.to_string(),
+        })
+    }
+}
+
+/// `GET /api/v0/wopi/open` answer (cs3-wopiserver.md §12.5).
+#[derive(Serialize)]
+pub struct LegacyOpenResponse<'a> {
+    pub wopiclienturl: &'a str,
+    pub accesstoken: &'a str,
+    pub accesstokenttl: u64,
+}
+
+/// `POST /app/open` answer (cs3-wopiserver.md §13).
+#[derive(Serialize)]
+pub struct AppOpenResponse<'a> {
+    pub app_url: &'a str,
+    pub method: &'static str,
+    pub form_parameters: FormParameters<'a>,
+    pub target: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forced_viewmode_reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+pub struct FormParameters<'a> {
+    pub access_token: &'a str,
+    /// A string: clients post it back as a form field, as REVA's form parameters are strings.
+    pub access_token_ttl: String,
+}
+
+impl OpenResult {
+    pub fn legacy_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&LegacyOpenResponse {
+            wopiclienturl: &self.app_url,
+            accesstoken: self.access_token.expose(),
+            accesstokenttl: self.access_token_ttl_ms,
+        })
+        .unwrap_or_default()
+    }
+
+    pub fn app_open_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&AppOpenResponse {
+            app_url: &self.app_url,
+            method: "POST",
+            form_parameters: FormParameters {
+                access_token: self.access_token.expose(),
+                access_token_ttl: self.access_token_ttl_ms.to_string(),
+            },
+            target: "iframe",
+            forced_viewmode_reason: self.forced_viewmode_reason.as_deref(),
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// The bearer from the request's `Authorization` headers: exactly one is allowed.
+pub fn single_bearer<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Result<&'a str, AuthError> {
+    let first = values.next().ok_or(AuthError::MissingToken)?;
+    if values.next().is_some() {
+        return Err(AuthError::SeveralTokens);
+    }
+    crate::auth::bearer_token(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions() {
+        assert_eq!(extension_of("Report.DOCX").as_deref(), Some(".docx"));
+        assert_eq!(extension_of("/a.b/c.odt").as_deref(), Some(".odt"));
+        assert_eq!(extension_of("noext"), None);
+        assert_eq!(extension_of(".bashrc"), None);
+        assert_eq!(extension_of("trailing."), None);
+    }
+
+    #[test]
+    fn only_one_authorization_header() {
+        assert_eq!(single_bearer([b"Bearer a".as_slice()].into_iter()), Ok("a"));
+        assert_eq!(single_bearer([b"Bearer a".as_slice(), b"Bearer b"].into_iter()), Err(AuthError::SeveralTokens));
+        assert_eq!(single_bearer(std::iter::empty()), Err(AuthError::MissingToken));
+    }
+}

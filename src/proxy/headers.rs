@@ -1,0 +1,79 @@
+//! Headers set towards the wopiserver: forwarding information is ours, never the client's
+//! (security.md P8), and the request id travels as `X-Trace-Id`.
+
+use pingora::http::RequestHeader;
+
+/// Headers a client may not choose for the upstream.
+const SPOOFABLE: [&str; 6] = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip", "x-trace-id"];
+
+pub struct Forwarding<'a> {
+    pub client_ip: Option<String>,
+    pub proto: &'static str,
+    pub host: Option<&'a str>,
+    pub request_id: &'a str,
+    pub upstream_authority: &'a str,
+}
+
+pub fn apply(req: &mut RequestHeader, f: &Forwarding<'_>) -> pingora::Result<()> {
+    for name in SPOOFABLE {
+        req.remove_header(name);
+    }
+    if let Some(ip) = &f.client_ip {
+        req.insert_header("X-Forwarded-For", ip.as_str())?;
+        req.insert_header("X-Real-IP", ip.as_str())?;
+    }
+    req.insert_header("X-Forwarded-Proto", f.proto)?;
+    if let Some(host) = f.host {
+        req.insert_header("X-Forwarded-Host", host)?;
+    }
+    req.insert_header("X-Trace-Id", f.request_id)?;
+    req.insert_header(http::header::HOST, f.upstream_authority)?;
+    Ok(())
+}
+
+/// A usable inbound `X-Request-Id`: short and plain, so it is safe in logs and headers.
+pub fn valid_request_id(v: &[u8]) -> Option<&str> {
+    let s = std::str::from_utf8(v).ok()?;
+    let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    ok.then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spoofed_forwarding_headers_are_replaced() {
+        let mut req = RequestHeader::build("GET", b"/wopi/files/x", None).unwrap();
+        req.insert_header("X-Forwarded-For", "6.6.6.6").unwrap();
+        req.insert_header("X-Real-IP", "6.6.6.6").unwrap();
+        req.insert_header("Forwarded", "for=6.6.6.6").unwrap();
+        req.insert_header("X-Trace-Id", "evil").unwrap();
+        apply(
+            &mut req,
+            &Forwarding {
+                client_ip: Some("127.0.0.1".into()),
+                proto: "http",
+                host: Some("gw.example"),
+                request_id: "rid-1",
+                upstream_authority: "127.0.0.1:8880",
+            },
+        )
+        .unwrap();
+        let get = |n: &str| req.headers.get_all(n).iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>();
+        assert_eq!(get("x-forwarded-for"), ["127.0.0.1"]);
+        assert_eq!(get("x-real-ip"), ["127.0.0.1"]);
+        assert!(get("forwarded").is_empty());
+        assert_eq!(get("x-trace-id"), ["rid-1"]);
+        assert_eq!(get("x-forwarded-host"), ["gw.example"]);
+        assert_eq!(get("host"), ["127.0.0.1:8880"]);
+    }
+
+    #[test]
+    fn request_ids() {
+        assert_eq!(valid_request_id(b"abc-123"), Some("abc-123"));
+        assert_eq!(valid_request_id(b"a b"), None);
+        assert_eq!(valid_request_id(b""), None);
+        assert_eq!(valid_request_id(&[b'a'; 200]), None);
+    }
+}

@@ -1,0 +1,249 @@
+//! The public listener's `ProxyHttp`: classify in `request_filter`, answer the open API locally,
+//! and let only `/wopi/files/*` reach `upstream_peer` (style.md principle 3).
+
+pub mod headers;
+pub mod respond;
+pub mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use pingora::ErrorType;
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::open::{OpenRequest, OpenService, single_bearer};
+use crate::wopiserver::ViewMode;
+use route::Route;
+
+/// Where proxied WOPI traffic goes, resolved once at start.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    pub sni: String,
+    /// `host:port` sent as `Host`.
+    pub authority: String,
+    pub connect_timeout: Duration,
+    /// Longest wait for the next byte from the wopiserver while proxying.
+    pub read_timeout: Duration,
+}
+
+pub struct Gateway {
+    pub open: Arc<OpenService>,
+    pub upstream: Upstream,
+    pub max_api_body_bytes: usize,
+    /// Whether the listener terminates TLS (for `X-Forwarded-Proto`).
+    pub tls: bool,
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    route: Route,
+    request_id: String,
+    started: Instant,
+}
+
+fn query_params(query: Option<&str>) -> impl Iterator<Item = (std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+}
+
+impl Gateway {
+    async fn read_form(&self, session: &mut Session) -> Result<Vec<(String, String)>, ApiError> {
+        let is_form = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let mut body = BytesMut::new();
+        loop {
+            let chunk = session
+                .read_request_body()
+                .await
+                .map_err(|_| ApiError::new(ErrorCode::BadRequest, "could not read the request body"))?;
+            let Some(chunk) = chunk else { break };
+            if body.len() + chunk.len() > self.max_api_body_bytes {
+                return Err(ApiError::new(ErrorCode::PayloadTooLarge, "request body too large"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !is_form {
+            return Ok(Vec::new());
+        }
+        Ok(url::form_urlencoded::parse(&body).into_owned().collect())
+    }
+
+    async fn open(&self, session: &mut Session, ctx: &RequestCtx) -> Result<Vec<u8>, ApiError> {
+        let req = session.req_header();
+        let bearer = single_bearer(req.headers.get_all(http::header::AUTHORIZATION).iter().map(|v| v.as_bytes()))?.to_owned();
+        let mut params: Vec<(String, String)> = query_params(req.uri.query()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let legacy = ctx.route == Route::LegacyOpen;
+        if !legacy {
+            params.extend(self.read_form(session).await?);
+        }
+        let get = |names: &[&str]| params.iter().find(|(k, _)| names.contains(&k.as_str())).map(|(_, v)| v.as_str());
+        let (file_key, app_key, mode_key): (&[&str], &[&str], &[&str]) = if legacy {
+            (&["fileId"], &["appName"], &["viewMode"])
+        } else {
+            (&["file_id"], &["app_name"], &["view_mode"])
+        };
+        let file_id = get(file_key).ok_or_else(|| ApiError::new(ErrorCode::BadRequest, format!("{} parameter missing", file_key[0])))?;
+        let view_mode = match get(mode_key).filter(|m| !m.is_empty()) {
+            Some(m) => Some(ViewMode::parse(m).ok_or_else(|| ApiError::new(ErrorCode::BadRequest, format!("invalid {}", mode_key[0])))?),
+            None => None,
+        };
+        let result = self
+            .open
+            .open(&OpenRequest {
+                bearer: &bearer,
+                file_id,
+                app_name: get(app_key).filter(|a| !a.is_empty()),
+                view_mode,
+                trace_id: &ctx.request_id,
+            })
+            .await?;
+        tracing::info!(request_id = %ctx.request_id, app = %result.app_name, view_mode = result.view_mode.as_str(), "opened");
+        Ok(if legacy { result.legacy_json() } else { result.app_open_json() })
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            route: Route::NotFound,
+            request_id: String::new(),
+            started: Instant::now(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
+        let req = session.req_header();
+        ctx.request_id = req
+            .headers
+            .get("x-request-id")
+            .and_then(|v| headers::valid_request_id(v.as_bytes()))
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        ctx.route = route::classify(&req.method, req.uri.path());
+        let outcome = match &ctx.route {
+            Route::WopiFile => {
+                // WOPI never upgrades; an early-data upgrade is a smuggling vector (security.md P4).
+                if req.headers.contains_key(http::header::UPGRADE) {
+                    Err(ApiError::new(ErrorCode::BadRequest, "protocol upgrade is not allowed"))
+                } else {
+                    return Ok(false);
+                }
+            }
+            Route::LegacyOpen | Route::AppOpen => self.open(session, ctx).await,
+            Route::Internal | Route::NotFound => Err(ApiError::new(ErrorCode::NotFound, "no such endpoint")),
+            Route::MethodNotAllowed => Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed")),
+            Route::BadPath(reason) => Err(ApiError::new(ErrorCode::BadRequest, *reason)),
+        };
+        match outcome {
+            Ok(body) => respond::json(session, 200, body, &ctx.request_id, &[]).await?,
+            Err(e) => respond::error(session, &e, &ctx.request_id).await?,
+        }
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
+        let u = &self.upstream;
+        let mut peer = HttpPeer::new(u.addr, u.tls, u.sni.clone());
+        peer.options.connection_timeout = Some(u.connect_timeout);
+        peer.options.total_connection_timeout = Some(u.connect_timeout);
+        peer.options.read_timeout = Some(u.read_timeout);
+        peer.options.write_timeout = Some(u.read_timeout);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut pingora::http::RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
+        let host = session
+            .req_header()
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        headers::apply(
+            upstream_request,
+            &headers::Forwarding {
+                client_ip,
+                proto: if self.tls { "https" } else { "http" },
+                host: host.as_deref(),
+                request_id: &ctx.request_id,
+                upstream_authority: &self.upstream.authority,
+            },
+        )
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let api = match e.etype() {
+            ErrorType::ConnectTimedout | ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError => {
+                Some(ApiError::new(ErrorCode::Unavailable, "wopiserver unavailable"))
+            }
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout if e.esource() == &pingora::ErrorSource::Upstream => {
+                Some(ApiError::new(ErrorCode::UpstreamTimeout, "wopiserver did not answer in time"))
+            }
+            ErrorType::HTTPStatus(code) => Some(ApiError::new(
+                if *code == 413 { ErrorCode::PayloadTooLarge } else { ErrorCode::BadRequest },
+                "invalid request",
+            )),
+            _ => match e.esource() {
+                pingora::ErrorSource::Upstream => Some(ApiError::new(ErrorCode::UpstreamError, "wopiserver error")),
+                pingora::ErrorSource::Downstream => match e.etype() {
+                    ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => None,
+                    _ => Some(ApiError::new(ErrorCode::BadRequest, "invalid request")),
+                },
+                _ => Some(ApiError::new(ErrorCode::Internal, "internal error")),
+            },
+        };
+        let mut code = 0;
+        if let Some(api) = api {
+            if session.response_written().is_none() {
+                code = api.status().as_u16();
+                if respond::error(session, &api, &ctx.request_id).await.is_err() {
+                    code = 0;
+                }
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// pingora's error log line; the default includes the query string, which carries tokens.
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        format!("{} {} request_id={}", session.req_header().method, session.req_header().uri.path(), ctx.request_id)
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&pingora::Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        // Path only: the query carries access tokens.
+        tracing::info!(
+            target: "wopigate::access",
+            request_id = %ctx.request_id,
+            method = %session.req_header().method,
+            path = %session.req_header().uri.path(),
+            route = ctx.route.label(),
+            status,
+            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            error = e.map(|e| e.etype().as_str()),
+            "request"
+        );
+    }
+}

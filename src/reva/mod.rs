@@ -1,0 +1,156 @@
+//! The REVA gateway over CS3 gRPC (reva.md §6): a small façade over the generated client that
+//! puts the token in `x-access-token`, applies a deadline to every call, and folds both error
+//! layers (gRPC status and CS3 `Status`) into [`RevaError`].
+
+pub mod resource;
+
+use std::time::Duration;
+
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::pb::cs3::gateway::v1beta1 as gw;
+use crate::pb::cs3::gateway::v1beta1::gateway_api_client::GatewayApiClient;
+use crate::pb::cs3::identity::user::v1beta1::User;
+use crate::pb::cs3::rpc::v1beta1::{Code, Status};
+use crate::pb::cs3::storage::provider::v1beta1 as sp;
+use crate::secret::Secret;
+
+/// gRPC metadata key REVA reads the token from (reva.md §1).
+pub const TOKEN_HEADER: &str = "x-access-token";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RevaError {
+    #[error("REVA is unavailable")]
+    Unavailable,
+    #[error("REVA did not answer in time")]
+    Timeout,
+    #[error("REVA refused the token")]
+    Unauthenticated,
+    #[error("REVA denied access")]
+    PermissionDenied,
+    #[error("not found in REVA")]
+    NotFound,
+    #[error("REVA error: {0}")]
+    Upstream(String),
+}
+
+fn from_grpc(s: &tonic::Status) -> RevaError {
+    use tonic::Code as G;
+    match s.code() {
+        G::Unavailable => RevaError::Unavailable,
+        G::DeadlineExceeded | G::Cancelled => RevaError::Timeout,
+        G::Unauthenticated => RevaError::Unauthenticated,
+        G::PermissionDenied => RevaError::PermissionDenied,
+        G::NotFound => RevaError::NotFound,
+        other => RevaError::Upstream(format!("gRPC {other:?}")),
+    }
+}
+
+fn check(status: Option<&Status>) -> Result<(), RevaError> {
+    let code = status.map(|s| s.code()).unwrap_or(Code::Invalid);
+    match code {
+        Code::Ok => Ok(()),
+        Code::NotFound => Err(RevaError::NotFound),
+        Code::PermissionDenied => Err(RevaError::PermissionDenied),
+        Code::Unauthenticated => Err(RevaError::Unauthenticated),
+        Code::Unavailable => Err(RevaError::Unavailable),
+        Code::DeadlineExceeded => Err(RevaError::Timeout),
+        other => Err(RevaError::Upstream(format!("CS3 {}", other.as_str_name()))),
+    }
+}
+
+#[derive(Clone)]
+pub struct RevaClient {
+    client: GatewayApiClient<Channel>,
+    timeout: Duration,
+}
+
+impl RevaClient {
+    /// Lazily connecting client; must be created inside a tokio runtime.
+    pub fn new(gateway: &url::Url, connect_timeout: Duration, timeout: Duration) -> Self {
+        let endpoint = Endpoint::from_shared(gateway.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_else(|_| Endpoint::from_static("http://127.0.0.1:9142"))
+            .connect_timeout(connect_timeout)
+            .timeout(timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        Self {
+            client: GatewayApiClient::new(endpoint.connect_lazy()),
+            timeout,
+        }
+    }
+
+    fn request<T>(&self, msg: T, token: Option<&Secret>) -> Result<tonic::Request<T>, RevaError> {
+        let mut req = tonic::Request::new(msg);
+        req.set_timeout(self.timeout);
+        if let Some(token) = token {
+            let value = MetadataValue::try_from(token.expose()).map_err(|_| RevaError::Unauthenticated)?;
+            req.metadata_mut().insert(TOKEN_HEADER, value);
+        }
+        Ok(req)
+    }
+
+    /// Runs one call under the deadline, so a hung REVA never hangs a request.
+    async fn call<R>(
+        &self,
+        fut: impl std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    ) -> Result<R, RevaError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Err(_) => Err(RevaError::Timeout),
+            Ok(Err(status)) => Err(from_grpc(&status)),
+            Ok(Ok(resp)) => Ok(resp.into_inner()),
+        }
+    }
+
+    pub async fn stat(&self, token: &Secret, id: sp::ResourceId) -> Result<sp::ResourceInfo, RevaError> {
+        let req = self.request(
+            sp::StatRequest {
+                r#ref: Some(sp::Reference {
+                    resource_id: Some(id),
+                    path: String::new(),
+                }),
+                ..Default::default()
+            },
+            Some(token),
+        )?;
+        let mut client = self.client.clone();
+        let resp = self.call(client.stat(req)).await?;
+        check(resp.status.as_ref())?;
+        resp.info.ok_or_else(|| RevaError::Upstream("Stat without info".into()))
+    }
+
+    /// `GatewayAPI/Authenticate` (reva.md §4); returns REVA's token and user.
+    pub async fn authenticate(
+        &self,
+        kind: &str,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Result<(Secret, Option<User>), RevaError> {
+        let req = self.request(
+            gw::AuthenticateRequest {
+                opaque: None,
+                r#type: kind.to_owned(),
+                client_id: client_id.to_owned(),
+                client_secret: client_secret.to_owned(),
+            },
+            None,
+        )?;
+        let mut client = self.client.clone();
+        let resp = self.call(client.authenticate(req)).await?;
+        check(resp.status.as_ref())?;
+        if resp.token.is_empty() {
+            return Err(RevaError::Upstream("Authenticate without token".into()));
+        }
+        Ok((Secret::new(resp.token), resp.user))
+    }
+
+    /// Liveness probe used by the wopiserver too: `ListAuthProviders` needs no token.
+    pub async fn probe(&self) -> Result<(), RevaError> {
+        let req = self.request(gw::ListAuthProvidersRequest { opaque: None }, None)?;
+        let mut client = self.client.clone();
+        let resp = self.call(client.list_auth_providers(req)).await?;
+        check(resp.status.as_ref())
+    }
+}

@@ -1,0 +1,260 @@
+//! Client of the wopiserver's `GET /wopi/iop/openinapp` (cs3-wopiserver.md §5). Sends the IOP
+//! secret and the REVA token, nothing else from the inbound request.
+
+use std::time::Duration;
+
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Deserialize;
+use url::Url;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::http_client::{self, FetchError};
+use crate::secret::Secret;
+
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// The wopiserver's view modes (`VIEW_MODE_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewMode {
+    ViewOnly,
+    ReadOnly,
+    ReadWrite,
+    Preview,
+    Embedded,
+}
+
+impl ViewMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ViewOnly => "VIEW_MODE_VIEW_ONLY",
+            Self::ReadOnly => "VIEW_MODE_READ_ONLY",
+            Self::ReadWrite => "VIEW_MODE_READ_WRITE",
+            Self::Preview => "VIEW_MODE_PREVIEW",
+            Self::Embedded => "VIEW_MODE_EMBEDDED",
+        }
+    }
+
+    /// Accepts the CS3 names and REVA's `/app/open` short forms (`view`, `read`, `write`,
+    /// `preview`, `embedded`).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "VIEW_MODE_VIEW_ONLY" | "view" => Self::ViewOnly,
+            "VIEW_MODE_READ_ONLY" | "read" => Self::ReadOnly,
+            "VIEW_MODE_READ_WRITE" | "write" => Self::ReadWrite,
+            "VIEW_MODE_PREVIEW" | "preview" => Self::Preview,
+            "VIEW_MODE_EMBEDDED" | "embedded" => Self::Embedded,
+            _ => return None,
+        })
+    }
+}
+
+/// Parameters of one `openinapp` call.
+#[derive(Debug, Clone)]
+pub struct OpenInApp<'a> {
+    pub fileid: &'a str,
+    pub endpoint: &'a str,
+    pub viewmode: ViewMode,
+    pub appname: &'a str,
+    pub appurl: &'a str,
+    pub appviewurl: &'a str,
+    pub username: &'a str,
+    pub userid: &'a str,
+    pub folderurl: Option<&'a str>,
+    pub usertype: &'a str,
+}
+
+/// What the wopiserver answered.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub app_url: String,
+    pub access_token: Secret,
+    pub forced_viewmode_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Response {
+    #[serde(rename = "app-url")]
+    app_url: String,
+    #[serde(rename = "form-parameters")]
+    form_parameters: FormParameters,
+    #[serde(rename = "forced-viewmode-reason")]
+    forced_viewmode_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct FormParameters {
+    access_token: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WopiserverError {
+    #[error("wopiserver unavailable")]
+    Unavailable,
+    #[error("wopiserver did not answer in time")]
+    Timeout,
+    #[error("wopiserver: file not found")]
+    NotFound,
+    #[error("wopiserver refused the open request (HTTP {0})")]
+    Rejected(u16),
+    #[error("wopiserver sent an invalid answer: {0}")]
+    Invalid(String),
+}
+
+impl From<FetchError> for WopiserverError {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::Timeout => Self::Timeout,
+            FetchError::Connect => Self::Unavailable,
+            FetchError::Status(404) => Self::NotFound,
+            FetchError::Status(s) => Self::Rejected(s),
+            other => Self::Invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<WopiserverError> for ApiError {
+    fn from(e: WopiserverError) -> Self {
+        let code = match e {
+            WopiserverError::Unavailable => ErrorCode::Unavailable,
+            WopiserverError::Timeout => ErrorCode::UpstreamTimeout,
+            WopiserverError::NotFound => ErrorCode::NotFound,
+            WopiserverError::Rejected(_) | WopiserverError::Invalid(_) => ErrorCode::UpstreamError,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+/// Encodes one query value. The wopiserver applies `unquote_plus` a second time to `username`,
+/// `folderurl`, `appname`, `appurl`, `appviewurl` and `appinturl` after Flask's own decoding
+/// (cs3-wopiserver.md §5.1, observed in code), so those are encoded twice: the exact inverse.
+fn encode(value: &str, twice: bool) -> String {
+    let once = utf8_percent_encode(value, NON_ALPHANUMERIC).to_string();
+    if twice {
+        utf8_percent_encode(&once, NON_ALPHANUMERIC).to_string()
+    } else {
+        once
+    }
+}
+
+pub struct WopiserverClient {
+    base: Url,
+    iop_secret: Secret,
+    http: reqwest::Client,
+}
+
+impl WopiserverClient {
+    pub fn new(base: Url, iop_secret: Secret, connect_timeout: Duration, timeout: Duration) -> Self {
+        Self {
+            base,
+            iop_secret,
+            http: http_client::client(connect_timeout, timeout),
+        }
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    fn openinapp_url(&self, p: &OpenInApp<'_>) -> Result<Url, WopiserverError> {
+        let mut q = String::with_capacity(512);
+        let mut push = |k: &str, v: &str, twice: bool| {
+            if !q.is_empty() {
+                q.push('&');
+            }
+            q.push_str(k);
+            q.push('=');
+            q.push_str(&encode(v, twice));
+        };
+        push("fileid", p.fileid, false);
+        push("endpoint", p.endpoint, false);
+        push("viewmode", p.viewmode.as_str(), false);
+        push("appname", p.appname, true);
+        push("appurl", p.appurl, true);
+        push("appviewurl", p.appviewurl, true);
+        push("username", p.username, true);
+        push("userid", p.userid, false);
+        if let Some(f) = p.folderurl {
+            push("folderurl", f, true);
+        }
+        push("usertype", p.usertype, false);
+        let mut url = self
+            .base
+            .join("wopi/iop/openinapp")
+            .map_err(|e| WopiserverError::Invalid(e.to_string()))?;
+        url.set_query(Some(&q));
+        Ok(url)
+    }
+
+    /// Calls `openinapp` with `Authorization: Bearer <iopsecret>`, `TokenHeader: <REVA token>` and
+    /// `X-Trace-Id`.
+    pub async fn open_in_app(&self, p: &OpenInApp<'_>, reva_token: &Secret, trace_id: &str) -> Result<Opened, WopiserverError> {
+        let url = self.openinapp_url(p)?;
+        let mut resp = self
+            .http
+            .get(url)
+            .header(http::header::AUTHORIZATION, format!("Bearer {}", self.iop_secret.expose()))
+            .header("TokenHeader", reva_token.expose())
+            .header("X-Trace-Id", trace_id)
+            .send()
+            .await
+            .map_err(|e| WopiserverError::from(FetchError::from_reqwest(&e)))?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(FetchError::Status(status).into());
+        }
+        let body = http_client::read_bounded(&mut resp, MAX_RESPONSE_BYTES).await?;
+        let r: Response = serde_json::from_slice(&body).map_err(|_| WopiserverError::Invalid("not the openinapp JSON shape".into()))?;
+        if r.form_parameters.access_token.is_empty() || r.app_url.is_empty() {
+            return Err(WopiserverError::Invalid("empty app URL or access token".into()));
+        }
+        Ok(Opened {
+            app_url: r.app_url,
+            access_token: Secret::new(r.form_parameters.access_token),
+            forced_viewmode_reason: r.forced_viewmode_reason.filter(|s| !s.is_empty()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_modes_round_trip() {
+        for m in [ViewMode::ViewOnly, ViewMode::ReadOnly, ViewMode::ReadWrite, ViewMode::Preview, ViewMode::Embedded] {
+            assert_eq!(ViewMode::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(ViewMode::parse("write"), Some(ViewMode::ReadWrite));
+        assert_eq!(ViewMode::parse("VIEW_MODE_BOGUS"), None);
+    }
+
+    #[test]
+    fn double_decoded_parameters_are_encoded_twice() {
+        let c = WopiserverClient::new(
+            Url::parse("http://w.example:8880/").unwrap(),
+            Secret::new("iop"),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
+        let url = c
+            .openinapp_url(&OpenInApp {
+                fileid: "a+b",
+                endpoint: "st$sp",
+                viewmode: ViewMode::ReadWrite,
+                appname: "Microsoft Office Online",
+                appurl: "https://x/we.aspx?a=1&",
+                appviewurl: "https://x/wv.aspx?",
+                username: "Alice+Bob",
+                userid: "u@idp",
+                folderurl: None,
+                usertype: "regular",
+            })
+            .unwrap();
+        let q = url.query().unwrap();
+        assert!(q.starts_with("fileid=a%2Bb&endpoint=st%24sp&viewmode=VIEW_MODE_READ_WRITE"));
+        assert!(q.contains("username=Alice%252BBob"), "{q}");
+        assert!(q.contains("appurl=https%253A%252F%252Fx%252Fwe%252Easpx%253Fa%253D1%2526"), "{q}");
+        assert!(!q.contains("folderurl"));
+        assert_eq!(url.path(), "/wopi/iop/openinapp");
+    }
+}
