@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use url::Url;
 
@@ -124,13 +124,16 @@ impl From<WopiserverError> for ApiError {
     }
 }
 
+/// RFC 3986 unreserved characters stay as they are; everything else is percent-encoded.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
 /// Encodes one query value. The wopiserver applies `unquote_plus` a second time to `username`,
 /// `folderurl`, `appname`, `appurl`, `appviewurl` and `appinturl` after Flask's own decoding
 /// (cs3-wopiserver.md §5.1, observed in code), so those are encoded twice: the exact inverse.
 fn encode(value: &str, twice: bool) -> String {
-    let once = utf8_percent_encode(value, NON_ALPHANUMERIC).to_string();
+    let once = utf8_percent_encode(value, QUERY_VALUE).to_string();
     if twice {
-        utf8_percent_encode(&once, NON_ALPHANUMERIC).to_string()
+        utf8_percent_encode(&once, QUERY_VALUE).to_string()
     } else {
         once
     }
@@ -253,7 +256,7 @@ mod tests {
         let q = url.query().unwrap();
         assert!(q.starts_with("fileid=a%2Bb&endpoint=st%24sp&viewmode=VIEW_MODE_READ_WRITE"));
         assert!(q.contains("username=Alice%252BBob"), "{q}");
-        assert!(q.contains("appurl=https%253A%252F%252Fx%252Fwe%252Easpx%253Fa%253D1%2526"), "{q}");
+        assert!(q.contains("appurl=https%253A%252F%252Fx%252Fwe.aspx%253Fa%253D1%2526"), "{q}");
         assert!(!q.contains("folderurl"));
         assert_eq!(url.path(), "/wopi/iop/openinapp");
     }

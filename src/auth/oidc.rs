@@ -167,5 +167,5 @@ fn map_error(e: jsonwebtoken::errors::Error) -> AuthError {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "testkit"))]
 mod tests;

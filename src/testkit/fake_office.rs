@@ -1,0 +1,44 @@
+//! Fake office app: serves real-shaped discovery XML at `/hosting/discovery` and counts fetches.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use super::Running;
+
+pub const MICROSOFT_DISCOVERY: &str = include_str!("../../tests/fixtures/discovery/microsoft.xml");
+pub const COLLABORA_DISCOVERY: &str = include_str!("../../tests/fixtures/discovery/collabora.xml");
+
+#[derive(Clone)]
+pub struct FakeOffice {
+    xml: Arc<String>,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl FakeOffice {
+    pub fn new(xml: &str) -> Self {
+        Self {
+            xml: Arc::new(xml.to_owned()),
+            fetches: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<Running> {
+        let router = Router::new().route("/hosting/discovery", get(discovery)).with_state(self.clone());
+        super::serve_http(router, addr).await
+    }
+}
+
+async fn discovery(State(s): State<FakeOffice>) -> impl IntoResponse {
+    s.fetches.fetch_add(1, Ordering::SeqCst);
+    ([("content-type", "text/xml")], s.xml.as_str().to_owned())
+}

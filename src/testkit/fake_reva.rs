@@ -1,0 +1,252 @@
+//! Fake REVA gateway: a real tonic server for `cs3.gateway.v1beta1.GatewayAPI` that checks
+//! `x-access-token` like REVA (HS256 with its secret, `exp`) and records every call with the
+//! decoded claims.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::{Request, Response, Status};
+
+use super::Running;
+use super::tree::Tree;
+use crate::exchange::reva_token::{self, RevaClaims, UserClaim};
+use crate::pb::cs3::gateway::v1beta1 as gw;
+use crate::pb::cs3::gateway::v1beta1::gateway_api_server::{GatewayApi, GatewayApiServer};
+use crate::pb::cs3::identity::user::v1beta1 as user;
+use crate::pb::cs3::rpc::v1beta1::{Code, Status as CsStatus};
+use crate::pb::cs3::storage::provider::v1beta1 as sp;
+
+/// One call REVA received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: &'static str,
+    /// The `x-access-token` value, as sent.
+    pub token: Option<String>,
+    /// Its claims, when it verified.
+    pub claims: Option<RevaClaims>,
+    /// Stat: the resource asked for.
+    pub resource: Option<sp::ResourceId>,
+    /// Authenticate: (type, client_secret).
+    pub authenticate: Option<(String, String)>,
+}
+
+/// Turns an `Authenticate` client secret into a user, or refuses it.
+pub type Authenticator = Arc<dyn Fn(&str, &str) -> Option<UserClaim> + Send + Sync>;
+
+struct Inner {
+    secret: String,
+    tree: Tree,
+    calls: Mutex<Vec<Call>>,
+    authenticator: Option<Authenticator>,
+    delay: Mutex<Duration>,
+}
+
+#[derive(Clone)]
+pub struct FakeReva {
+    inner: Arc<Inner>,
+}
+
+fn status(code: Code, msg: &str) -> Option<CsStatus> {
+    Some(CsStatus {
+        code: code as i32,
+        message: msg.into(),
+        ..Default::default()
+    })
+}
+
+impl FakeReva {
+    pub fn new(secret: &str, tree: Tree, authenticator: Option<Authenticator>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                secret: secret.into(),
+                tree,
+                calls: Mutex::new(Vec::new()),
+                authenticator,
+                delay: Mutex::new(Duration::ZERO),
+            }),
+        }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.calls.lock().unwrap().clone()
+    }
+
+    pub fn clear_calls(&self) {
+        self.inner.calls.lock().unwrap().clear();
+    }
+
+    /// Makes every call wait this long first (deadline tests).
+    pub fn set_delay(&self, d: Duration) {
+        *self.inner.delay.lock().unwrap() = d;
+    }
+
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<Running> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let incoming = tokio_stream_from(listener);
+        let (tx, rx) = oneshot::channel::<()>();
+        let svc = GatewayApiServer::new(self.clone());
+        let task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(Running {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// Verifies a REVA token like REVA's JWT manager: HS256 only, signature, `exp`.
+    pub fn verify(&self, token: &str) -> Option<RevaClaims> {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.validate_aud = false;
+        v.leeway = 0;
+        jsonwebtoken::decode::<RevaClaims>(token, &DecodingKey::from_secret(self.inner.secret.as_bytes()), &v)
+            .ok()
+            .map(|d| d.claims)
+    }
+
+    fn record(&self, call: Call) {
+        self.inner.calls.lock().unwrap().push(call);
+    }
+
+    async fn pause(&self) {
+        let d = *self.inner.delay.lock().unwrap();
+        if !d.is_zero() {
+            tokio::time::sleep(d).await;
+        }
+    }
+
+    /// The interceptor: a valid token or `UNAUTHENTICATED`.
+    fn authenticated<T>(&self, method: &'static str, req: &Request<T>, resource: Option<sp::ResourceId>) -> Result<RevaClaims, Status> {
+        let token = req.metadata().get(crate::reva::TOKEN_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let claims = token.as_deref().and_then(|t| self.verify(t));
+        self.record(Call {
+            method,
+            token: token.clone(),
+            claims: claims.clone(),
+            resource,
+            authenticate: None,
+        });
+        claims.ok_or_else(|| Status::unauthenticated("core access token not found or invalid"))
+    }
+}
+
+fn tokio_stream_from(listener: TcpListener) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures_util::stream::unfold(listener, |l| async move {
+        let r = l.accept().await.map(|(s, _)| s);
+        Some((r, l))
+    })
+}
+
+fn to_user(u: &UserClaim) -> user::User {
+    user::User {
+        id: Some(user::UserId {
+            idp: u.id.idp.clone(),
+            opaque_id: u.id.opaque_id.clone(),
+            r#type: u.id.user_type,
+            tenant_id: String::new(),
+        }),
+        username: u.username.clone(),
+        mail: u.mail.clone(),
+        display_name: u.display_name.clone(),
+        ..Default::default()
+    }
+}
+
+#[tonic::async_trait]
+impl GatewayApi for FakeReva {
+    async fn authenticate(&self, req: Request<gw::AuthenticateRequest>) -> Result<Response<gw::AuthenticateResponse>, Status> {
+        self.pause().await;
+        let r = req.into_inner();
+        self.record(Call {
+            method: "Authenticate",
+            token: None,
+            claims: None,
+            resource: None,
+            authenticate: Some((r.r#type.clone(), r.client_secret.clone())),
+        });
+        let user = self.inner.authenticator.as_ref().and_then(|f| f(&r.r#type, &r.client_secret));
+        let Some(u) = user else {
+            return Ok(Response::new(gw::AuthenticateResponse {
+                status: status(Code::Unauthenticated, "invalid credentials"),
+                ..Default::default()
+            }));
+        };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let token = reva_token::mint(&EncodingKey::from_secret(self.inner.secret.as_bytes()), &u, Duration::from_secs(86400), now)
+            .map_err(|_| Status::internal("mint"))?;
+        Ok(Response::new(gw::AuthenticateResponse {
+            status: status(Code::Ok, ""),
+            opaque: None,
+            token: token.token.expose().to_owned(),
+            user: Some(to_user(&u)),
+        }))
+    }
+
+    async fn who_am_i(&self, req: Request<gw::WhoAmIRequest>) -> Result<Response<gw::WhoAmIResponse>, Status> {
+        self.pause().await;
+        let claims = self.authenticated("WhoAmI", &req, None)?;
+        Ok(Response::new(gw::WhoAmIResponse {
+            status: status(Code::Ok, ""),
+            opaque: None,
+            user: Some(to_user(&claims.user)),
+        }))
+    }
+
+    async fn list_auth_providers(&self, _req: Request<gw::ListAuthProvidersRequest>) -> Result<Response<gw::ListAuthProvidersResponse>, Status> {
+        self.pause().await;
+        Ok(Response::new(gw::ListAuthProvidersResponse {
+            status: status(Code::Ok, ""),
+            opaque: None,
+            types: vec!["basic".into(), "bearer".into()],
+        }))
+    }
+
+    async fn stat(&self, req: Request<sp::StatRequest>) -> Result<Response<sp::StatResponse>, Status> {
+        self.pause().await;
+        let id = req.get_ref().r#ref.as_ref().and_then(|r| r.resource_id.clone());
+        let claims = self.authenticated("Stat", &req, id.clone())?;
+        let entry = id.as_ref().and_then(|id| self.inner.tree.get(id));
+        let resp = match entry {
+            None => sp::StatResponse {
+                status: status(Code::NotFound, "resource not found"),
+                ..Default::default()
+            },
+            Some(e) => sp::StatResponse {
+                status: status(Code::Ok, ""),
+                opaque: None,
+                info: Some(e.info_for(&claims.user.id.opaque_id)),
+            },
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn list_container(&self, req: Request<sp::ListContainerRequest>) -> Result<Response<sp::ListContainerResponse>, Status> {
+        self.pause().await;
+        let id = req.get_ref().r#ref.as_ref().and_then(|r| r.resource_id.clone());
+        let claims = self.authenticated("ListContainer", &req, id.clone())?;
+        let Some(parent) = id.and_then(|id| self.inner.tree.get(&id)) else {
+            return Ok(Response::new(sp::ListContainerResponse {
+                status: status(Code::NotFound, "resource not found"),
+                ..Default::default()
+            }));
+        };
+        let infos = self.inner.tree.children(&parent.id).iter().map(|e| e.info_for(&claims.user.id.opaque_id)).collect();
+        Ok(Response::new(sp::ListContainerResponse {
+            status: status(Code::Ok, ""),
+            opaque: None,
+            infos,
+            next_page_token: String::new(),
+        }))
+    }
+}

@@ -1,0 +1,471 @@
+//! Fake CS3 WOPI server (cs3-wopiserver.md §5–§7): `openinapp` checks the IOP bearer and
+//! `TokenHeader` and answers the real JSON with an HS256 WOPI token carrying the REVA token in
+//! `userid`; `/wopi/files/*` serves CheckFileInfo, GetFile (streamed), PutFile and the lock
+//! operations with the wopiserver's status codes. Every request is recorded.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE;
+use futures_util::StreamExt;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use serde::{Deserialize, Serialize};
+
+use super::Running;
+use super::tree::{Content, Tree};
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    /// Bytes of body received (PutFile), and whether the body ended cleanly.
+    pub body_len: u64,
+    pub body_complete: bool,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Everything the request carried as one string, for "never saw this secret" checks.
+    pub fn haystack(&self) -> String {
+        let mut s = format!("{} {}?{}\n", self.method, self.path, self.query);
+        for (k, v) in &self.headers {
+            s.push_str(&format!("{k}: {v}\n"));
+        }
+        s
+    }
+}
+
+/// Claims of the wopiserver's access token (v9.5–v11.5 layout).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WopiClaims {
+    pub userid: String,
+    pub wopiuser: String,
+    pub usertype: String,
+    pub filename: String,
+    pub fileid: String,
+    pub username: String,
+    pub viewmode: String,
+    pub folderurl: String,
+    pub endpoint: String,
+    pub appname: String,
+    pub appediturl: String,
+    pub appviewurl: String,
+    pub trace: String,
+    pub exp: u64,
+    pub iss: String,
+}
+
+struct Lock {
+    id: String,
+    until: Instant,
+}
+
+struct Inner {
+    iop_secret: String,
+    wopi_secret: String,
+    wopi_url: String,
+    token_validity: Duration,
+    tree: Tree,
+    requests: Mutex<Vec<Recorded>>,
+    locks: Mutex<HashMap<(String, String), Lock>>,
+}
+
+#[derive(Clone)]
+pub struct FakeWopiserver {
+    inner: Arc<Inner>,
+}
+
+/// Python's `quote_plus` plus `-` (encoded since wopiserver v8.2).
+const QUOTE_PLUS: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'.').remove(b'~');
+
+fn unquote_plus(s: &str) -> String {
+    percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn text(status: StatusCode, body: &str) -> Response {
+    (status, [("content-type", "text/html; charset=utf-8")], body.to_owned()).into_response()
+}
+
+fn json_msg(status: StatusCode, msg: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "message": msg }))).into_response()
+}
+
+impl FakeWopiserver {
+    /// `wopi_url` is the public origin office apps use (the gateway's), as `[general] wopiurl`.
+    pub fn new(iop_secret: &str, wopi_secret: &str, wopi_url: &str, tree: Tree) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                iop_secret: iop_secret.into(),
+                wopi_secret: wopi_secret.into(),
+                wopi_url: wopi_url.trim_end_matches('/').into(),
+                token_validity: Duration::from_secs(86400),
+                tree,
+                requests: Mutex::new(Vec::new()),
+                locks: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.inner.requests.lock().unwrap().clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.inner.requests.lock().unwrap().clear();
+    }
+
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<Running> {
+        let router = Router::new()
+            .route("/wopi", get(health))
+            .route("/wopi/iop/openinapp", get(openinapp))
+            .route("/wopi/files/{id}", get(check_file_info).post(file_op))
+            .route("/wopi/files/{id}/contents", get(get_file).post(put_file))
+            .fallback(fallback)
+            .with_state(self.clone());
+        super::serve_http(router, addr).await
+    }
+
+    fn record(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> usize {
+        let mut g = self.inner.requests.lock().unwrap();
+        g.push(Recorded {
+            method: method.to_string(),
+            path: uri.path().to_owned(),
+            query: uri.query().unwrap_or_default().to_owned(),
+            headers: headers.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect(),
+            body_len: 0,
+            body_complete: true,
+        });
+        g.len() - 1
+    }
+
+    /// Validates a WOPI token like the wopiserver: HS256 with `wopisecret`, `exp`, `iss`.
+    pub fn verify(&self, token: &str) -> Option<WopiClaims> {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.validate_aud = false;
+        v.leeway = 0;
+        let c = jsonwebtoken::decode::<WopiClaims>(token, &DecodingKey::from_secret(self.inner.wopi_secret.as_bytes()), &v).ok()?.claims;
+        c.iss.contains("cs3org:wopiserver").then_some(c)
+    }
+
+    fn claims_from(&self, uri: &Uri) -> Result<WopiClaims, Response> {
+        let token = url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+            .find(|(k, _)| k == "access_token")
+            .map(|(_, v)| v.into_owned());
+        let claims = token.as_deref().and_then(|t| self.verify(t)).ok_or_else(|| text(StatusCode::UNAUTHORIZED, "Invalid access token"))?;
+        // cs3client refuses an expired REVA token locally, which surfaces as a 500.
+        if crate::exchange::reva_token::unverified_exp(&claims.userid).is_none_or(|e| e < now()) {
+            return Err(json_msg(StatusCode::INTERNAL_SERVER_ERROR, "Internal error"));
+        }
+        Ok(claims)
+    }
+}
+
+fn file_key(c: &WopiClaims) -> (String, String) {
+    let storage = c.endpoint.split('$').next().unwrap_or_default().to_owned();
+    (storage, c.fileid.clone())
+}
+
+async fn health(State(s): State<FakeWopiserver>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    s.record(&method, &uri, &headers);
+    text(StatusCode::OK, "<html><body>WOPI server fake<br>Storage type: cs3<br>Health status: OK</body></html>")
+}
+
+async fn fallback(State(s): State<FakeWopiserver>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    s.record(&method, &uri, &headers);
+    text(StatusCode::NOT_FOUND, "Not Found")
+}
+
+async fn openinapp(State(s): State<FakeWopiserver>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    s.record(&method, &uri, &headers);
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if auth != format!("Bearer {}", s.inner.iop_secret) {
+        return text(StatusCode::UNAUTHORIZED, "Client not authorized");
+    }
+    let Some(reva_token) = headers.get("tokenheader").and_then(|v| v.to_str().ok()).filter(|t| !t.is_empty()) else {
+        return text(StatusCode::UNAUTHORIZED, "Client not authorized");
+    };
+    let q: HashMap<String, String> = url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+    // The real server unquotes these six a second time (cs3-wopiserver.md §5.1).
+    let twice = |k: &str| q.get(k).map(|v| unquote_plus(v)).unwrap_or_default();
+    let Some(fileid) = q.get("fileid").filter(|f| !f.is_empty()) else {
+        return text(StatusCode::BAD_REQUEST, "Missing fileid argument");
+    };
+    let viewmode = q.get("viewmode").cloned().unwrap_or_default();
+    if !viewmode.starts_with("VIEW_MODE_") {
+        return text(StatusCode::BAD_REQUEST, "Missing or invalid viewmode argument");
+    }
+    let (appname, appurl) = (twice("appname"), twice("appurl").trim_end_matches('/').to_owned());
+    if appname.is_empty() || appurl.is_empty() {
+        return text(StatusCode::BAD_REQUEST, "Missing appname or appurl arguments");
+    }
+    let appviewurl = Some(twice("appviewurl")).filter(|v| !v.is_empty()).unwrap_or_else(|| appurl.clone());
+    let endpoint = q.get("endpoint").cloned().unwrap_or_else(|| "default".into());
+    let storage = endpoint.split('$').next().unwrap_or_default();
+    let entry = s.inner.tree.get_by(storage, fileid).filter(|e| !e.container);
+    let Some(entry) = entry else {
+        return text(StatusCode::NOT_FOUND, "Remote error, file not found or file is a directory");
+    };
+    let userid = q.get("userid").cloned().unwrap_or_else(|| "anonymous".into());
+    let claims = WopiClaims {
+        userid: reva_token.to_owned(),
+        wopiuser: format!("{}!{}", userid.split('@').next().unwrap_or_default(), userid),
+        usertype: q.get("usertype").cloned().unwrap_or_else(|| "regular".into()),
+        filename: entry.path.clone(),
+        fileid: fileid.clone(),
+        username: twice("username"),
+        viewmode: viewmode.clone(),
+        folderurl: Some(twice("folderurl")).filter(|f| !f.is_empty()).unwrap_or_else(|| "/".into()),
+        endpoint: endpoint.clone(),
+        appname,
+        appediturl: appurl.clone(),
+        appviewurl: appviewurl.clone(),
+        trace: headers.get("x-trace-id").and_then(|v| v.to_str().ok()).unwrap_or("N/A").to_owned(),
+        exp: now() + s.inner.token_validity.as_secs(),
+        iss: "cs3org:wopiserver:fake".into(),
+    };
+    let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(s.inner.wopi_secret.as_bytes())).unwrap();
+    let inode = format!("{storage}!{}", URL_SAFE.encode(fileid));
+    let wopisrc = utf8_percent_encode(&format!("{}/wopi/files/{inode}", s.inner.wopi_url), QUOTE_PLUS).to_string();
+    let base = if viewmode == "VIEW_MODE_READ_WRITE" { &appurl } else { &appviewurl };
+    let sep = if base.contains('?') { "&" } else { "?" };
+    axum::Json(serde_json::json!({
+        "app-url": format!("{base}{sep}WOPISrc={wopisrc}"),
+        "form-parameters": { "access_token": token },
+    }))
+    .into_response()
+}
+
+async fn check_file_info(State(s): State<FakeWopiserver>, Path(_id): Path<String>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    s.record(&method, &uri, &headers);
+    let c = match s.claims_from(&uri) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let (storage, opaque) = file_key(&c);
+    let Some(e) = s.inner.tree.get_by(&storage, &opaque) else {
+        return json_msg(StatusCode::NOT_FOUND, "File not found");
+    };
+    axum::Json(serde_json::json!({
+        "BaseFileName": e.name,
+        "Size": e.content.len(),
+        "Version": format!("v{}", e.version),
+        "UserCanWrite": c.viewmode == "VIEW_MODE_READ_WRITE",
+        "UserId": c.wopiuser.split('!').nth(1).unwrap_or_default(),
+        "UserFriendlyName": c.username,
+        "SupportsLocks": true,
+        "SupportsGetLock": true,
+        "SupportsUpdate": true,
+        "SupportsExtendedLockLength": true,
+        "AccessTokenExpiry": c.exp * 1000,
+    }))
+    .into_response()
+}
+
+fn pattern_stream(len: u64) -> Body {
+    const CHUNK: u64 = 64 * 1024;
+    let stream = futures_util::stream::unfold(0u64, move |sent| async move {
+        if sent >= len {
+            return None;
+        }
+        let n = CHUNK.min(len - sent);
+        let chunk: Vec<u8> = (sent..sent + n).map(|i| (i % 251) as u8).collect();
+        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(chunk)), sent + n))
+    });
+    Body::from_stream(stream)
+}
+
+async fn get_file(State(s): State<FakeWopiserver>, Path(_id): Path<String>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    s.record(&method, &uri, &headers);
+    let c = match s.claims_from(&uri) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let (storage, opaque) = file_key(&c);
+    let Some(e) = s.inner.tree.get_by(&storage, &opaque) else {
+        return json_msg(StatusCode::NOT_FOUND, "File not found");
+    };
+    let len = e.content.len();
+    let body = match e.content {
+        Content::Bytes(b) => Body::from(b),
+        Content::Synthetic(n) => pattern_stream(n),
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/octet-stream")
+        .header("content-length", len)
+        .header("X-WOPI-ItemVersion", format!("v{}", e.version))
+        .body(body)
+        .unwrap()
+}
+
+fn conflict(current: &str, reason: &str) -> Response {
+    Response::builder()
+        .status(StatusCode::CONFLICT)
+        .header("X-WOPI-Lock", current)
+        .header("X-WOPI-LockFailureReason", reason)
+        .body(Body::from(format!("{{\"message\": \"{reason}\"}}")))
+        .unwrap()
+}
+
+fn ok_with_version(version: u64) -> Response {
+    Response::builder().status(StatusCode::OK).header("X-WOPI-ItemVersion", format!("v{version}")).body(Body::empty()).unwrap()
+}
+
+impl FakeWopiserver {
+    fn current_lock(&self, key: &(String, String)) -> Option<String> {
+        let mut g = self.inner.locks.lock().unwrap();
+        match g.get(key) {
+            Some(l) if l.until > Instant::now() => Some(l.id.clone()),
+            Some(_) => {
+                g.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn set_lock(&self, key: (String, String), id: Option<String>) {
+        let mut g = self.inner.locks.lock().unwrap();
+        match id {
+            Some(id) => {
+                g.insert(key, Lock { id, until: Instant::now() + Duration::from_secs(1800) });
+            }
+            None => {
+                g.remove(&key);
+            }
+        }
+    }
+}
+
+async fn file_op(State(s): State<FakeWopiserver>, Path(_id): Path<String>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    s.record(&method, &uri, &headers);
+    let c = match s.claims_from(&uri) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let key = file_key(&c);
+    let Some(entry) = s.inner.tree.get_by(&key.0, &key.1) else {
+        return json_msg(StatusCode::NOT_FOUND, "File not found");
+    };
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let Some(op) = h("x-wopi-override") else {
+        return text(StatusCode::BAD_REQUEST, "Missing argument");
+    };
+    if op != "GET_LOCK" && c.viewmode != "VIEW_MODE_READ_WRITE" {
+        return text(StatusCode::UNAUTHORIZED, "Attempting to perform a write operation using a read-only token");
+    }
+    let current = s.current_lock(&key);
+    let lock = h("x-wopi-lock").unwrap_or_default();
+    match op.as_str() {
+        "GET_LOCK" => match current {
+            Some(l) => Response::builder().status(StatusCode::OK).header("X-WOPI-Lock", l).body(Body::empty()).unwrap(),
+            // The wopiserver's deviation: 404 + empty header on an unlocked file.
+            None => Response::builder().status(StatusCode::NOT_FOUND).header("X-WOPI-Lock", "").body(Body::empty()).unwrap(),
+        },
+        "LOCK" | "REFRESH_LOCK" | "UNLOCK" if lock.is_empty() => text(StatusCode::BAD_REQUEST, "Missing argument"),
+        "LOCK" => match (h("x-wopi-oldlock"), current) {
+            (None, None) => {
+                s.set_lock(key, Some(lock));
+                ok_with_version(entry.version)
+            }
+            (None, Some(cur)) if cur == lock => {
+                s.set_lock(key, Some(lock));
+                ok_with_version(entry.version)
+            }
+            (Some(old), Some(cur)) if cur == old => {
+                s.set_lock(key, Some(lock));
+                ok_with_version(entry.version)
+            }
+            (_, cur) => conflict(cur.as_deref().unwrap_or(""), "Lock mismatch"),
+        },
+        "REFRESH_LOCK" => match current {
+            Some(cur) if cur == lock => {
+                s.set_lock(key, Some(lock));
+                ok_with_version(entry.version)
+            }
+            cur => conflict(cur.as_deref().unwrap_or(""), "Lock mismatch"),
+        },
+        "UNLOCK" => match current {
+            Some(cur) if cur == lock => {
+                s.set_lock(key, None);
+                ok_with_version(entry.version)
+            }
+            cur => conflict(cur.as_deref().unwrap_or(""), "Lock mismatch"),
+        },
+        _ => text(StatusCode::NOT_IMPLEMENTED, "Not supported operation found in header"),
+    }
+}
+
+async fn put_file(State(s): State<FakeWopiserver>, Path(_id): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let idx = s.record(&method, &uri, &headers);
+    let c = match s.claims_from(&uri) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if c.viewmode != "VIEW_MODE_READ_WRITE" {
+        return text(StatusCode::UNAUTHORIZED, "Attempting to perform a write operation using a read-only token");
+    }
+    let key = file_key(&c);
+    let Some(entry) = s.inner.tree.get_by(&key.0, &key.1) else {
+        return json_msg(StatusCode::NOT_FOUND, "File not found");
+    };
+    let lock = headers.get("x-wopi-lock").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let current = s.current_lock(&key);
+    match (&current, lock.is_empty()) {
+        (Some(cur), false) if *cur == lock => {}
+        (Some(cur), _) => return conflict(cur, "Lock mismatch"),
+        (None, true) if entry.content.is_empty() => {}
+        (None, true) => return json_msg(StatusCode::CONFLICT, "File exists"),
+        (None, false) => return conflict("", "File not locked"),
+    }
+    // Read the whole body before committing: a body that breaks off is never written.
+    let mut data = Vec::new();
+    let mut stream = body.into_data_stream();
+    let mut complete = true;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(b) => data.extend_from_slice(&b),
+            Err(_) => {
+                complete = false;
+                break;
+            }
+        }
+    }
+    {
+        let mut g = s.inner.requests.lock().unwrap();
+        if let Some(r) = g.get_mut(idx) {
+            r.body_len = data.len() as u64;
+            r.body_complete = complete;
+        }
+    }
+    if !complete {
+        return json_msg(StatusCode::INTERNAL_SERVER_ERROR, "Upload interrupted");
+    }
+    let mut version = 0;
+    s.inner.tree.update(&key.0, &key.1, |e| {
+        e.content = Content::Bytes(data);
+        e.version += 1;
+        version = e.version;
+    });
+    ok_with_version(version)
+}

@@ -1,0 +1,222 @@
+//! A whole deployment of doubles (IdP, REVA, wopiserver, office apps) plus the configuration
+//! that points a gateway at them. Used by the integration tests and the demo.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{DecodingKey, Validation};
+
+use super::fake_office::{COLLABORA_DISCOVERY, FakeOffice, MICROSOFT_DISCOVERY};
+use super::fake_reva::{Authenticator, FakeReva};
+use super::fake_wopiserver::FakeWopiserver;
+use super::test_idp::TestIdp;
+use super::tree::{Content, Tree, read_only_perms};
+use super::{Running, free_port, localhost};
+use crate::config::ExchangeMode;
+use crate::exchange::{UserClaim, UserIdClaim};
+use crate::pb::cs3::storage::provider::v1beta1::ResourcePermissions;
+
+pub const AUDIENCE: &str = "wopigate";
+pub const STORAGE: &str = "storage-1";
+/// Size of the synthetic `big.odt`.
+pub const BIG_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
+pub struct StackOptions {
+    pub mode: ExchangeMode,
+    /// Office apps as (appname, discovery XML), in order of preference.
+    pub offices: Vec<(&'static str, &'static str)>,
+    /// Gateway listen port (0 = pick a free one).
+    pub gateway_port: u16,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            mode: ExchangeMode::Mint,
+            offices: vec![("Collabora", COLLABORA_DISCOVERY), ("Microsoft Office Online", MICROSOFT_DISCOVERY)],
+            gateway_port: 0,
+        }
+    }
+}
+
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub tree: Tree,
+    pub idp: TestIdp,
+    pub reva: FakeReva,
+    pub wopiserver: FakeWopiserver,
+    pub offices: Vec<(String, FakeOffice)>,
+    pub idp_server: Running,
+    pub reva_server: Running,
+    pub wopi_server: Running,
+    pub office_servers: Vec<Running>,
+    pub gateway_port: u16,
+    pub mode: ExchangeMode,
+    pub reva_secret: String,
+    pub iop_secret: String,
+    pub wopi_secret: String,
+}
+
+fn random_secret(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The sample files every test can rely on.
+pub fn seed(tree: &Tree) {
+    tree.add_folder(STORAGE, "home", None, "home");
+    tree.add_file(STORAGE, "file-docx", Some("home"), "report.docx", Content::Bytes(b"hello, world".to_vec()));
+    tree.add_file(STORAGE, "file-odt", Some("home"), "notes.odt", Content::Bytes(b"odt bytes".to_vec()));
+    tree.add_file(STORAGE, "file-new", Some("home"), "empty.docx", Content::Bytes(Vec::new()));
+    tree.add_file(STORAGE, "file-ro", Some("home"), "readonly.docx", Content::Bytes(b"read only".to_vec()));
+    tree.set_perms(STORAGE, "file-ro", read_only_perms());
+    tree.add_file(STORAGE, "file-none", Some("home"), "secret.docx", Content::Bytes(b"secret".to_vec()));
+    tree.set_perms(STORAGE, "file-none", ResourcePermissions::default());
+    tree.add_folder(STORAGE, "folder-docs", Some("home"), "Documents");
+    tree.add_file(STORAGE, "file-xyz", Some("home"), "data.xyz", Content::Bytes(b"xyz".to_vec()));
+    tree.add_file(STORAGE, "file-big", Some("home"), "big.odt", Content::Synthetic(BIG_FILE_BYTES));
+}
+
+/// REVA's `bearer` auth provider: verifies the OIDC token against the IdP's keys.
+fn oidc_authenticator(idp: TestIdp) -> Authenticator {
+    Arc::new(move |kind: &str, secret: &str| {
+        if kind != "bearer" {
+            return None;
+        }
+        let set: JwkSet = serde_json::from_value(idp.jwks()).ok()?;
+        let header = jsonwebtoken::decode_header(secret).ok()?;
+        let jwk = set.find(header.kid.as_deref()?)?;
+        let mut v = Validation::new(header.alg);
+        v.set_audience(&[idp.audience()]);
+        v.set_issuer(&[idp.issuer()]);
+        let claims = jsonwebtoken::decode::<serde_json::Value>(secret, &DecodingKey::from_jwk(jwk).ok()?, &v).ok()?.claims;
+        let s = |k: &str| claims[k].as_str().unwrap_or_default().to_owned();
+        Some(UserClaim {
+            id: UserIdClaim {
+                idp: s("iss"),
+                opaque_id: s("sub"),
+                user_type: 1,
+            },
+            username: s("preferred_username"),
+            mail: s("email"),
+            display_name: s("name"),
+            ..Default::default()
+        })
+    })
+}
+
+impl Stack {
+    pub async fn start(opts: StackOptions) -> Stack {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gateway_port = if opts.gateway_port == 0 { free_port() } else { opts.gateway_port };
+        let tree = Tree::default();
+        seed(&tree);
+        let idp = TestIdp::new(AUDIENCE);
+        let idp_server = idp.serve(localhost(0)).await.expect("IdP");
+        let reva_secret = random_secret("reva");
+        let iop_secret = random_secret("iop");
+        let wopi_secret = random_secret("wopi");
+        let reva = FakeReva::new(&reva_secret, tree.clone(), Some(oidc_authenticator(idp.clone())));
+        let reva_server = reva.serve(localhost(0)).await.expect("REVA");
+        let wopiserver = FakeWopiserver::new(&iop_secret, &wopi_secret, &format!("http://127.0.0.1:{gateway_port}"), tree.clone());
+        let wopi_server = wopiserver.serve(localhost(0)).await.expect("wopiserver");
+        let mut offices = Vec::new();
+        let mut office_servers = Vec::new();
+        for (name, xml) in opts.offices {
+            let office = FakeOffice::new(xml);
+            office_servers.push(office.serve(localhost(0)).await.expect("office"));
+            offices.push((name.to_owned(), office));
+        }
+        Stack {
+            dir,
+            tree,
+            idp,
+            reva,
+            wopiserver,
+            offices,
+            idp_server,
+            reva_server,
+            wopi_server,
+            office_servers,
+            gateway_port,
+            mode: opts.mode,
+            reva_secret,
+            iop_secret,
+            wopi_secret,
+        }
+    }
+
+    pub fn gateway_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.gateway_port)
+    }
+
+    fn write_secret(&self, name: &str, value: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, format!("{value}\n")).expect("write secret");
+        p
+    }
+
+    /// Configuration for a gateway in front of this stack; secrets are written to files.
+    pub fn config_toml(&self) -> String {
+        let iop = self.write_secret("iop.secret", &self.iop_secret);
+        let reva_line = match self.mode {
+            ExchangeMode::Mint => format!("jwt_secret_file = {:?}\n", self.write_secret("reva.secret", &self.reva_secret)),
+            ExchangeMode::Authenticate => String::new(),
+        };
+        let mode = match self.mode {
+            ExchangeMode::Mint => "mint",
+            ExchangeMode::Authenticate => "authenticate",
+        };
+        let mut s = format!(
+            r#"[server]
+listen = "127.0.0.1:{port}"
+threads = 2
+grace_period_seconds = 0
+graceful_shutdown_timeout_seconds = 1
+
+[oidc]
+issuer = "{issuer}"
+audience = "{AUDIENCE}"
+jwks_min_refetch_seconds = 1
+
+[exchange]
+mode = "{mode}"
+token_ttl_seconds = 1800
+
+[reva]
+gateway = "{reva}"
+{reva_line}timeout_ms = 2000
+
+[wopiserver]
+url = "{wopi}"
+iop_secret_file = {iop:?}
+timeout_ms = 3000
+
+[open]
+folder_url_base = "https://cloud.example/files"
+"#,
+            port = self.gateway_port,
+            issuer = self.idp.issuer(),
+            reva = self.reva_server.url(),
+            wopi = self.wopi_server.url(),
+        );
+        for ((name, _), server) in self.offices.iter().zip(&self.office_servers) {
+            s.push_str(&format!(
+                "\n[[office]]\nname = \"{name}\"\ndiscovery_url = \"{}/hosting/discovery\"\ntimeout_ms = 2000\n",
+                server.url()
+            ));
+        }
+        s
+    }
+
+    /// Writes the configuration and returns its path.
+    pub fn write_config(&self) -> PathBuf {
+        let p = self.dir.path().join("wopigate.toml");
+        std::fs::write(&p, self.config_toml()).expect("write config");
+        p
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}

@@ -1,0 +1,172 @@
+//! Test OpenID provider: discovery document and JWKS over HTTP, RSA and EC keys generated at
+//! start, and signed access tokens for any claims (plus a `/token` endpoint for the demo).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::pkcs8::EncodePrivateKey;
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use rsa::traits::PublicKeyParts;
+use serde_json::{Value, json};
+
+use super::Running;
+
+/// One signing key with its public JWK.
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: Algorithm,
+    pub encoding: EncodingKey,
+    pub jwk: Value,
+    /// The public key as PEM (for key-confusion attack tests).
+    pub public_pem: String,
+}
+
+impl SigningKey {
+    pub fn rsa(kid: &str) -> Self {
+        let mut rng = rsa::rand_core::OsRng;
+        let private = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("RSA key generation");
+        let public = private.to_public_key();
+        let der = private.to_pkcs1_der().expect("PKCS#1 DER");
+        let b64 = |b: Vec<u8>| URL_SAFE_NO_PAD.encode(b);
+        use rsa::pkcs8::EncodePublicKey;
+        Self {
+            kid: kid.into(),
+            alg: Algorithm::RS256,
+            encoding: EncodingKey::from_rsa_der(der.as_bytes()),
+            jwk: json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": b64(public.n().to_bytes_be()), "e": b64(public.e().to_bytes_be())}),
+            public_pem: public.to_public_key_pem(rsa::pkcs8::LineEnding::LF).unwrap_or_default(),
+        }
+    }
+
+    pub fn ec(kid: &str) -> Self {
+        let secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+        let point = secret.public_key().to_encoded_point(false);
+        let der = secret.to_pkcs8_der().expect("PKCS#8 DER");
+        let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+        Self {
+            kid: kid.into(),
+            alg: Algorithm::ES256,
+            encoding: EncodingKey::from_ec_der(der.as_bytes()),
+            jwk: json!({"kty": "EC", "kid": kid, "use": "sig", "alg": "ES256", "crv": "P-256",
+                        "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())}),
+            public_pem: String::new(),
+        }
+    }
+}
+
+struct Inner {
+    issuer: RwLock<String>,
+    audience: String,
+    keys: RwLock<Vec<Arc<SigningKey>>>,
+}
+
+#[derive(Clone)]
+pub struct TestIdp {
+    inner: Arc<Inner>,
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+impl TestIdp {
+    /// An IdP with one RSA (`rsa-1`) and one EC (`ec-1`) key.
+    pub fn new(audience: &str) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                issuer: RwLock::new(String::new()),
+                audience: audience.into(),
+                keys: RwLock::new(vec![Arc::new(SigningKey::rsa("rsa-1")), Arc::new(SigningKey::ec("ec-1"))]),
+            }),
+        }
+    }
+
+    pub fn issuer(&self) -> String {
+        self.inner.issuer.read().unwrap().clone()
+    }
+
+    pub fn audience(&self) -> &str {
+        &self.inner.audience
+    }
+
+    pub fn key(&self, kid: &str) -> Option<Arc<SigningKey>> {
+        self.inner.keys.read().unwrap().iter().find(|k| k.kid == kid).cloned()
+    }
+
+    pub fn add_key(&self, key: SigningKey) {
+        self.inner.keys.write().unwrap().push(Arc::new(key));
+    }
+
+    pub fn remove_key(&self, kid: &str) {
+        self.inner.keys.write().unwrap().retain(|k| k.kid != kid);
+    }
+
+    pub fn jwks(&self) -> Value {
+        json!({"keys": self.inner.keys.read().unwrap().iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()})
+    }
+
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<Running> {
+        let router = Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/jwks", get(jwks))
+            .route("/token", post(token))
+            .with_state(self.clone());
+        let running = super::serve_http(router, addr).await?;
+        *self.inner.issuer.write().unwrap() = running.url();
+        Ok(running)
+    }
+
+    /// Standard claims for a user, valid for an hour.
+    pub fn claims(&self, user: &str) -> Value {
+        let now = now();
+        json!({
+            "iss": self.issuer(), "aud": self.audience(), "sub": format!("{user}-sub"),
+            "preferred_username": user, "name": format!("{} Example", capitalise(user)),
+            "email": format!("{user}@example.org"), "iat": now, "nbf": now, "exp": now + 3600,
+        })
+    }
+
+    /// Signs `claims` with key `kid` in its own algorithm.
+    pub fn sign(&self, kid: &str, claims: &Value) -> String {
+        let key = self.key(kid).expect("known kid");
+        let mut header = Header::new(key.alg);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, claims, &key.encoding).expect("sign")
+    }
+
+    /// A valid RS256 access token for `user`.
+    pub fn token(&self, user: &str) -> String {
+        self.sign("rsa-1", &self.claims(user))
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+}
+
+async fn discovery(State(s): State<TestIdp>) -> axum::Json<Value> {
+    let iss = s.issuer();
+    axum::Json(json!({
+        "issuer": iss, "jwks_uri": format!("{iss}/jwks"), "token_endpoint": format!("{iss}/token"),
+        "authorization_endpoint": format!("{iss}/authorize"),
+        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+    }))
+}
+
+async fn jwks(State(s): State<TestIdp>) -> axum::Json<Value> {
+    axum::Json(s.jwks())
+}
+
+/// Demo only: `POST /token?username=alice` returns an access token for that user.
+async fn token(State(s): State<TestIdp>, Query(q): Query<std::collections::HashMap<String, String>>) -> axum::Json<Value> {
+    let user = q.get("username").map(String::as_str).unwrap_or("alice");
+    axum::Json(json!({"access_token": s.token(user), "token_type": "Bearer", "expires_in": 3600}))
+}
