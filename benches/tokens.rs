@@ -1,1 +1,73 @@
-fn main(){}
+//! Token paths on the open flow: OIDC validation (cached and uncached) and REVA token minting.
+//! `cargo bench --bench tokens`
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::json;
+use wopigate::auth::{JwksSource, KeySet, OidcValidator, ValidatorSettings};
+use wopigate::exchange::reva_token::{self, USER_TYPE_PRIMARY};
+use wopigate::exchange::{UserClaim, UserIdClaim};
+use wopigate::testkit::test_idp::{TestIdp, now};
+
+fn validator(idp: &TestIdp, cache_entries: u64) -> OidcValidator {
+    let keys = KeySet::from_jwks_json(idp.jwks().to_string().as_bytes()).unwrap();
+    OidcValidator::new(
+        ValidatorSettings {
+            issuer: "https://idp.bench".into(),
+            audience: "wopigate".into(),
+            algorithms: vec![Algorithm::RS256, Algorithm::ES256],
+            leeway: Duration::from_secs(60),
+            max_token_bytes: 16 * 1024,
+            cache_entries,
+        },
+        Arc::new(JwksSource::fixed(keys)),
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let idp = TestIdp::new("wopigate");
+    let claims = json!({"iss": "https://idp.bench", "aud": "wopigate", "sub": "alice-sub", "exp": now() + 3600});
+    let rs = idp.sign("rsa-1", &claims);
+    let es = idp.sign("ec-1", &claims);
+
+    let cached = validator(&idp, 10_000);
+    rt.block_on(cached.validate(&rs)).unwrap();
+    c.bench_function("oidc_validate_cached_rs256", |b| {
+        b.iter(|| rt.block_on(cached.validate(&rs)).unwrap())
+    });
+
+    // A zero-capacity cache keeps nothing, so every call verifies the signature.
+    let uncached = validator(&idp, 0);
+    c.bench_function("oidc_validate_uncached_rs256", |b| {
+        b.iter(|| rt.block_on(uncached.validate(&rs)).unwrap())
+    });
+    c.bench_function("oidc_validate_uncached_es256", |b| {
+        b.iter(|| rt.block_on(uncached.validate(&es)).unwrap())
+    });
+
+    let key = EncodingKey::from_secret(b"bench-reva-secret-0123456789");
+    let user = UserClaim {
+        id: UserIdClaim {
+            idp: "https://idp.bench".into(),
+            opaque_id: "alice-sub".into(),
+            user_type: USER_TYPE_PRIMARY,
+        },
+        username: "alice".into(),
+        mail: "alice@example.org".into(),
+        display_name: "Alice Example".into(),
+        ..Default::default()
+    };
+    c.bench_function("reva_token_mint", |b| {
+        b.iter(|| reva_token::mint(&key, &user, Duration::from_secs(3600), now()).unwrap())
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 #[derive(Parser, Debug)]
-#[command(name = "wopigate", version, about = "OIDC-aware WOPI gateway for CS3 deployments")]
+#[command(
+    name = "wopigate",
+    version,
+    about = "OIDC-aware WOPI gateway for CS3 deployments"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

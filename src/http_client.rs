@@ -79,7 +79,11 @@ pub async fn get_bounded(
 /// Reads a response body up to `limit` bytes.
 pub async fn read_bounded(resp: &mut reqwest::Response, limit: usize) -> Result<Bytes, FetchError> {
     let mut buf = BytesMut::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::from_reqwest(&e))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| FetchError::from_reqwest(&e))?
+    {
         if buf.len() + chunk.len() > limit {
             return Err(FetchError::TooLarge(limit));
         }

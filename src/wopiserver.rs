@@ -125,7 +125,11 @@ impl From<WopiserverError> for ApiError {
 }
 
 /// RFC 3986 unreserved characters stay as they are; everything else is percent-encoded.
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Encodes one query value. The wopiserver applies `unquote_plus` a second time to `username`,
 /// `folderurl`, `appname`, `appurl`, `appviewurl` and `appinturl` after Flask's own decoding
@@ -146,7 +150,12 @@ pub struct WopiserverClient {
 }
 
 impl WopiserverClient {
-    pub fn new(base: Url, iop_secret: Secret, connect_timeout: Duration, timeout: Duration) -> Self {
+    pub fn new(
+        base: Url,
+        iop_secret: Secret,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Self {
         Self {
             base,
             iop_secret,
@@ -190,12 +199,20 @@ impl WopiserverClient {
 
     /// Calls `openinapp` with `Authorization: Bearer <iopsecret>`, `TokenHeader: <REVA token>` and
     /// `X-Trace-Id`.
-    pub async fn open_in_app(&self, p: &OpenInApp<'_>, reva_token: &Secret, trace_id: &str) -> Result<Opened, WopiserverError> {
+    pub async fn open_in_app(
+        &self,
+        p: &OpenInApp<'_>,
+        reva_token: &Secret,
+        trace_id: &str,
+    ) -> Result<Opened, WopiserverError> {
         let url = self.openinapp_url(p)?;
         let mut resp = self
             .http
             .get(url)
-            .header(http::header::AUTHORIZATION, format!("Bearer {}", self.iop_secret.expose()))
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.iop_secret.expose()),
+            )
             .header("TokenHeader", reva_token.expose())
             .header("X-Trace-Id", trace_id)
             .send()
@@ -206,9 +223,12 @@ impl WopiserverClient {
             return Err(FetchError::Status(status).into());
         }
         let body = http_client::read_bounded(&mut resp, MAX_RESPONSE_BYTES).await?;
-        let r: Response = serde_json::from_slice(&body).map_err(|_| WopiserverError::Invalid("not the openinapp JSON shape".into()))?;
+        let r: Response = serde_json::from_slice(&body)
+            .map_err(|_| WopiserverError::Invalid("not the openinapp JSON shape".into()))?;
         if r.form_parameters.access_token.is_empty() || r.app_url.is_empty() {
-            return Err(WopiserverError::Invalid("empty app URL or access token".into()));
+            return Err(WopiserverError::Invalid(
+                "empty app URL or access token".into(),
+            ));
         }
         Ok(Opened {
             app_url: r.app_url,
@@ -224,7 +244,13 @@ mod tests {
 
     #[test]
     fn view_modes_round_trip() {
-        for m in [ViewMode::ViewOnly, ViewMode::ReadOnly, ViewMode::ReadWrite, ViewMode::Preview, ViewMode::Embedded] {
+        for m in [
+            ViewMode::ViewOnly,
+            ViewMode::ReadOnly,
+            ViewMode::ReadWrite,
+            ViewMode::Preview,
+            ViewMode::Embedded,
+        ] {
             assert_eq!(ViewMode::parse(m.as_str()), Some(m));
         }
         assert_eq!(ViewMode::parse("write"), Some(ViewMode::ReadWrite));
@@ -256,7 +282,10 @@ mod tests {
         let q = url.query().unwrap();
         assert!(q.starts_with("fileid=a%2Bb&endpoint=st%24sp&viewmode=VIEW_MODE_READ_WRITE"));
         assert!(q.contains("username=Alice%252BBob"), "{q}");
-        assert!(q.contains("appurl=https%253A%252F%252Fx%252Fwe.aspx%253Fa%253D1%2526"), "{q}");
+        assert!(
+            q.contains("appurl=https%253A%252F%252Fx%252Fwe.aspx%253Fa%253D1%2526"),
+            "{q}"
+        );
         assert!(!q.contains("folderurl"));
         assert_eq!(url.path(), "/wopi/iop/openinapp");
     }

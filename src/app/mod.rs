@@ -41,8 +41,12 @@ pub struct AppState {
 
 fn resolve_upstream(c: &Config) -> Result<Upstream, StartError> {
     let url = &c.wopiserver.url;
-    let host = url.host_str().ok_or_else(|| StartError::Upstream("no host".into()))?;
-    let port = url.port_or_known_default().ok_or_else(|| StartError::Upstream("no port".into()))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| StartError::Upstream("no host".into()))?;
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| StartError::Upstream("no port".into()))?;
     let addr = (host, port)
         .to_socket_addrs()
         .map_err(|e| StartError::Upstream(e.to_string()))?
@@ -67,8 +71,14 @@ pub fn build_state(c: &Config) -> Result<AppState, StartError> {
         c.oidc.issuer.clone(),
         c.oidc.jwks_min_refetch,
     ));
-    let validator = Arc::new(OidcValidator::new(ValidatorSettings::from_config(&c.oidc), jwks.clone()));
-    let exchanger = Arc::new(Exchanger::from_config(&c.exchange, c.reva.jwt_secret.as_ref(), &reva).ok_or(StartError::NoRevaSecret)?);
+    let validator = Arc::new(OidcValidator::new(
+        ValidatorSettings::from_config(&c.oidc),
+        jwks.clone(),
+    ));
+    let exchanger = Arc::new(
+        Exchanger::from_config(&c.exchange, c.reva.jwt_secret.as_ref(), &reva)
+            .ok_or(StartError::NoRevaSecret)?,
+    );
     let discovery = Arc::new(DiscoveryCache::new(&c.office));
     let wopiserver = Arc::new(WopiserverClient::new(
         c.wopiserver.url.clone(),
@@ -85,7 +95,11 @@ pub fn build_state(c: &Config) -> Result<AppState, StartError> {
         claims: c.exchange.claims.clone(),
         folder_url_base: c.open.folder_url_base.clone(),
     });
-    Ok(AppState { open, jwks, discovery })
+    Ok(AppState {
+        open,
+        jwks,
+        discovery,
+    })
 }
 
 /// Runs the gateway until a signal stops it.
@@ -135,7 +149,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         max_api_body_bytes: config.server.max_api_body_bytes,
         tls: false,
     };
-    let mut public = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "public");
+    let mut public =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "public");
     public.add_tcp(&config.server.listen.to_string());
     server.add_service(public);
     tracing::info!(listen = %config.server.listen, "wopigate listening");

@@ -85,7 +85,11 @@ impl KeySet {
     }
 
     /// The key for `kid`, if its type fits `alg` (security.md J4: key type bound to algorithm).
-    pub(super) fn key_for(&self, kid: &str, alg: Algorithm) -> Result<Option<&DecodingKey>, AuthError> {
+    pub(super) fn key_for(
+        &self,
+        kid: &str,
+        alg: Algorithm,
+    ) -> Result<Option<&DecodingKey>, AuthError> {
         let Some(entry) = self.keys.get(kid) else {
             return Ok(None);
         };
@@ -193,10 +197,10 @@ impl JwksSource {
         alg: Algorithm,
         f: impl FnOnce(&DecodingKey) -> Result<T, AuthError>,
     ) -> Result<T, AuthError> {
-        if let Some(set) = self.current() {
-            if let Some(key) = set.key_for(kid, alg)? {
-                return f(key);
-            }
+        if let Some(set) = self.current()
+            && let Some(key) = set.key_for(kid, alg)?
+        {
+            return f(key);
         }
         let set = match self.refresh().await {
             Ok(set) => set,
@@ -223,8 +227,8 @@ async fn fetch(
             "discovery document names another issuer".into(),
         ));
     }
-    let jwks_uri = Url::parse(&doc.jwks_uri)
-        .map_err(|e| FetchError::Invalid(format!("jwks_uri: {e}")))?;
+    let jwks_uri =
+        Url::parse(&doc.jwks_uri).map_err(|e| FetchError::Invalid(format!("jwks_uri: {e}")))?;
     let jwks = get_bounded(http, &jwks_uri, MAX_DOCUMENT_BYTES).await?;
     let set = KeySet::from_jwks_json(&jwks)?;
     tracing::info!(keys = set.len(), "loaded IdP signing keys");

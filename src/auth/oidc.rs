@@ -100,10 +100,10 @@ impl OidcValidator {
             return Err(AuthError::TokenTooLarge);
         }
         let digest = token_digest(token);
-        if let Some(p) = self.cache.get(&digest).await {
-            if p.expires_at + self.settings.leeway.as_secs() >= now() {
-                return Ok(p);
-            }
+        if let Some(p) = self.cache.get(&digest).await
+            && p.expires_at + self.settings.leeway.as_secs() >= now()
+        {
+            return Ok(p);
         }
         let principal = Arc::new(self.validate_uncached(token).await?);
         if principal.expires_at > now() {

@@ -186,7 +186,10 @@ impl Validator<'_> {
             }
             Ok(s) => Some(s),
             Err(e) => {
-                self.problem(key, format!("cannot read secret file {}: {e}", full.display()));
+                self.problem(
+                    key,
+                    format!("cannot read secret file {}: {e}", full.display()),
+                );
                 None
             }
         }
@@ -205,15 +208,13 @@ impl Validator<'_> {
         let exchange = self.exchange(raw.exchange);
         let reva = self.reva(raw.reva, exchange.mode);
         let wopiserver = self.wopiserver(raw.wopiserver);
-        if let (Some(reva), Some(wopi)) = (&reva, &wopiserver) {
-            if let Some(reva_secret) = &reva.jwt_secret {
-                if reva_secret == &wopi.iop_secret {
-                    self.problem(
-                        "wopiserver.iop_secret_file",
-                        "the IOP secret must differ from the REVA JWT secret",
-                    );
-                }
-            }
+        if let (Some(reva), Some(wopi)) = (&reva, &wopiserver)
+            && reva.jwt_secret.as_ref() == Some(&wopi.iop_secret)
+        {
+            self.problem(
+                "wopiserver.iop_secret_file",
+                "the IOP secret must differ from the REVA JWT secret",
+            );
         }
         let office = self.office(raw.office);
         let open = Open {
@@ -237,7 +238,10 @@ impl Validator<'_> {
         let listen = match s.listen.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                self.problem("server.listen", "must be host:port with a literal IP address");
+                self.problem(
+                    "server.listen",
+                    "must be host:port with a literal IP address",
+                );
                 None
             }
         };
@@ -317,7 +321,10 @@ impl Validator<'_> {
         let jwt_secret = match (&r.jwt_secret_file, mode) {
             (Some(path), _) => self.secret("reva.jwt_secret_file", path),
             (None, ExchangeMode::Mint) => {
-                self.problem("reva.jwt_secret_file", "required when exchange.mode = \"mint\"");
+                self.problem(
+                    "reva.jwt_secret_file",
+                    "required when exchange.mode = \"mint\"",
+                );
                 None
             }
             (None, ExchangeMode::Authenticate) => None,
@@ -348,11 +355,17 @@ impl Validator<'_> {
             .as_ref()
             .is_some_and(|s| s.expose() == WELL_KNOWN_REVA_SECRET)
         {
-            self.problem("wopiserver.iop_secret_file", "holds a well-known public secret");
+            self.problem(
+                "wopiserver.iop_secret_file",
+                "holds a well-known public secret",
+            );
         }
         let timeout = self.positive("wopiserver.timeout_ms", w.timeout_ms);
         let connect_timeout = self.positive("wopiserver.connect_timeout_ms", w.connect_timeout_ms);
-        let proxy_read_timeout = self.positive("wopiserver.proxy_read_timeout_seconds", w.proxy_read_timeout_seconds) * 1000;
+        let proxy_read_timeout = self.positive(
+            "wopiserver.proxy_read_timeout_seconds",
+            w.proxy_read_timeout_seconds,
+        ) * 1000;
         Some(Wopiserver {
             url: url?,
             iop_secret: iop_secret?,

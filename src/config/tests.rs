@@ -37,12 +37,21 @@ fn good_config_with_defaults() {
     let d = dir();
     let c = Config::parse(GOOD, d.path()).unwrap();
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
-    assert_eq!(c.oidc.discovery_url.as_str(), "https://idp.example/.well-known/openid-configuration");
-    assert_eq!(c.oidc.algorithms, vec![Algorithm::RS256, Algorithm::ES256, Algorithm::PS256]);
+    assert_eq!(
+        c.oidc.discovery_url.as_str(),
+        "https://idp.example/.well-known/openid-configuration"
+    );
+    assert_eq!(
+        c.oidc.algorithms,
+        vec![Algorithm::RS256, Algorithm::ES256, Algorithm::PS256]
+    );
     assert_eq!(c.oidc.leeway, Duration::from_secs(60));
     assert_eq!(c.exchange.mode, ExchangeMode::Mint);
     assert_eq!(c.exchange.claims.opaque_id, "sub");
-    assert_eq!(c.reva.jwt_secret.as_ref().unwrap().expose(), "a-long-random-reva-secret");
+    assert_eq!(
+        c.reva.jwt_secret.as_ref().unwrap().expose(),
+        "a-long-random-reva-secret"
+    );
     assert_eq!(c.server.grace_period, Duration::from_secs(5));
     assert_eq!(c.office[0].name, "Collabora");
 }
@@ -54,7 +63,11 @@ fn every_problem_is_reported_with_key_and_line() {
         .replace("listen = \"127.0.0.1:8080\"", "listen = \"localhost\"")
         .replace("issuer = \"https://idp.example\"", "issuer = \"not a url\"");
     let e = Config::parse(&text, d.path()).unwrap_err();
-    let keys: Vec<_> = e.problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+    let keys: Vec<_> = e
+        .problems
+        .iter()
+        .map(|p| (p.key.as_str(), p.line))
+        .collect();
     assert!(keys.contains(&("server.listen", Some(3))), "{keys:?}");
     assert!(keys.contains(&("oidc.issuer", Some(6))), "{keys:?}");
 }
@@ -62,10 +75,21 @@ fn every_problem_is_reported_with_key_and_line() {
 #[test]
 fn unknown_keys_and_bad_algorithms_are_errors() {
     let d = dir();
-    let e = Config::parse(&GOOD.replace("[oidc]\n", "[oidc]\nissuerr = \"x\"\n"), d.path()).unwrap_err();
+    let e = Config::parse(
+        &GOOD.replace("[oidc]\n", "[oidc]\nissuerr = \"x\"\n"),
+        d.path(),
+    )
+    .unwrap_err();
     assert_eq!(e.problems[0].key, "issuerr");
     assert_eq!(e.problems[0].line, Some(6));
-    let e = Config::parse(&GOOD.replace("audience = \"wopigate\"", "audience = \"wopigate\"\nalgorithms = [\"HS256\"]"), d.path()).unwrap_err();
+    let e = Config::parse(
+        &GOOD.replace(
+            "audience = \"wopigate\"",
+            "audience = \"wopigate\"\nalgorithms = [\"HS256\"]",
+        ),
+        d.path(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("oidc.algorithms"), "{e}");
 }
 
@@ -73,13 +97,29 @@ fn unknown_keys_and_bad_algorithms_are_errors() {
 fn secrets_are_checked() {
     let d = dir();
     write(d.path(), "reva.secret", "Pive-Fumkiu4");
-    assert!(Config::parse(GOOD, d.path()).unwrap_err().to_string().contains("public default"));
+    assert!(
+        Config::parse(GOOD, d.path())
+            .unwrap_err()
+            .to_string()
+            .contains("public default")
+    );
     write(d.path(), "reva.secret", "a-long-random-iop-secret");
-    assert!(Config::parse(GOOD, d.path()).unwrap_err().to_string().contains("must differ"));
+    assert!(
+        Config::parse(GOOD, d.path())
+            .unwrap_err()
+            .to_string()
+            .contains("must differ")
+    );
     write(d.path(), "reva.secret", "");
-    assert!(Config::parse(GOOD, d.path()).unwrap_err().to_string().contains("is empty"));
+    assert!(
+        Config::parse(GOOD, d.path())
+            .unwrap_err()
+            .to_string()
+            .contains("is empty")
+    );
     // authenticate mode needs no REVA secret
-    let text = GOOD.replace("jwt_secret_file = \"reva.secret\"\n", "") + "\n[exchange]\nmode = \"authenticate\"\n";
+    let text = GOOD.replace("jwt_secret_file = \"reva.secret\"\n", "")
+        + "\n[exchange]\nmode = \"authenticate\"\n";
     let c = Config::parse(&text, d.path()).unwrap();
     assert!(c.reva.jwt_secret.is_none());
     assert_eq!(c.exchange.authenticate_type, "bearer");

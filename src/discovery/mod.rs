@@ -125,6 +125,8 @@ impl DiscoveryCache {
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(source.app.refresh);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                // The first tick fires at once; start-up has just fetched.
+                tick.tick().await;
                 loop {
                     tick.tick().await;
                     this.refresh(&source).await;
@@ -141,9 +143,16 @@ impl DiscoveryCache {
     pub async fn choose(&self, ext: &str, requested: Option<&str>) -> Result<AppChoice, ApiError> {
         let candidates: Vec<&Arc<Source>> = match requested {
             Some(name) => {
-                let found: Vec<_> = self.sources.iter().filter(|s| s.app.name.eq_ignore_ascii_case(name)).collect();
+                let found: Vec<_> = self
+                    .sources
+                    .iter()
+                    .filter(|s| s.app.name.eq_ignore_ascii_case(name))
+                    .collect();
                 if found.is_empty() {
-                    return Err(ApiError::new(ErrorCode::NotFound, format!("no office app named {name:?}")));
+                    return Err(ApiError::new(
+                        ErrorCode::NotFound,
+                        format!("no office app named {name:?}"),
+                    ));
                 }
                 found
             }
@@ -174,8 +183,11 @@ impl DiscoveryCache {
 }
 
 async fn fetch(source: &Source) -> Result<Arc<Discovery>, FetchError> {
-    let body = http_client::get_bounded(&source.http, &source.app.discovery_url, MAX_DISCOVERY_BYTES).await?;
-    let text = std::str::from_utf8(&body).map_err(|_| FetchError::Invalid("discovery is not UTF-8".into()))?;
+    let body =
+        http_client::get_bounded(&source.http, &source.app.discovery_url, MAX_DISCOVERY_BYTES)
+            .await?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| FetchError::Invalid("discovery is not UTF-8".into()))?;
     let d = xml::parse(text).map_err(|e| FetchError::Invalid(e.to_string()))?;
     tracing::info!(app = %source.app.name, extensions = d.extensions.len(), "loaded office discovery");
     Ok(Arc::new(d))

@@ -80,15 +80,20 @@ pub fn strip_placeholders(urlsrc: &str) -> Option<String> {
     Some(out)
 }
 
+/// (action name, ext, urlsrc) as read from one `<net-zone>`.
+type ZoneAction = (String, String, String);
+
 pub fn parse(xml: &str) -> Result<Discovery, DiscoveryParseError> {
     let mut reader = Reader::from_str(xml);
     reader.config_mut().trim_text(true);
     // net-zone name → (app → actions), chosen after the whole document is read.
-    let mut zones: Vec<(String, Vec<(String, String, String)>)> = Vec::new();
+    let mut zones: Vec<(String, Vec<ZoneAction>)> = Vec::new();
     let mut apps: Vec<DiscoveredApp> = Vec::new();
     let mut proof_key = None;
     loop {
-        let event = reader.read_event().map_err(|e| DiscoveryParseError::Xml(e.to_string()))?;
+        let event = reader
+            .read_event()
+            .map_err(|e| DiscoveryParseError::Xml(e.to_string()))?;
         match event {
             Event::Start(e) | Event::Empty(e) => match e.local_name().as_ref() {
                 b"net-zone" => {
@@ -107,9 +112,12 @@ pub fn parse(xml: &str) -> Result<Discovery, DiscoveryParseError> {
                 }
                 b"action" => {
                     let mut a = attrs(&e);
-                    if let (Some(name), Some(ext), Some(url), Some(zone)) =
-                        (a.remove("name"), a.remove("ext"), a.remove("urlsrc"), zones.last_mut())
-                    {
+                    if let (Some(name), Some(ext), Some(url), Some(zone)) = (
+                        a.remove("name"),
+                        a.remove("ext"),
+                        a.remove("urlsrc"),
+                        zones.last_mut(),
+                    ) {
                         zone.1.push((name, ext, url));
                     }
                 }
@@ -145,7 +153,9 @@ pub fn parse(xml: &str) -> Result<Discovery, DiscoveryParseError> {
         let Some(url) = strip_placeholders(urlsrc) else {
             continue;
         };
-        let entry = extensions.entry(format!(".{}", ext.to_ascii_lowercase())).or_default();
+        let entry = extensions
+            .entry(format!(".{}", ext.to_ascii_lowercase()))
+            .or_default();
         let slot = match action.as_str() {
             "view" => &mut entry.view,
             "edit" => &mut entry.edit,
@@ -177,10 +187,16 @@ mod tests {
     #[test]
     fn placeholders_are_removed() {
         assert_eq!(
-            strip_placeholders("https://x/we.aspx?<ui=UI_LLCC&><rs=DC_LLCC&><wopisrc=WOPI_SOURCE&>").as_deref(),
+            strip_placeholders(
+                "https://x/we.aspx?<ui=UI_LLCC&><rs=DC_LLCC&><wopisrc=WOPI_SOURCE&>"
+            )
+            .as_deref(),
             Some("https://x/we.aspx?")
         );
-        assert_eq!(strip_placeholders("https://c/cool.html?").as_deref(), Some("https://c/cool.html?"));
+        assert_eq!(
+            strip_placeholders("https://c/cool.html?").as_deref(),
+            Some("https://c/cool.html?")
+        );
         assert_eq!(strip_placeholders("https://x/a?<ui=UI_LLCC&"), None);
         assert_eq!(strip_placeholders("https://x/a?ui=>"), None);
     }
@@ -189,21 +205,46 @@ mod tests {
     fn microsoft_discovery_maps_actions_and_keeps_proof_key() {
         let d = parse(MS).unwrap();
         let docx = &d.extensions[".docx"];
-        assert_eq!(docx.view.as_deref(), Some("https://word-view.example.net/wv/wordviewerframe.aspx?"));
-        assert_eq!(docx.edit.as_deref(), Some("https://word-edit.example.net/we/wordeditorframe.aspx?"));
-        assert_eq!(docx.editnew.as_deref(), Some("https://word-edit.example.net/we/wordeditorframe.aspx?new=1&"));
+        assert_eq!(
+            docx.view.as_deref(),
+            Some("https://word-view.example.net/wv/wordviewerframe.aspx?")
+        );
+        assert_eq!(
+            docx.edit.as_deref(),
+            Some("https://word-edit.example.net/we/wordeditorframe.aspx?")
+        );
+        assert_eq!(
+            docx.editnew.as_deref(),
+            Some("https://word-edit.example.net/we/wordeditorframe.aspx?new=1&")
+        );
         // internal zone ignored
-        assert!(!d.extensions[".docx"].view.as_deref().unwrap().contains("internal"));
+        assert!(
+            !d.extensions[".docx"]
+                .view
+                .as_deref()
+                .unwrap()
+                .contains("internal")
+        );
         let pk = d.proof_key.unwrap();
         assert!(pk.modulus.starts_with("tloDW64n"));
         assert_eq!(pk.exponent, "AQAB");
-        assert!(d.apps.iter().any(|a| a.name == "Word" && a.fav_icon_url.is_some()));
+        assert!(
+            d.apps
+                .iter()
+                .any(|a| a.name == "Word" && a.fav_icon_url.is_some())
+        );
     }
 
     #[test]
     fn collabora_discovery_has_edit_for_many_types() {
         let d = parse(COLLABORA).unwrap();
-        assert!(d.extensions[".odt"].edit.as_deref().unwrap().ends_with("cool.html?"));
+        assert!(
+            d.extensions[".odt"]
+                .edit
+                .as_deref()
+                .unwrap()
+                .ends_with("cool.html?")
+        );
         assert!(d.extensions.contains_key(".ods"));
         assert!(d.proof_key.is_none());
         // upper-case ext in XML is normalised

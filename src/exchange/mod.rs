@@ -101,7 +101,11 @@ impl Minter {
             },
             username: optional(&self.claims.username),
             mail: optional(&self.claims.mail),
-            mail_verified: p.claims.get("email_verified").and_then(|v| v.as_bool()).unwrap_or(false),
+            mail_verified: p
+                .claims
+                .get("email_verified")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
             display_name: optional(&self.claims.display_name),
             groups: Vec::new(),
         })
@@ -139,7 +143,12 @@ struct Cached {
 struct UntilExpiry;
 
 impl moka::Expiry<[u8; 32], Cached> for UntilExpiry {
-    fn expire_after_create(&self, _: &[u8; 32], v: &Cached, _: std::time::Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &[u8; 32],
+        v: &Cached,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
         Some(Duration::from_secs(v.until.saturating_sub(now())))
     }
 }
@@ -157,12 +166,20 @@ impl Authenticator {
         }
     }
 
-    async fn token_for(&self, principal: &Principal, oidc_token: &str) -> Result<Arc<RevaToken>, ExchangeError> {
+    async fn token_for(
+        &self,
+        principal: &Principal,
+        oidc_token: &str,
+    ) -> Result<Arc<RevaToken>, ExchangeError> {
         self.cache
             .try_get_with(token_digest(oidc_token), async {
-                let (token, _user) = self.reva.authenticate(&self.kind, &self.client_id, oidc_token).await?;
+                let (token, _user) = self
+                    .reva
+                    .authenticate(&self.kind, &self.client_id, oidc_token)
+                    .await?;
                 // An opaque REVA token has no readable `exp`: assume it ends with the OIDC token.
-                let expires_at = reva_token::unverified_exp(token.expose()).unwrap_or(principal.expires_at);
+                let expires_at =
+                    reva_token::unverified_exp(token.expose()).unwrap_or(principal.expires_at);
                 let remaining = expires_at.saturating_sub(now());
                 Ok::<_, ExchangeError>(Cached {
                     token: Arc::new(RevaToken { token, expires_at }),
@@ -182,9 +199,15 @@ pub enum Exchanger {
 }
 
 impl Exchanger {
-    pub fn from_config(c: &ExchangeConfig, reva_secret: Option<&Secret>, reva: &RevaClient) -> Option<Self> {
+    pub fn from_config(
+        c: &ExchangeConfig,
+        reva_secret: Option<&Secret>,
+        reva: &RevaClient,
+    ) -> Option<Self> {
         Some(match c.mode {
-            ExchangeMode::Mint => Self::Mint(Minter::new(reva_secret?, c.token_ttl, c.claims.clone())),
+            ExchangeMode::Mint => {
+                Self::Mint(Minter::new(reva_secret?, c.token_ttl, c.claims.clone()))
+            }
             ExchangeMode::Authenticate => Self::Authenticate(Authenticator::new(
                 reva.clone(),
                 c.authenticate_type.clone(),
@@ -200,7 +223,11 @@ impl Exchanger {
         }
     }
 
-    pub async fn exchange(&self, principal: &Principal, oidc_token: &str) -> Result<Arc<RevaToken>, ExchangeError> {
+    pub async fn exchange(
+        &self,
+        principal: &Principal,
+        oidc_token: &str,
+    ) -> Result<Arc<RevaToken>, ExchangeError> {
         match self {
             Self::Mint(m) => m.token_for(&m.user_of(principal)?).await,
             Self::Authenticate(a) => a.token_for(principal, oidc_token).await,

@@ -100,7 +100,12 @@ pub struct RevaToken {
 
 /// Mints an HS256 REVA token for `user` with owner scope (the identity comes from a full OIDC
 /// login, reva.md §3 rule 3). `iat` is backdated a little: REVA v1 rejects a future `iat`.
-pub fn mint(secret: &EncodingKey, user: &UserClaim, ttl: Duration, now: u64) -> Result<RevaToken, jsonwebtoken::errors::Error> {
+pub fn mint(
+    secret: &EncodingKey,
+    user: &UserClaim,
+    ttl: Duration,
+    now: u64,
+) -> Result<RevaToken, jsonwebtoken::errors::Error> {
     let claims = RevaClaims {
         exp: now + ttl.as_secs(),
         iat: now.saturating_sub(5),
@@ -145,22 +150,36 @@ mod tests {
             display_name: "Alice".into(),
             ..Default::default()
         };
-        let t = mint(&EncodingKey::from_secret(b"s3cret"), &user, Duration::from_secs(600), 1_700_000_000).unwrap();
+        let t = mint(
+            &EncodingKey::from_secret(b"s3cret"),
+            &user,
+            Duration::from_secs(600),
+            1_700_000_000,
+        )
+        .unwrap();
         assert_eq!(t.expires_at, 1_700_000_600);
         let mut v = Validation::new(Algorithm::HS256);
         v.validate_exp = false;
         v.validate_aud = false;
         let raw: serde_json::Value =
-            jsonwebtoken::decode(t.token.expose(), &DecodingKey::from_secret(b"s3cret"), &v).unwrap().claims;
+            jsonwebtoken::decode(t.token.expose(), &DecodingKey::from_secret(b"s3cret"), &v)
+                .unwrap()
+                .claims;
         assert_eq!(raw["aud"], "reva");
         assert_eq!(raw["iss"], "https://idp.example");
         assert_eq!(raw["iat"], 1_699_999_995u64);
-        assert_eq!(raw["user"]["id"], serde_json::json!({"idp": "https://idp.example", "opaque_id": "4c510ada", "type": 1}));
+        assert_eq!(
+            raw["user"]["id"],
+            serde_json::json!({"idp": "https://idp.example", "opaque_id": "4c510ada", "type": 1})
+        );
         assert!(raw["user"].get("mail").is_none(), "zero values are omitted");
         assert_eq!(raw["scope"]["user"]["role"], 1);
         assert_eq!(raw["scope"]["user"]["resource"]["decoder"], "json");
         // reva.md §2.2: the spec's own example value
-        assert_eq!(raw["scope"]["user"]["resource"]["value"], "eyJwYXRoIjoiLyJ9");
+        assert_eq!(
+            raw["scope"]["user"]["resource"]["value"],
+            "eyJwYXRoIjoiLyJ9"
+        );
         assert_eq!(unverified_exp(t.token.expose()), Some(1_700_000_600));
     }
 }

@@ -75,33 +75,53 @@ impl OpenService {
         let reva_token = self.exchanger.exchange(&principal, req.bearer).await?;
         let info = self.reva.stat(&reva_token.token, id.clone()).await?;
         if info.r#type() != ResourceType::File {
-            return Err(ApiError::new(ErrorCode::BadRequest, "the resource is not a file"));
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "the resource is not a file",
+            ));
         }
         let view_mode = view_mode::resolve(info.permission_set.as_ref(), req.view_mode)
-            .ok_or_else(|| ApiError::new(ErrorCode::Forbidden, "no permission to open this file"))?;
-        let name = if info.name.is_empty() { &info.path } else { &info.name };
-        let ext = extension_of(name)
-            .ok_or_else(|| ApiError::new(ErrorCode::UnsupportedExtension, "the file has no extension"))?;
+            .ok_or_else(|| {
+                ApiError::new(ErrorCode::Forbidden, "no permission to open this file")
+            })?;
+        let name = if info.name.is_empty() {
+            &info.path
+        } else {
+            &info.name
+        };
+        let ext = extension_of(name).ok_or_else(|| {
+            ApiError::new(ErrorCode::UnsupportedExtension, "the file has no extension")
+        })?;
         let choice = self.discovery.choose(&ext, req.app_name).await?;
         let urls = &choice.urls;
         let view_url = match view_mode {
             ViewMode::Embedded => urls.embedview.as_ref().or(urls.view.as_ref()),
             _ => urls.view.as_ref(),
         };
-        let edit_url = if info.size == 0 { urls.editnew.as_ref().or(urls.edit.as_ref()) } else { urls.edit.as_ref() };
+        let edit_url = if info.size == 0 {
+            urls.editnew.as_ref().or(urls.edit.as_ref())
+        } else {
+            urls.edit.as_ref()
+        };
         // A type with only `view` (or only `edit`) uses that URL for both (wopi.md §9.3).
         let (appurl, appviewurl) = match (edit_url, view_url) {
             (Some(e), Some(v)) => (e, v),
             (Some(e), None) => (e, e),
             (None, Some(v)) => (v, v),
-            (None, None) => return Err(ApiError::new(ErrorCode::UnsupportedExtension, "no app URL")),
+            (None, None) => {
+                return Err(ApiError::new(ErrorCode::UnsupportedExtension, "no app URL"));
+            }
         };
         let resource_id = info.id.clone().unwrap_or(id);
         let endpoint = endpoint_of(&resource_id);
-        let username = principal.claim_str(&self.claims.display_name).unwrap_or_default();
+        let username = principal
+            .claim_str(&self.claims.display_name)
+            .unwrap_or_default();
         let userid = format!(
             "{}@{}",
-            principal.claim_str(&self.claims.opaque_id).unwrap_or_default(),
+            principal
+                .claim_str(&self.claims.opaque_id)
+                .unwrap_or_default(),
             principal.claim_str(&self.claims.idp).unwrap_or_default()
         );
         let folderurl = self.folder_url(&info);
@@ -124,7 +144,8 @@ impl OpenService {
                 req.trace_id,
             )
             .await?;
-        let wopi_exp = unverified_exp(opened.access_token.expose()).unwrap_or(reva_token.expires_at);
+        let wopi_exp =
+            unverified_exp(opened.access_token.expose()).unwrap_or(reva_token.expires_at);
         Ok(OpenResult {
             app_url: opened.app_url,
             access_token: opened.access_token,
@@ -137,7 +158,11 @@ impl OpenService {
 
     fn folder_url(&self, info: &ResourceInfo) -> Option<String> {
         let base = self.folder_url_base.as_ref()?;
-        let dir = info.path.rsplit_once('/').map(|(d, _)| d).filter(|d| info.path.starts_with('/') && !d.is_empty());
+        let dir = info
+            .path
+            .rsplit_once('/')
+            .map(|(d, _)| d)
+            .filter(|d| info.path.starts_with('/') && !d.is_empty());
         Some(match dir {
             Some(d) => format!("{}{}", base.as_str().trim_end_matches('/'), d),
             None => base.to_string(),
@@ -221,7 +246,13 @@ mod tests {
     #[test]
     fn only_one_authorization_header() {
         assert_eq!(single_bearer([b"Bearer a".as_slice()].into_iter()), Ok("a"));
-        assert_eq!(single_bearer([b"Bearer a".as_slice(), b"Bearer b"].into_iter()), Err(AuthError::SeveralTokens));
-        assert_eq!(single_bearer(std::iter::empty()), Err(AuthError::MissingToken));
+        assert_eq!(
+            single_bearer([b"Bearer a".as_slice(), b"Bearer b"].into_iter()),
+            Err(AuthError::SeveralTokens)
+        );
+        assert_eq!(
+            single_bearer(std::iter::empty()),
+            Err(AuthError::MissingToken)
+        );
     }
 }

@@ -4,7 +4,10 @@ use crate::pb::cs3::storage::provider::v1beta1::ResourcePermissions;
 use crate::wopiserver::ViewMode;
 
 /// `None` when the user may not even read the file.
-pub fn resolve(perms: Option<&ResourcePermissions>, requested: Option<ViewMode>) -> Option<ViewMode> {
+pub fn resolve(
+    perms: Option<&ResourcePermissions>,
+    requested: Option<ViewMode>,
+) -> Option<ViewMode> {
     let perms = perms?;
     let can_download = perms.initiate_file_download;
     let can_upload = perms.initiate_file_upload;

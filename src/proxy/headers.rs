@@ -4,7 +4,14 @@
 use pingora::http::RequestHeader;
 
 /// Headers a client may not choose for the upstream.
-const SPOOFABLE: [&str; 6] = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip", "x-trace-id"];
+const SPOOFABLE: [&str; 6] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-real-ip",
+    "x-trace-id",
+];
 
 pub struct Forwarding<'a> {
     pub client_ip: Option<String>,
@@ -34,7 +41,10 @@ pub fn apply(req: &mut RequestHeader, f: &Forwarding<'_>) -> pingora::Result<()>
 /// A usable inbound `X-Request-Id`: short and plain, so it is safe in logs and headers.
 pub fn valid_request_id(v: &[u8]) -> Option<&str> {
     let s = std::str::from_utf8(v).ok()?;
-    let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     ok.then_some(s)
 }
 
@@ -60,7 +70,13 @@ mod tests {
             },
         )
         .unwrap();
-        let get = |n: &str| req.headers.get_all(n).iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>();
+        let get = |n: &str| {
+            req.headers
+                .get_all(n)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(get("x-forwarded-for"), ["127.0.0.1"]);
         assert_eq!(get("x-real-ip"), ["127.0.0.1"]);
         assert!(get("forwarded").is_empty());

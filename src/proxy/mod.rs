@@ -48,7 +48,9 @@ pub struct RequestCtx {
     started: Instant,
 }
 
-fn query_params(query: Option<&str>) -> impl Iterator<Item = (std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> {
+fn query_params(
+    query: Option<&str>,
+) -> impl Iterator<Item = (std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> {
     url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
 }
 
@@ -62,13 +64,15 @@ impl Gateway {
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         let mut body = BytesMut::new();
         loop {
-            let chunk = session
-                .read_request_body()
-                .await
-                .map_err(|_| ApiError::new(ErrorCode::BadRequest, "could not read the request body"))?;
+            let chunk = session.read_request_body().await.map_err(|_| {
+                ApiError::new(ErrorCode::BadRequest, "could not read the request body")
+            })?;
             let Some(chunk) = chunk else { break };
             if body.len() + chunk.len() > self.max_api_body_bytes {
-                return Err(ApiError::new(ErrorCode::PayloadTooLarge, "request body too large"));
+                return Err(ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    "request body too large",
+                ));
             }
             body.extend_from_slice(&chunk);
         }
@@ -80,21 +84,41 @@ impl Gateway {
 
     async fn open(&self, session: &mut Session, ctx: &RequestCtx) -> Result<Vec<u8>, ApiError> {
         let req = session.req_header();
-        let bearer = single_bearer(req.headers.get_all(http::header::AUTHORIZATION).iter().map(|v| v.as_bytes()))?.to_owned();
-        let mut params: Vec<(String, String)> = query_params(req.uri.query()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let bearer = single_bearer(
+            req.headers
+                .get_all(http::header::AUTHORIZATION)
+                .iter()
+                .map(|v| v.as_bytes()),
+        )?
+        .to_owned();
+        let mut params: Vec<(String, String)> = query_params(req.uri.query())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
         let legacy = ctx.route == Route::LegacyOpen;
         if !legacy {
             params.extend(self.read_form(session).await?);
         }
-        let get = |names: &[&str]| params.iter().find(|(k, _)| names.contains(&k.as_str())).map(|(_, v)| v.as_str());
+        let get = |names: &[&str]| {
+            params
+                .iter()
+                .find(|(k, _)| names.contains(&k.as_str()))
+                .map(|(_, v)| v.as_str())
+        };
         let (file_key, app_key, mode_key): (&[&str], &[&str], &[&str]) = if legacy {
             (&["fileId"], &["appName"], &["viewMode"])
         } else {
             (&["file_id"], &["app_name"], &["view_mode"])
         };
-        let file_id = get(file_key).ok_or_else(|| ApiError::new(ErrorCode::BadRequest, format!("{} parameter missing", file_key[0])))?;
+        let file_id = get(file_key).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("{} parameter missing", file_key[0]),
+            )
+        })?;
         let view_mode = match get(mode_key).filter(|m| !m.is_empty()) {
-            Some(m) => Some(ViewMode::parse(m).ok_or_else(|| ApiError::new(ErrorCode::BadRequest, format!("invalid {}", mode_key[0])))?),
+            Some(m) => Some(ViewMode::parse(m).ok_or_else(|| {
+                ApiError::new(ErrorCode::BadRequest, format!("invalid {}", mode_key[0]))
+            })?),
             None => None,
         };
         let result = self
@@ -108,7 +132,11 @@ impl Gateway {
             })
             .await?;
         tracing::info!(request_id = %ctx.request_id, app = %result.app_name, view_mode = result.view_mode.as_str(), "opened");
-        Ok(if legacy { result.legacy_json() } else { result.app_open_json() })
+        Ok(if legacy {
+            result.legacy_json()
+        } else {
+            result.app_open_json()
+        })
     }
 }
 
@@ -124,7 +152,11 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
         let req = session.req_header();
         ctx.request_id = req
             .headers
@@ -137,14 +169,22 @@ impl ProxyHttp for Gateway {
             Route::WopiFile => {
                 // WOPI never upgrades; an early-data upgrade is a smuggling vector (security.md P4).
                 if req.headers.contains_key(http::header::UPGRADE) {
-                    Err(ApiError::new(ErrorCode::BadRequest, "protocol upgrade is not allowed"))
+                    Err(ApiError::new(
+                        ErrorCode::BadRequest,
+                        "protocol upgrade is not allowed",
+                    ))
                 } else {
                     return Ok(false);
                 }
             }
             Route::LegacyOpen | Route::AppOpen => self.open(session, ctx).await,
-            Route::Internal | Route::NotFound => Err(ApiError::new(ErrorCode::NotFound, "no such endpoint")),
-            Route::MethodNotAllowed => Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed")),
+            Route::Internal | Route::NotFound => {
+                Err(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
+            }
+            Route::MethodNotAllowed => Err(ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "method not allowed",
+            )),
             Route::BadPath(reason) => Err(ApiError::new(ErrorCode::BadRequest, *reason)),
         };
         match outcome {
@@ -154,7 +194,11 @@ impl ProxyHttp for Gateway {
         Ok(true)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
         let u = &self.upstream;
         let mut peer = HttpPeer::new(u.addr, u.tls, u.sni.clone());
         peer.options.connection_timeout = Some(u.connect_timeout);
@@ -171,7 +215,10 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string());
         let host = session
             .req_header()
             .headers
@@ -190,34 +237,59 @@ impl ProxyHttp for Gateway {
         )
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora::Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let api = match e.etype() {
-            ErrorType::ConnectTimedout | ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError => {
-                Some(ApiError::new(ErrorCode::Unavailable, "wopiserver unavailable"))
-            }
-            ErrorType::ReadTimedout | ErrorType::WriteTimedout if e.esource() == &pingora::ErrorSource::Upstream => {
-                Some(ApiError::new(ErrorCode::UpstreamTimeout, "wopiserver did not answer in time"))
+            ErrorType::ConnectTimedout
+            | ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError => Some(ApiError::new(
+                ErrorCode::Unavailable,
+                "wopiserver unavailable",
+            )),
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if e.esource() == &pingora::ErrorSource::Upstream =>
+            {
+                Some(ApiError::new(
+                    ErrorCode::UpstreamTimeout,
+                    "wopiserver did not answer in time",
+                ))
             }
             ErrorType::HTTPStatus(code) => Some(ApiError::new(
-                if *code == 413 { ErrorCode::PayloadTooLarge } else { ErrorCode::BadRequest },
+                if *code == 413 {
+                    ErrorCode::PayloadTooLarge
+                } else {
+                    ErrorCode::BadRequest
+                },
                 "invalid request",
             )),
             _ => match e.esource() {
-                pingora::ErrorSource::Upstream => Some(ApiError::new(ErrorCode::UpstreamError, "wopiserver error")),
+                pingora::ErrorSource::Upstream => {
+                    Some(ApiError::new(ErrorCode::UpstreamError, "wopiserver error"))
+                }
                 pingora::ErrorSource::Downstream => match e.etype() {
-                    ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => None,
+                    ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => {
+                        None
+                    }
                     _ => Some(ApiError::new(ErrorCode::BadRequest, "invalid request")),
                 },
                 _ => Some(ApiError::new(ErrorCode::Internal, "internal error")),
             },
         };
         let mut code = 0;
-        if let Some(api) = api {
-            if session.response_written().is_none() {
-                code = api.status().as_u16();
-                if respond::error(session, &api, &ctx.request_id).await.is_err() {
-                    code = 0;
-                }
+        if let Some(api) = api
+            && session.response_written().is_none()
+        {
+            code = api.status().as_u16();
+            if respond::error(session, &api, &ctx.request_id)
+                .await
+                .is_err()
+            {
+                code = 0;
             }
         }
         FailToProxy {
@@ -228,10 +300,20 @@ impl ProxyHttp for Gateway {
 
     /// pingora's error log line; the default includes the query string, which carries tokens.
     fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
-        format!("{} {} request_id={}", session.req_header().method, session.req_header().uri.path(), ctx.request_id)
+        format!(
+            "{} {} request_id={}",
+            session.req_header().method,
+            session.req_header().uri.path(),
+            ctx.request_id
+        )
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&pingora::Error>, ctx: &mut RequestCtx) {
+    async fn logging(
+        &self,
+        session: &mut Session,
+        e: Option<&pingora::Error>,
+        ctx: &mut RequestCtx,
+    ) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         // Path only: the query carries access tokens.
         tracing::info!(

@@ -7,7 +7,13 @@ use pingora::proxy::Session;
 use crate::error::ApiError;
 
 /// Writes a complete JSON response.
-pub async fn json(session: &mut Session, status: u16, body: Vec<u8>, request_id: &str, extra: &[(&'static str, &str)]) -> pingora::Result<()> {
+pub async fn json(
+    session: &mut Session,
+    status: u16,
+    body: Vec<u8>,
+    request_id: &str,
+    extra: &[(&'static str, &str)],
+) -> pingora::Result<()> {
     let mut h = ResponseHeader::build(status, Some(6 + extra.len()))?;
     h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     h.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
@@ -18,7 +24,9 @@ pub async fn json(session: &mut Session, status: u16, body: Vec<u8>, request_id:
         h.insert_header(*k, *v)?;
     }
     session.write_response_header(Box::new(h), false).await?;
-    session.write_response_body(Some(Bytes::from(body)), true).await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await?;
     Ok(())
 }
 

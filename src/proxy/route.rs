@@ -47,13 +47,19 @@ pub fn classify(method: &Method, path: &str) -> Route {
     }
     let mut segments: Vec<String> = Vec::with_capacity(6);
     // A single trailing slash is tolerated for matching; inner empty segments are not.
-    let trimmed = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    let trimmed = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
     for raw in trimmed[1..].split('/') {
         let decoded = match percent_decode_str(raw).decode_utf8() {
             Ok(d) => d,
             Err(_) => return Route::BadPath("path is not valid UTF-8"),
         };
-        if decoded.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
+        if decoded
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\')
+        {
             return Route::BadPath("path segment contains a forbidden character");
         }
         if raw.is_empty() && trimmed != "/" {
@@ -69,7 +75,10 @@ pub fn classify(method: &Method, path: &str) -> Route {
     }
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
     // Blocking is case-insensitive even though Flask routes are not (security.md R3).
-    if seg.len() >= 2 && seg[0].eq_ignore_ascii_case("wopi") && (seg[1].eq_ignore_ascii_case("iop") || seg[1].eq_ignore_ascii_case("cbox")) {
+    if seg.len() >= 2
+        && seg[0].eq_ignore_ascii_case("wopi")
+        && (seg[1].eq_ignore_ascii_case("iop") || seg[1].eq_ignore_ascii_case("cbox"))
+    {
         return Route::Internal;
     }
     let (route, allowed): (Route, &[Method]) = match seg.as_slice() {
@@ -80,7 +89,11 @@ pub fn classify(method: &Method, path: &str) -> Route {
         }
         _ => return Route::NotFound,
     };
-    if allowed.contains(method) { route } else { Route::MethodNotAllowed }
+    if allowed.contains(method) {
+        route
+    } else {
+        Route::MethodNotAllowed
+    }
 }
 
 #[cfg(test)]
@@ -96,8 +109,14 @@ mod tests {
         assert_eq!(classify(&p, "/app/open"), Route::AppOpen);
         assert_eq!(classify(&g, "/app/open"), Route::MethodNotAllowed);
         assert_eq!(classify(&g, "/wopi/files/st!YWJj"), Route::WopiFile);
-        assert_eq!(classify(&p, "/wopi/files/st!YWJj%3D/contents"), Route::WopiFile);
-        assert_eq!(classify(&Method::PUT, "/wopi/files/x"), Route::MethodNotAllowed);
+        assert_eq!(
+            classify(&p, "/wopi/files/st!YWJj%3D/contents"),
+            Route::WopiFile
+        );
+        assert_eq!(
+            classify(&Method::PUT, "/wopi/files/x"),
+            Route::MethodNotAllowed
+        );
         assert_eq!(classify(&g, "/wopi/files/x/other"), Route::NotFound);
         assert_eq!(classify(&g, "/"), Route::NotFound);
         assert_eq!(classify(&g, "/Wopi/Files/x"), Route::NotFound);
@@ -133,7 +152,10 @@ mod tests {
             "/wopi/files/%c0%ae",
             "wopi/files/x",
         ] {
-            assert!(matches!(classify(&Method::GET, path), Route::BadPath(_)), "{path}");
+            assert!(
+                matches!(classify(&Method::GET, path), Route::BadPath(_)),
+                "{path}"
+            );
         }
     }
 }

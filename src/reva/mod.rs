@@ -86,7 +86,8 @@ impl RevaClient {
         let mut req = tonic::Request::new(msg);
         req.set_timeout(self.timeout);
         if let Some(token) = token {
-            let value = MetadataValue::try_from(token.expose()).map_err(|_| RevaError::Unauthenticated)?;
+            let value =
+                MetadataValue::try_from(token.expose()).map_err(|_| RevaError::Unauthenticated)?;
             req.metadata_mut().insert(TOKEN_HEADER, value);
         }
         Ok(req)
@@ -104,7 +105,11 @@ impl RevaClient {
         }
     }
 
-    pub async fn stat(&self, token: &Secret, id: sp::ResourceId) -> Result<sp::ResourceInfo, RevaError> {
+    pub async fn stat(
+        &self,
+        token: &Secret,
+        id: sp::ResourceId,
+    ) -> Result<sp::ResourceInfo, RevaError> {
         let req = self.request(
             sp::StatRequest {
                 r#ref: Some(sp::Reference {
@@ -118,7 +123,8 @@ impl RevaClient {
         let mut client = self.client.clone();
         let resp = self.call(client.stat(req)).await?;
         check(resp.status.as_ref())?;
-        resp.info.ok_or_else(|| RevaError::Upstream("Stat without info".into()))
+        resp.info
+            .ok_or_else(|| RevaError::Upstream("Stat without info".into()))
     }
 
     /// `GatewayAPI/Authenticate` (reva.md §4); returns REVA's token and user.

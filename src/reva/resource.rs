@@ -47,7 +47,12 @@ pub fn decode_file_id(raw: &str) -> Result<ResourceId, FileIdError> {
 
 fn build(storage_id: &str, space_id: &str, opaque_id: &str) -> Result<ResourceId, FileIdError> {
     let bad = |s: &str| s.chars().any(|c| c.is_control());
-    if storage_id.is_empty() || opaque_id.is_empty() || bad(storage_id) || bad(opaque_id) || bad(space_id) {
+    if storage_id.is_empty()
+        || opaque_id.is_empty()
+        || bad(storage_id)
+        || bad(opaque_id)
+        || bad(space_id)
+    {
         return Err(FileIdError::Invalid);
     }
     Ok(ResourceId {
@@ -78,9 +83,19 @@ mod tests {
     #[test]
     fn all_forms_decode() {
         let id = decode_file_id(&encode_legacy("storage-1", "abc:def")).unwrap();
-        assert_eq!((id.storage_id.as_str(), id.opaque_id.as_str()), ("storage-1", "abc:def"));
+        assert_eq!(
+            (id.storage_id.as_str(), id.opaque_id.as_str()),
+            ("storage-1", "abc:def")
+        );
         let id = decode_file_id("st$sp!op").unwrap();
-        assert_eq!((id.storage_id.as_str(), id.space_id.as_str(), id.opaque_id.as_str()), ("st", "sp", "op"));
+        assert_eq!(
+            (
+                id.storage_id.as_str(),
+                id.space_id.as_str(),
+                id.opaque_id.as_str()
+            ),
+            ("st", "sp", "op")
+        );
         let id = decode_file_id("st!op").unwrap();
         assert_eq!((id.storage_id.as_str(), id.space_id.as_str()), ("st", ""));
         let unpadded = encode_legacy("s", "o").trim_end_matches('=').to_owned();
@@ -90,7 +105,15 @@ mod tests {
 
     #[test]
     fn bad_ids_are_refused() {
-        for bad in ["", "!op", "st!", "%%%", "bm9jb2xvbg==", "st!o\u{0}p", &"a".repeat(5000)] {
+        for bad in [
+            "",
+            "!op",
+            "st!",
+            "%%%",
+            "bm9jb2xvbg==",
+            "st!o\u{0}p",
+            &"a".repeat(5000),
+        ] {
             assert!(decode_file_id(bad).is_err(), "{bad:?} accepted");
         }
         // valid base64 of invalid UTF-8

@@ -33,7 +33,9 @@ impl FakeOffice {
     }
 
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<Running> {
-        let router = Router::new().route("/hosting/discovery", get(discovery)).with_state(self.clone());
+        let router = Router::new()
+            .route("/hosting/discovery", get(discovery))
+            .with_state(self.clone());
         super::serve_http(router, addr).await
     }
 }

@@ -110,9 +110,13 @@ impl FakeReva {
         let mut v = Validation::new(Algorithm::HS256);
         v.validate_aud = false;
         v.leeway = 0;
-        jsonwebtoken::decode::<RevaClaims>(token, &DecodingKey::from_secret(self.inner.secret.as_bytes()), &v)
-            .ok()
-            .map(|d| d.claims)
+        jsonwebtoken::decode::<RevaClaims>(
+            token,
+            &DecodingKey::from_secret(self.inner.secret.as_bytes()),
+            &v,
+        )
+        .ok()
+        .map(|d| d.claims)
     }
 
     fn record(&self, call: Call) {
@@ -127,8 +131,17 @@ impl FakeReva {
     }
 
     /// The interceptor: a valid token or `UNAUTHENTICATED`.
-    fn authenticated<T>(&self, method: &'static str, req: &Request<T>, resource: Option<sp::ResourceId>) -> Result<RevaClaims, Status> {
-        let token = req.metadata().get(crate::reva::TOKEN_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    fn authenticated<T>(
+        &self,
+        method: &'static str,
+        req: &Request<T>,
+        resource: Option<sp::ResourceId>,
+    ) -> Result<RevaClaims, Status> {
+        let token = req
+            .metadata()
+            .get(crate::reva::TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let claims = token.as_deref().and_then(|t| self.verify(t));
         self.record(Call {
             method,
@@ -141,7 +154,9 @@ impl FakeReva {
     }
 }
 
-fn tokio_stream_from(listener: TcpListener) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+fn tokio_stream_from(
+    listener: TcpListener,
+) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     futures_util::stream::unfold(listener, |l| async move {
         let r = l.accept().await.map(|(s, _)| s);
         Some((r, l))
@@ -165,7 +180,10 @@ fn to_user(u: &UserClaim) -> user::User {
 
 #[tonic::async_trait]
 impl GatewayApi for FakeReva {
-    async fn authenticate(&self, req: Request<gw::AuthenticateRequest>) -> Result<Response<gw::AuthenticateResponse>, Status> {
+    async fn authenticate(
+        &self,
+        req: Request<gw::AuthenticateRequest>,
+    ) -> Result<Response<gw::AuthenticateResponse>, Status> {
         self.pause().await;
         let r = req.into_inner();
         self.record(Call {
@@ -175,16 +193,28 @@ impl GatewayApi for FakeReva {
             resource: None,
             authenticate: Some((r.r#type.clone(), r.client_secret.clone())),
         });
-        let user = self.inner.authenticator.as_ref().and_then(|f| f(&r.r#type, &r.client_secret));
+        let user = self
+            .inner
+            .authenticator
+            .as_ref()
+            .and_then(|f| f(&r.r#type, &r.client_secret));
         let Some(u) = user else {
             return Ok(Response::new(gw::AuthenticateResponse {
                 status: status(Code::Unauthenticated, "invalid credentials"),
                 ..Default::default()
             }));
         };
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        let token = reva_token::mint(&EncodingKey::from_secret(self.inner.secret.as_bytes()), &u, Duration::from_secs(86400), now)
-            .map_err(|_| Status::internal("mint"))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let token = reva_token::mint(
+            &EncodingKey::from_secret(self.inner.secret.as_bytes()),
+            &u,
+            Duration::from_secs(86400),
+            now,
+        )
+        .map_err(|_| Status::internal("mint"))?;
         Ok(Response::new(gw::AuthenticateResponse {
             status: status(Code::Ok, ""),
             opaque: None,
@@ -193,7 +223,10 @@ impl GatewayApi for FakeReva {
         }))
     }
 
-    async fn who_am_i(&self, req: Request<gw::WhoAmIRequest>) -> Result<Response<gw::WhoAmIResponse>, Status> {
+    async fn who_am_i(
+        &self,
+        req: Request<gw::WhoAmIRequest>,
+    ) -> Result<Response<gw::WhoAmIResponse>, Status> {
         self.pause().await;
         let claims = self.authenticated("WhoAmI", &req, None)?;
         Ok(Response::new(gw::WhoAmIResponse {
@@ -203,7 +236,10 @@ impl GatewayApi for FakeReva {
         }))
     }
 
-    async fn list_auth_providers(&self, _req: Request<gw::ListAuthProvidersRequest>) -> Result<Response<gw::ListAuthProvidersResponse>, Status> {
+    async fn list_auth_providers(
+        &self,
+        _req: Request<gw::ListAuthProvidersRequest>,
+    ) -> Result<Response<gw::ListAuthProvidersResponse>, Status> {
         self.pause().await;
         Ok(Response::new(gw::ListAuthProvidersResponse {
             status: status(Code::Ok, ""),
@@ -212,9 +248,16 @@ impl GatewayApi for FakeReva {
         }))
     }
 
-    async fn stat(&self, req: Request<sp::StatRequest>) -> Result<Response<sp::StatResponse>, Status> {
+    async fn stat(
+        &self,
+        req: Request<sp::StatRequest>,
+    ) -> Result<Response<sp::StatResponse>, Status> {
         self.pause().await;
-        let id = req.get_ref().r#ref.as_ref().and_then(|r| r.resource_id.clone());
+        let id = req
+            .get_ref()
+            .r#ref
+            .as_ref()
+            .and_then(|r| r.resource_id.clone());
         let claims = self.authenticated("Stat", &req, id.clone())?;
         let entry = id.as_ref().and_then(|id| self.inner.tree.get(id));
         let resp = match entry {
@@ -231,9 +274,16 @@ impl GatewayApi for FakeReva {
         Ok(Response::new(resp))
     }
 
-    async fn list_container(&self, req: Request<sp::ListContainerRequest>) -> Result<Response<sp::ListContainerResponse>, Status> {
+    async fn list_container(
+        &self,
+        req: Request<sp::ListContainerRequest>,
+    ) -> Result<Response<sp::ListContainerResponse>, Status> {
         self.pause().await;
-        let id = req.get_ref().r#ref.as_ref().and_then(|r| r.resource_id.clone());
+        let id = req
+            .get_ref()
+            .r#ref
+            .as_ref()
+            .and_then(|r| r.resource_id.clone());
         let claims = self.authenticated("ListContainer", &req, id.clone())?;
         let Some(parent) = id.and_then(|id| self.inner.tree.get(&id)) else {
             return Ok(Response::new(sp::ListContainerResponse {
@@ -241,7 +291,13 @@ impl GatewayApi for FakeReva {
                 ..Default::default()
             }));
         };
-        let infos = self.inner.tree.children(&parent.id).iter().map(|e| e.info_for(&claims.user.id.opaque_id)).collect();
+        let infos = self
+            .inner
+            .tree
+            .children(&parent.id)
+            .iter()
+            .map(|e| e.info_for(&claims.user.id.opaque_id))
+            .collect();
         Ok(Response::new(sp::ListContainerResponse {
             status: status(Code::Ok, ""),
             opaque: None,

@@ -38,7 +38,10 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Everything the request carried as one string, for "never saw this secret" checks.
@@ -95,15 +98,25 @@ pub struct FakeWopiserver {
 const QUOTE_PLUS: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'.').remove(b'~');
 
 fn unquote_plus(s: &str) -> String {
-    percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
+    percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn text(status: StatusCode, body: &str) -> Response {
-    (status, [("content-type", "text/html; charset=utf-8")], body.to_owned()).into_response()
+    (
+        status,
+        [("content-type", "text/html; charset=utf-8")],
+        body.to_owned(),
+    )
+        .into_response()
 }
 
 fn json_msg(status: StatusCode, msg: &str) -> Response {
@@ -151,7 +164,15 @@ impl FakeWopiserver {
             method: method.to_string(),
             path: uri.path().to_owned(),
             query: uri.query().unwrap_or_default().to_owned(),
-            headers: headers.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
             body_len: 0,
             body_complete: true,
         });
@@ -163,18 +184,32 @@ impl FakeWopiserver {
         let mut v = Validation::new(Algorithm::HS256);
         v.validate_aud = false;
         v.leeway = 0;
-        let c = jsonwebtoken::decode::<WopiClaims>(token, &DecodingKey::from_secret(self.inner.wopi_secret.as_bytes()), &v).ok()?.claims;
+        let c = jsonwebtoken::decode::<WopiClaims>(
+            token,
+            &DecodingKey::from_secret(self.inner.wopi_secret.as_bytes()),
+            &v,
+        )
+        .ok()?
+        .claims;
         c.iss.contains("cs3org:wopiserver").then_some(c)
     }
 
+    // The error is the finished HTTP answer; boxing it would only add noise in a test double.
+    #[allow(clippy::result_large_err)]
     fn claims_from(&self, uri: &Uri) -> Result<WopiClaims, Response> {
         let token = url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
             .find(|(k, _)| k == "access_token")
             .map(|(_, v)| v.into_owned());
-        let claims = token.as_deref().and_then(|t| self.verify(t)).ok_or_else(|| text(StatusCode::UNAUTHORIZED, "Invalid access token"))?;
+        let claims = token
+            .as_deref()
+            .and_then(|t| self.verify(t))
+            .ok_or_else(|| text(StatusCode::UNAUTHORIZED, "Invalid access token"))?;
         // cs3client refuses an expired REVA token locally, which surfaces as a 500.
         if crate::exchange::reva_token::unverified_exp(&claims.userid).is_none_or(|e| e < now()) {
-            return Err(json_msg(StatusCode::INTERNAL_SERVER_ERROR, "Internal error"));
+            return Err(json_msg(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error",
+            ));
         }
         Ok(claims)
     }
@@ -185,26 +220,54 @@ fn file_key(c: &WopiClaims) -> (String, String) {
     (storage, c.fileid.clone())
 }
 
-async fn health(State(s): State<FakeWopiserver>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn health(
+    State(s): State<FakeWopiserver>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     s.record(&method, &uri, &headers);
-    text(StatusCode::OK, "<html><body>WOPI server fake<br>Storage type: cs3<br>Health status: OK</body></html>")
+    text(
+        StatusCode::OK,
+        "<html><body>WOPI server fake<br>Storage type: cs3<br>Health status: OK</body></html>",
+    )
 }
 
-async fn fallback(State(s): State<FakeWopiserver>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn fallback(
+    State(s): State<FakeWopiserver>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     s.record(&method, &uri, &headers);
     text(StatusCode::NOT_FOUND, "Not Found")
 }
 
-async fn openinapp(State(s): State<FakeWopiserver>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn openinapp(
+    State(s): State<FakeWopiserver>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     s.record(&method, &uri, &headers);
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     if auth != format!("Bearer {}", s.inner.iop_secret) {
         return text(StatusCode::UNAUTHORIZED, "Client not authorized");
     }
-    let Some(reva_token) = headers.get("tokenheader").and_then(|v| v.to_str().ok()).filter(|t| !t.is_empty()) else {
+    let Some(reva_token) = headers
+        .get("tokenheader")
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| !t.is_empty())
+    else {
         return text(StatusCode::UNAUTHORIZED, "Client not authorized");
     };
-    let q: HashMap<String, String> = url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let q: HashMap<String, String> =
+        url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
     // The real server unquotes these six a second time (cs3-wopiserver.md §5.1).
     let twice = |k: &str| q.get(k).map(|v| unquote_plus(v)).unwrap_or_default();
     let Some(fileid) = q.get("fileid").filter(|f| !f.is_empty()) else {
@@ -212,41 +275,91 @@ async fn openinapp(State(s): State<FakeWopiserver>, method: Method, uri: Uri, he
     };
     let viewmode = q.get("viewmode").cloned().unwrap_or_default();
     if !viewmode.starts_with("VIEW_MODE_") {
-        return text(StatusCode::BAD_REQUEST, "Missing or invalid viewmode argument");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Missing or invalid viewmode argument",
+        );
     }
-    let (appname, appurl) = (twice("appname"), twice("appurl").trim_end_matches('/').to_owned());
+    let (appname, appurl) = (
+        twice("appname"),
+        twice("appurl").trim_end_matches('/').to_owned(),
+    );
     if appname.is_empty() || appurl.is_empty() {
-        return text(StatusCode::BAD_REQUEST, "Missing appname or appurl arguments");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Missing appname or appurl arguments",
+        );
     }
-    let appviewurl = Some(twice("appviewurl")).filter(|v| !v.is_empty()).unwrap_or_else(|| appurl.clone());
-    let endpoint = q.get("endpoint").cloned().unwrap_or_else(|| "default".into());
+    let appviewurl = Some(twice("appviewurl"))
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| appurl.clone());
+    let endpoint = q
+        .get("endpoint")
+        .cloned()
+        .unwrap_or_else(|| "default".into());
     let storage = endpoint.split('$').next().unwrap_or_default();
-    let entry = s.inner.tree.get_by(storage, fileid).filter(|e| !e.container);
+    let entry = s
+        .inner
+        .tree
+        .get_by(storage, fileid)
+        .filter(|e| !e.container);
     let Some(entry) = entry else {
-        return text(StatusCode::NOT_FOUND, "Remote error, file not found or file is a directory");
+        return text(
+            StatusCode::NOT_FOUND,
+            "Remote error, file not found or file is a directory",
+        );
     };
-    let userid = q.get("userid").cloned().unwrap_or_else(|| "anonymous".into());
+    let userid = q
+        .get("userid")
+        .cloned()
+        .unwrap_or_else(|| "anonymous".into());
     let claims = WopiClaims {
         userid: reva_token.to_owned(),
-        wopiuser: format!("{}!{}", userid.split('@').next().unwrap_or_default(), userid),
-        usertype: q.get("usertype").cloned().unwrap_or_else(|| "regular".into()),
+        wopiuser: format!(
+            "{}!{}",
+            userid.split('@').next().unwrap_or_default(),
+            userid
+        ),
+        usertype: q
+            .get("usertype")
+            .cloned()
+            .unwrap_or_else(|| "regular".into()),
         filename: entry.path.clone(),
         fileid: fileid.clone(),
         username: twice("username"),
         viewmode: viewmode.clone(),
-        folderurl: Some(twice("folderurl")).filter(|f| !f.is_empty()).unwrap_or_else(|| "/".into()),
+        folderurl: Some(twice("folderurl"))
+            .filter(|f| !f.is_empty())
+            .unwrap_or_else(|| "/".into()),
         endpoint: endpoint.clone(),
         appname,
         appediturl: appurl.clone(),
         appviewurl: appviewurl.clone(),
-        trace: headers.get("x-trace-id").and_then(|v| v.to_str().ok()).unwrap_or("N/A").to_owned(),
+        trace: headers
+            .get("x-trace-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("N/A")
+            .to_owned(),
         exp: now() + s.inner.token_validity.as_secs(),
         iss: "cs3org:wopiserver:fake".into(),
     };
-    let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(s.inner.wopi_secret.as_bytes())).unwrap();
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(s.inner.wopi_secret.as_bytes()),
+    )
+    .unwrap();
     let inode = format!("{storage}!{}", URL_SAFE.encode(fileid));
-    let wopisrc = utf8_percent_encode(&format!("{}/wopi/files/{inode}", s.inner.wopi_url), QUOTE_PLUS).to_string();
-    let base = if viewmode == "VIEW_MODE_READ_WRITE" { &appurl } else { &appviewurl };
+    let wopisrc = utf8_percent_encode(
+        &format!("{}/wopi/files/{inode}", s.inner.wopi_url),
+        QUOTE_PLUS,
+    )
+    .to_string();
+    let base = if viewmode == "VIEW_MODE_READ_WRITE" {
+        &appurl
+    } else {
+        &appviewurl
+    };
     let sep = if base.contains('?') { "&" } else { "?" };
     axum::Json(serde_json::json!({
         "app-url": format!("{base}{sep}WOPISrc={wopisrc}"),
@@ -255,7 +368,13 @@ async fn openinapp(State(s): State<FakeWopiserver>, method: Method, uri: Uri, he
     .into_response()
 }
 
-async fn check_file_info(State(s): State<FakeWopiserver>, Path(_id): Path<String>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn check_file_info(
+    State(s): State<FakeWopiserver>,
+    Path(_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     s.record(&method, &uri, &headers);
     let c = match s.claims_from(&uri) {
         Ok(c) => c,
@@ -294,7 +413,13 @@ fn pattern_stream(len: u64) -> Body {
     Body::from_stream(stream)
 }
 
-async fn get_file(State(s): State<FakeWopiserver>, Path(_id): Path<String>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn get_file(
+    State(s): State<FakeWopiserver>,
+    Path(_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     s.record(&method, &uri, &headers);
     let c = match s.claims_from(&uri) {
         Ok(c) => c,
@@ -328,7 +453,11 @@ fn conflict(current: &str, reason: &str) -> Response {
 }
 
 fn ok_with_version(version: u64) -> Response {
-    Response::builder().status(StatusCode::OK).header("X-WOPI-ItemVersion", format!("v{version}")).body(Body::empty()).unwrap()
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("X-WOPI-ItemVersion", format!("v{version}"))
+        .body(Body::empty())
+        .unwrap()
 }
 
 impl FakeWopiserver {
@@ -348,7 +477,13 @@ impl FakeWopiserver {
         let mut g = self.inner.locks.lock().unwrap();
         match id {
             Some(id) => {
-                g.insert(key, Lock { id, until: Instant::now() + Duration::from_secs(1800) });
+                g.insert(
+                    key,
+                    Lock {
+                        id,
+                        until: Instant::now() + Duration::from_secs(1800),
+                    },
+                );
             }
             None => {
                 g.remove(&key);
@@ -357,7 +492,13 @@ impl FakeWopiserver {
     }
 }
 
-async fn file_op(State(s): State<FakeWopiserver>, Path(_id): Path<String>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn file_op(
+    State(s): State<FakeWopiserver>,
+    Path(_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     s.record(&method, &uri, &headers);
     let c = match s.claims_from(&uri) {
         Ok(c) => c,
@@ -367,22 +508,40 @@ async fn file_op(State(s): State<FakeWopiserver>, Path(_id): Path<String>, metho
     let Some(entry) = s.inner.tree.get_by(&key.0, &key.1) else {
         return json_msg(StatusCode::NOT_FOUND, "File not found");
     };
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let Some(op) = h("x-wopi-override") else {
         return text(StatusCode::BAD_REQUEST, "Missing argument");
     };
     if op != "GET_LOCK" && c.viewmode != "VIEW_MODE_READ_WRITE" {
-        return text(StatusCode::UNAUTHORIZED, "Attempting to perform a write operation using a read-only token");
+        return text(
+            StatusCode::UNAUTHORIZED,
+            "Attempting to perform a write operation using a read-only token",
+        );
     }
     let current = s.current_lock(&key);
     let lock = h("x-wopi-lock").unwrap_or_default();
     match op.as_str() {
         "GET_LOCK" => match current {
-            Some(l) => Response::builder().status(StatusCode::OK).header("X-WOPI-Lock", l).body(Body::empty()).unwrap(),
+            Some(l) => Response::builder()
+                .status(StatusCode::OK)
+                .header("X-WOPI-Lock", l)
+                .body(Body::empty())
+                .unwrap(),
             // The wopiserver's deviation: 404 + empty header on an unlocked file.
-            None => Response::builder().status(StatusCode::NOT_FOUND).header("X-WOPI-Lock", "").body(Body::empty()).unwrap(),
+            None => Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .header("X-WOPI-Lock", "")
+                .body(Body::empty())
+                .unwrap(),
         },
-        "LOCK" | "REFRESH_LOCK" | "UNLOCK" if lock.is_empty() => text(StatusCode::BAD_REQUEST, "Missing argument"),
+        "LOCK" | "REFRESH_LOCK" | "UNLOCK" if lock.is_empty() => {
+            text(StatusCode::BAD_REQUEST, "Missing argument")
+        }
         "LOCK" => match (h("x-wopi-oldlock"), current) {
             (None, None) => {
                 s.set_lock(key, Some(lock));
@@ -412,24 +571,41 @@ async fn file_op(State(s): State<FakeWopiserver>, Path(_id): Path<String>, metho
             }
             cur => conflict(cur.as_deref().unwrap_or(""), "Lock mismatch"),
         },
-        _ => text(StatusCode::NOT_IMPLEMENTED, "Not supported operation found in header"),
+        _ => text(
+            StatusCode::NOT_IMPLEMENTED,
+            "Not supported operation found in header",
+        ),
     }
 }
 
-async fn put_file(State(s): State<FakeWopiserver>, Path(_id): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+async fn put_file(
+    State(s): State<FakeWopiserver>,
+    Path(_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let idx = s.record(&method, &uri, &headers);
     let c = match s.claims_from(&uri) {
         Ok(c) => c,
         Err(r) => return r,
     };
     if c.viewmode != "VIEW_MODE_READ_WRITE" {
-        return text(StatusCode::UNAUTHORIZED, "Attempting to perform a write operation using a read-only token");
+        return text(
+            StatusCode::UNAUTHORIZED,
+            "Attempting to perform a write operation using a read-only token",
+        );
     }
     let key = file_key(&c);
     let Some(entry) = s.inner.tree.get_by(&key.0, &key.1) else {
         return json_msg(StatusCode::NOT_FOUND, "File not found");
     };
-    let lock = headers.get("x-wopi-lock").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let lock = headers
+        .get("x-wopi-lock")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let current = s.current_lock(&key);
     match (&current, lock.is_empty()) {
         (Some(cur), false) if *cur == lock => {}

@@ -32,14 +32,20 @@ impl GatewayProcess {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 return Ok(gw);
             }
             if let Ok(Some(status)) = gw.child.try_wait() {
                 return Err(format!("gateway exited with {status}:\n{}", gw.logs()));
             }
             if Instant::now() > deadline {
-                return Err(format!("gateway did not listen within 20 s:\n{}", gw.logs()));
+                return Err(format!(
+                    "gateway did not listen within 20 s:\n{}",
+                    gw.logs()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -53,12 +59,9 @@ impl GatewayProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Resident set size in bytes, from `/proc/<pid>/status`.
+    /// Resident set size in bytes.
     pub fn rss_bytes(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb * 1024)
+        rss_of(self.child.id())
     }
 }
 
@@ -67,4 +70,12 @@ impl Drop for GatewayProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Resident set size of process `pid` in bytes, from `/proc/<pid>/status`.
+pub fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }

@@ -34,7 +34,10 @@ impl Default for StackOptions {
     fn default() -> Self {
         Self {
             mode: ExchangeMode::Mint,
-            offices: vec![("Collabora", COLLABORA_DISCOVERY), ("Microsoft Office Online", MICROSOFT_DISCOVERY)],
+            offices: vec![
+                ("Collabora", COLLABORA_DISCOVERY),
+                ("Microsoft Office Online", MICROSOFT_DISCOVERY),
+            ],
             gateway_port: 0,
         }
     }
@@ -65,16 +68,58 @@ fn random_secret(prefix: &str) -> String {
 /// The sample files every test can rely on.
 pub fn seed(tree: &Tree) {
     tree.add_folder(STORAGE, "home", None, "home");
-    tree.add_file(STORAGE, "file-docx", Some("home"), "report.docx", Content::Bytes(b"hello, world".to_vec()));
-    tree.add_file(STORAGE, "file-odt", Some("home"), "notes.odt", Content::Bytes(b"odt bytes".to_vec()));
-    tree.add_file(STORAGE, "file-new", Some("home"), "empty.docx", Content::Bytes(Vec::new()));
-    tree.add_file(STORAGE, "file-ro", Some("home"), "readonly.docx", Content::Bytes(b"read only".to_vec()));
+    tree.add_file(
+        STORAGE,
+        "file-docx",
+        Some("home"),
+        "report.docx",
+        Content::Bytes(b"hello, world".to_vec()),
+    );
+    tree.add_file(
+        STORAGE,
+        "file-odt",
+        Some("home"),
+        "notes.odt",
+        Content::Bytes(b"odt bytes".to_vec()),
+    );
+    tree.add_file(
+        STORAGE,
+        "file-new",
+        Some("home"),
+        "empty.docx",
+        Content::Bytes(Vec::new()),
+    );
+    tree.add_file(
+        STORAGE,
+        "file-ro",
+        Some("home"),
+        "readonly.docx",
+        Content::Bytes(b"read only".to_vec()),
+    );
     tree.set_perms(STORAGE, "file-ro", read_only_perms());
-    tree.add_file(STORAGE, "file-none", Some("home"), "secret.docx", Content::Bytes(b"secret".to_vec()));
+    tree.add_file(
+        STORAGE,
+        "file-none",
+        Some("home"),
+        "secret.docx",
+        Content::Bytes(b"secret".to_vec()),
+    );
     tree.set_perms(STORAGE, "file-none", ResourcePermissions::default());
     tree.add_folder(STORAGE, "folder-docs", Some("home"), "Documents");
-    tree.add_file(STORAGE, "file-xyz", Some("home"), "data.xyz", Content::Bytes(b"xyz".to_vec()));
-    tree.add_file(STORAGE, "file-big", Some("home"), "big.odt", Content::Synthetic(BIG_FILE_BYTES));
+    tree.add_file(
+        STORAGE,
+        "file-xyz",
+        Some("home"),
+        "data.xyz",
+        Content::Bytes(b"xyz".to_vec()),
+    );
+    tree.add_file(
+        STORAGE,
+        "file-big",
+        Some("home"),
+        "big.odt",
+        Content::Synthetic(BIG_FILE_BYTES),
+    );
 }
 
 /// REVA's `bearer` auth provider: verifies the OIDC token against the IdP's keys.
@@ -89,7 +134,13 @@ fn oidc_authenticator(idp: TestIdp) -> Authenticator {
         let mut v = Validation::new(header.alg);
         v.set_audience(&[idp.audience()]);
         v.set_issuer(&[idp.issuer()]);
-        let claims = jsonwebtoken::decode::<serde_json::Value>(secret, &DecodingKey::from_jwk(jwk).ok()?, &v).ok()?.claims;
+        let claims = jsonwebtoken::decode::<serde_json::Value>(
+            secret,
+            &DecodingKey::from_jwk(jwk).ok()?,
+            &v,
+        )
+        .ok()?
+        .claims;
         let s = |k: &str| claims[k].as_str().unwrap_or_default().to_owned();
         Some(UserClaim {
             id: UserIdClaim {
@@ -108,7 +159,11 @@ fn oidc_authenticator(idp: TestIdp) -> Authenticator {
 impl Stack {
     pub async fn start(opts: StackOptions) -> Stack {
         let dir = tempfile::tempdir().expect("tempdir");
-        let gateway_port = if opts.gateway_port == 0 { free_port() } else { opts.gateway_port };
+        let gateway_port = if opts.gateway_port == 0 {
+            free_port()
+        } else {
+            opts.gateway_port
+        };
         let tree = Tree::default();
         seed(&tree);
         let idp = TestIdp::new(AUDIENCE);
@@ -116,9 +171,18 @@ impl Stack {
         let reva_secret = random_secret("reva");
         let iop_secret = random_secret("iop");
         let wopi_secret = random_secret("wopi");
-        let reva = FakeReva::new(&reva_secret, tree.clone(), Some(oidc_authenticator(idp.clone())));
+        let reva = FakeReva::new(
+            &reva_secret,
+            tree.clone(),
+            Some(oidc_authenticator(idp.clone())),
+        );
         let reva_server = reva.serve(localhost(0)).await.expect("REVA");
-        let wopiserver = FakeWopiserver::new(&iop_secret, &wopi_secret, &format!("http://127.0.0.1:{gateway_port}"), tree.clone());
+        let wopiserver = FakeWopiserver::new(
+            &iop_secret,
+            &wopi_secret,
+            &format!("http://127.0.0.1:{gateway_port}"),
+            tree.clone(),
+        );
         let wopi_server = wopiserver.serve(localhost(0)).await.expect("wopiserver");
         let mut offices = Vec::new();
         let mut office_servers = Vec::new();
@@ -160,7 +224,10 @@ impl Stack {
     pub fn config_toml(&self) -> String {
         let iop = self.write_secret("iop.secret", &self.iop_secret);
         let reva_line = match self.mode {
-            ExchangeMode::Mint => format!("jwt_secret_file = {:?}\n", self.write_secret("reva.secret", &self.reva_secret)),
+            ExchangeMode::Mint => format!(
+                "jwt_secret_file = {:?}\n",
+                self.write_secret("reva.secret", &self.reva_secret)
+            ),
             ExchangeMode::Authenticate => String::new(),
         };
         let mode = match self.mode {

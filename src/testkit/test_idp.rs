@@ -41,7 +41,9 @@ impl SigningKey {
             alg: Algorithm::RS256,
             encoding: EncodingKey::from_rsa_der(der.as_bytes()),
             jwk: json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": b64(public.n().to_bytes_be()), "e": b64(public.e().to_bytes_be())}),
-            public_pem: public.to_public_key_pem(rsa::pkcs8::LineEnding::LF).unwrap_or_default(),
+            public_pem: public
+                .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+                .unwrap_or_default(),
         }
     }
 
@@ -73,7 +75,10 @@ pub struct TestIdp {
 }
 
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 impl TestIdp {
@@ -83,7 +88,10 @@ impl TestIdp {
             inner: Arc::new(Inner {
                 issuer: RwLock::new(String::new()),
                 audience: audience.into(),
-                keys: RwLock::new(vec![Arc::new(SigningKey::rsa("rsa-1")), Arc::new(SigningKey::ec("ec-1"))]),
+                keys: RwLock::new(vec![
+                    Arc::new(SigningKey::rsa("rsa-1")),
+                    Arc::new(SigningKey::ec("ec-1")),
+                ]),
             }),
         }
     }
@@ -97,7 +105,13 @@ impl TestIdp {
     }
 
     pub fn key(&self, kid: &str) -> Option<Arc<SigningKey>> {
-        self.inner.keys.read().unwrap().iter().find(|k| k.kid == kid).cloned()
+        self.inner
+            .keys
+            .read()
+            .unwrap()
+            .iter()
+            .find(|k| k.kid == kid)
+            .cloned()
     }
 
     pub fn add_key(&self, key: SigningKey) {
@@ -149,7 +163,9 @@ impl TestIdp {
 
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
 }
 
 async fn discovery(State(s): State<TestIdp>) -> axum::Json<Value> {
@@ -166,7 +182,10 @@ async fn jwks(State(s): State<TestIdp>) -> axum::Json<Value> {
 }
 
 /// Demo only: `POST /token?username=alice` returns an access token for that user.
-async fn token(State(s): State<TestIdp>, Query(q): Query<std::collections::HashMap<String, String>>) -> axum::Json<Value> {
+async fn token(
+    State(s): State<TestIdp>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> axum::Json<Value> {
     let user = q.get("username").map(String::as_str).unwrap_or("alice");
     axum::Json(json!({"access_token": s.token(user), "token_type": "Bearer", "expires_in": 3600}))
 }

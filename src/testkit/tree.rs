@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::pb::cs3::storage::provider::v1beta1::{ResourceId, ResourceInfo, ResourcePermissions, ResourceType};
+use crate::pb::cs3::storage::provider::v1beta1::{
+    ResourceId, ResourceInfo, ResourcePermissions, ResourceType,
+};
 
 #[derive(Debug, Clone)]
 pub enum Content {
@@ -66,15 +68,23 @@ pub fn read_only_perms() -> ResourcePermissions {
 
 impl Entry {
     pub fn perms_for(&self, user: &str) -> ResourcePermissions {
-        self.perms.get(user).cloned().unwrap_or_else(|| self.default_perms.clone())
+        self.perms.get(user).cloned().unwrap_or(self.default_perms)
     }
 
     pub fn info_for(&self, user: &str) -> ResourceInfo {
         ResourceInfo {
-            r#type: if self.container { ResourceType::Container } else { ResourceType::File } as i32,
+            r#type: if self.container {
+                ResourceType::Container
+            } else {
+                ResourceType::File
+            } as i32,
             id: Some(self.id.clone()),
             etag: format!("\"{}\"", self.version),
-            mime_type: if self.container { "httpd/unix-directory".into() } else { "application/octet-stream".into() },
+            mime_type: if self.container {
+                "httpd/unix-directory".into()
+            } else {
+                "application/octet-stream".into()
+            },
             path: self.path.clone(),
             permission_set: Some(self.perms_for(user)),
             size: self.content.len(),
@@ -105,7 +115,11 @@ impl Tree {
     }
 
     pub fn get_by(&self, storage_id: &str, opaque_id: &str) -> Option<Entry> {
-        self.inner.lock().unwrap().get(&(storage_id.to_owned(), opaque_id.to_owned())).cloned()
+        self.inner
+            .lock()
+            .unwrap()
+            .get(&(storage_id.to_owned(), opaque_id.to_owned()))
+            .cloned()
     }
 
     pub fn update(&self, storage_id: &str, opaque_id: &str, f: impl FnOnce(&mut Entry)) -> bool {
@@ -133,13 +147,24 @@ impl Tree {
     }
 
     /// Adds a file under `parent` with full permissions for everyone.
-    pub fn add_file(&self, storage: &str, opaque: &str, parent: Option<&str>, name: &str, content: Content) {
+    pub fn add_file(
+        &self,
+        storage: &str,
+        opaque: &str,
+        parent: Option<&str>,
+        name: &str,
+        content: Content,
+    ) {
         let parent_id = parent.map(|p| ResourceId {
             storage_id: storage.into(),
             opaque_id: p.into(),
             space_id: String::new(),
         });
-        let parent_path = parent_id.as_ref().and_then(|p| self.get(p)).map(|p| p.path).unwrap_or_default();
+        let parent_path = parent_id
+            .as_ref()
+            .and_then(|p| self.get(p))
+            .map(|p| p.path)
+            .unwrap_or_default();
         self.insert(Entry {
             id: ResourceId {
                 storage_id: storage.into(),

@@ -23,7 +23,9 @@ pub fn client() -> reqwest::Client {
 pub async fn start(opts: StackOptions) -> (Stack, GatewayProcess) {
     let stack = Stack::start(opts).await;
     let config = stack.write_config();
-    let gw = GatewayProcess::start(&bin(), &config, stack.gateway_port).await.unwrap_or_else(|e| panic!("{e}"));
+    let gw = GatewayProcess::start(&bin(), &config, stack.gateway_port)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     (stack, gw)
 }
 
@@ -35,19 +37,30 @@ pub fn enc(s: &str) -> String {
 /// The access token and app URL from a legacy open of `file_id`.
 pub async fn legacy_open(stack: &Stack, token: &str, file_id: &str) -> (u16, serde_json::Value) {
     let resp = client()
-        .get(format!("{}/api/v0/wopi/open?fileId={}", stack.gateway_url(), enc(file_id)))
+        .get(format!(
+            "{}/api/v0/wopi/open?fileId={}",
+            stack.gateway_url(),
+            enc(file_id)
+        ))
         .bearer_auth(token)
         .send()
         .await
         .unwrap();
     let status = resp.status().as_u16();
-    let body = resp.json::<serde_json::Value>().await.unwrap_or(serde_json::Value::Null);
+    let body = resp
+        .json::<serde_json::Value>()
+        .await
+        .unwrap_or(serde_json::Value::Null);
     (status, body)
 }
 
 /// The WOPISrc path (`/wopi/files/<id>`) inside an app URL.
 pub fn wopi_src_path(app_url: &str) -> String {
     let url = url::Url::parse(app_url).unwrap();
-    let src = url.query_pairs().find(|(k, _)| k == "WOPISrc").map(|(_, v)| v.into_owned()).expect("WOPISrc");
+    let src = url
+        .query_pairs()
+        .find(|(k, _)| k == "WOPISrc")
+        .map(|(_, v)| v.into_owned())
+        .expect("WOPISrc");
     url::Url::parse(&src).unwrap().path().to_owned()
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use wopigate::testkit::gateway::rss_of;
 use wopigate::testkit::stack::{BIG_FILE_BYTES, Stack, StackOptions};
 use wopigate::testkit::tree::Content;
 
@@ -16,7 +17,10 @@ async fn open_file(stack: &Stack, file_id: &str) -> (String, String) {
     let (status, body) = legacy_open(stack, &token, file_id).await;
     assert_eq!(status, 200, "{body}");
     let path = wopi_src_path(body["wopiclienturl"].as_str().unwrap());
-    (format!("{}{path}", stack.gateway_url()), body["accesstoken"].as_str().unwrap().to_owned())
+    (
+        format!("{}{path}", stack.gateway_url()),
+        body["accesstoken"].as_str().unwrap().to_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,21 +30,44 @@ async fn check_file_info_put_file_and_locks_pass_through() {
     let c = client();
     let q = [("access_token", token.as_str())];
 
-    let r = c.get(&file).query(&q).header("X-Forwarded-For", "6.6.6.6").header("X-Request-Id", "req-42").send().await.unwrap();
+    let r = c
+        .get(&file)
+        .query(&q)
+        .header("X-Forwarded-For", "6.6.6.6")
+        .header("X-Request-Id", "req-42")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let info: serde_json::Value = r.json().await.unwrap();
     assert_eq!(info["BaseFileName"], "report.docx");
     assert_eq!(info["UserCanWrite"], true);
-    let seen = stack.wopiserver.requests().into_iter().rfind(|r| r.path.starts_with("/wopi/files/")).unwrap();
-    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"), "spoofed value replaced");
+    let seen = stack
+        .wopiserver
+        .requests()
+        .into_iter()
+        .rfind(|r| r.path.starts_with("/wopi/files/"))
+        .unwrap();
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("127.0.0.1"),
+        "spoofed value replaced"
+    );
     assert_eq!(seen.header("x-real-ip"), Some("127.0.0.1"));
     assert_eq!(seen.header("x-trace-id"), Some("req-42"));
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
     assert!(seen.header("x-forwarded-host").is_some());
-    assert!(seen.query.contains("access_token="), "the token is forwarded unchanged");
+    assert!(
+        seen.query.contains("access_token="),
+        "the token is forwarded unchanged"
+    );
 
     let op = |name: &'static str, lock: &'static str| {
-        c.post(&file).query(&q).header("X-WOPI-Override", name).header("X-WOPI-Lock", lock).send()
+        c.post(&file)
+            .query(&q)
+            .header("X-WOPI-Override", name)
+            .header("X-WOPI-Lock", lock)
+            .send()
     };
     let r = op("LOCK", "lock-A").await.unwrap();
     assert_eq!(r.status(), 200);
@@ -67,7 +94,15 @@ async fn check_file_info_put_file_and_locks_pass_through() {
     assert_eq!(r.status(), 409);
     assert_eq!(r.headers()["x-wopi-lock"], "lock-A");
     assert!(r.headers().contains_key("x-wopi-lockfailurereason"));
-    let r = c.post(format!("{file}/contents")).query(&q).header("X-WOPI-Override", "PUT").header("X-WOPI-Lock", "lock-B").body("x").send().await.unwrap();
+    let r = c
+        .post(format!("{file}/contents"))
+        .query(&q)
+        .header("X-WOPI-Override", "PUT")
+        .header("X-WOPI-Lock", "lock-B")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 409);
     assert_eq!(r.headers()["x-wopi-lock"], "lock-A");
 
@@ -79,13 +114,24 @@ async fn check_file_info_put_file_and_locks_pass_through() {
     // Unlocked: the wopiserver's 404 and its *empty* X-WOPI-Lock survive the hop.
     let r = op("GET_LOCK", "").await.unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(r.headers().get("x-wopi-lock").map(|v| v.as_bytes()), Some(&b""[..]));
+    assert_eq!(
+        r.headers().get("x-wopi-lock").map(|v| v.as_bytes()),
+        Some(&b""[..])
+    );
     let r = op("UNLOCK", "lock-A").await.unwrap();
     assert_eq!(r.status(), 409);
-    assert_eq!(r.headers().get("x-wopi-lock").map(|v| v.as_bytes()), Some(&b""[..]));
+    assert_eq!(
+        r.headers().get("x-wopi-lock").map(|v| v.as_bytes()),
+        Some(&b""[..])
+    );
 
     // A bad token is the wopiserver's 401, passed through.
-    let r = c.get(&file).query(&[("access_token", "forged")]).send().await.unwrap();
+    let r = c
+        .get(&file)
+        .query(&[("access_token", "forged")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }
 
@@ -100,18 +146,24 @@ async fn get_file_of_256_mib_is_streamed_with_bounded_memory() {
         let pid = gw.pid();
         tokio::spawn(async move {
             loop {
-                if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-                    if let Some(kb) = s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()) {
-                        peak.fetch_max(kb * 1024, Ordering::Relaxed);
-                    }
+                if let Some(rss) = rss_of(pid) {
+                    peak.fetch_max(rss, Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
     };
-    let resp = client().get(format!("{file}/contents")).query(&[("access_token", &token)]).send().await.unwrap();
+    let resp = client()
+        .get(format!("{file}/contents"))
+        .query(&[("access_token", &token)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["content-length"], BIG_FILE_BYTES.to_string().as_str());
+    assert_eq!(
+        resp.headers()["content-length"],
+        BIG_FILE_BYTES.to_string().as_str()
+    );
     let mut stream = resp.bytes_stream();
     let mut received: u64 = 0;
     let mut pattern_ok = true;
@@ -125,6 +177,9 @@ async fn get_file_of_256_mib_is_streamed_with_bounded_memory() {
     assert_eq!(received, BIG_FILE_BYTES);
     assert!(pattern_ok, "body bytes arrived out of order");
     let growth = peak.load(Ordering::Relaxed).saturating_sub(baseline);
-    eprintln!("gateway RSS growth during 256 MiB GetFile: {} KiB", growth / 1024);
+    eprintln!(
+        "gateway RSS growth during 256 MiB GetFile: {} KiB",
+        growth / 1024
+    );
     assert!(growth < 32 * 1024 * 1024, "RSS grew by {growth} bytes");
 }
