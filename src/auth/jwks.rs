@@ -155,11 +155,36 @@ impl JwksSource {
         self.current.read().ok().and_then(|g| g.clone())
     }
 
-    /// Fetches the key set unless one was fetched, or a fetch failed, within the minimum refetch
-    /// interval. Concurrent callers share one fetch. The last good set survives failures.
-    pub async fn refresh(&self) -> Result<Arc<KeySet>, Arc<FetchError>> {
+    fn store(&self, set: &Arc<KeySet>) {
+        if let Ok(mut g) = self.current.write() {
+            *g = Some(set.clone());
+        }
+    }
+
+    /// Fetches the key set now (start-up and the periodic refresh). A failure keeps the last good
+    /// set.
+    pub async fn refresh(&self) -> Result<Arc<KeySet>, FetchError> {
         let (Some(http), Some(discovery_url)) = (&self.http, &self.discovery_url) else {
-            return self.current().ok_or(Arc::new(FetchError::Connect));
+            return self.current().ok_or(FetchError::Connect);
+        };
+        match fetch(http, discovery_url, &self.issuer).await {
+            Ok(set) => {
+                self.store(&set);
+                Ok(set)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "JWKS refresh failed; keeping the last good key set");
+                Err(e)
+            }
+        }
+    }
+
+    /// Refetch caused by an unknown `kid`: concurrent callers share one fetch, and at most one
+    /// fetch (or failed attempt) happens per minimum refetch interval, so a flood of made-up kids
+    /// cannot turn the gateway against the IdP (security.md J9).
+    async fn refetch_for_unknown_kid(&self) -> Option<Arc<KeySet>> {
+        let (Some(http), Some(discovery_url)) = (&self.http, &self.discovery_url) else {
+            return self.current();
         };
         let recently_failed = self
             .last_failure
@@ -168,26 +193,25 @@ impl JwksSource {
             .and_then(|g| *g)
             .is_some_and(|t| t.elapsed() < self.min_refetch);
         if recently_failed {
-            return self.current().ok_or(Arc::new(FetchError::Connect));
+            return self.current();
         }
-        let result = self
+        match self
             .fetches
             .try_get_with((), fetch(http, discovery_url, &self.issuer))
-            .await;
-        match &result {
+            .await
+        {
             Ok(set) => {
-                if let Ok(mut g) = self.current.write() {
-                    *g = Some(set.clone());
-                }
+                self.store(&set);
+                Some(set)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "JWKS refresh failed; keeping the last good key set");
+                tracing::warn!(error = %e, "JWKS refetch for an unknown kid failed; keeping the last good key set");
                 if let Ok(mut g) = self.last_failure.lock() {
                     *g = Some(Instant::now());
                 }
+                self.current()
             }
         }
-        result
     }
 
     /// Runs `f` with the key for `kid`, refreshing once if the `kid` is not known yet.
@@ -202,10 +226,10 @@ impl JwksSource {
         {
             return f(key);
         }
-        let set = match self.refresh().await {
-            Ok(set) => set,
-            Err(_) => self.current().ok_or(AuthError::KeysUnavailable)?,
-        };
+        let set = self
+            .refetch_for_unknown_kid()
+            .await
+            .ok_or(AuthError::KeysUnavailable)?;
         match set.key_for(kid, alg)? {
             Some(key) => f(key),
             None => Err(AuthError::UnknownKid),

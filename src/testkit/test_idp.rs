@@ -2,6 +2,7 @@
 //! start, and signed access tokens for any claims (plus a `/token` endpoint for the demo).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
@@ -67,6 +68,7 @@ struct Inner {
     issuer: RwLock<String>,
     audience: String,
     keys: RwLock<Vec<Arc<SigningKey>>>,
+    jwks_fetches: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -92,6 +94,7 @@ impl TestIdp {
                     Arc::new(SigningKey::rsa("rsa-1")),
                     Arc::new(SigningKey::ec("ec-1")),
                 ]),
+                jwks_fetches: AtomicUsize::new(0),
             }),
         }
     }
@@ -120,6 +123,11 @@ impl TestIdp {
 
     pub fn remove_key(&self, kid: &str) {
         self.inner.keys.write().unwrap().retain(|k| k.kid != kid);
+    }
+
+    /// How often `/jwks` was fetched over HTTP.
+    pub fn jwks_fetches(&self) -> usize {
+        self.inner.jwks_fetches.load(Ordering::SeqCst)
     }
 
     pub fn jwks(&self) -> Value {
@@ -178,6 +186,7 @@ async fn discovery(State(s): State<TestIdp>) -> axum::Json<Value> {
 }
 
 async fn jwks(State(s): State<TestIdp>) -> axum::Json<Value> {
+    s.inner.jwks_fetches.fetch_add(1, Ordering::SeqCst);
     axum::Json(s.jwks())
 }
 
