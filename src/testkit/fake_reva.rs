@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 
 use super::Running;
@@ -85,24 +84,16 @@ impl FakeReva {
     }
 
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<Running> {
-        let listener = TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let incoming = tokio_stream_from(listener);
-        let (tx, rx) = oneshot::channel::<()>();
         let svc = GatewayApiServer::new(self.clone());
-        let task = tokio::spawn(async move {
+        Running::spawn(addr, |listener, stop| async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(svc)
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = rx.await;
+                .serve_with_incoming_shutdown(tokio_stream_from(listener), async {
+                    let _ = stop.await;
                 })
                 .await;
-        });
-        Ok(Running {
-            addr,
-            stop: Some(tx),
-            task: Some(task),
         })
+        .await
     }
 
     /// Verifies a REVA token like REVA's JWT manager: HS256 only, signature, `exp`.
@@ -161,6 +152,10 @@ fn tokio_stream_from(
         let r = l.accept().await.map(|(s, _)| s);
         Some((r, l))
     })
+}
+
+fn resource_of(r: Option<&sp::Reference>) -> Option<sp::ResourceId> {
+    r.and_then(|r| r.resource_id.clone())
 }
 
 fn to_user(u: &UserClaim) -> user::User {
@@ -253,11 +248,7 @@ impl GatewayApi for FakeReva {
         req: Request<sp::StatRequest>,
     ) -> Result<Response<sp::StatResponse>, Status> {
         self.pause().await;
-        let id = req
-            .get_ref()
-            .r#ref
-            .as_ref()
-            .and_then(|r| r.resource_id.clone());
+        let id = resource_of(req.get_ref().r#ref.as_ref());
         let claims = self.authenticated("Stat", &req, id.clone())?;
         let entry = id.as_ref().and_then(|id| self.inner.tree.get(id));
         let resp = match entry {
@@ -279,11 +270,7 @@ impl GatewayApi for FakeReva {
         req: Request<sp::ListContainerRequest>,
     ) -> Result<Response<sp::ListContainerResponse>, Status> {
         self.pause().await;
-        let id = req
-            .get_ref()
-            .r#ref
-            .as_ref()
-            .and_then(|r| r.resource_id.clone());
+        let id = resource_of(req.get_ref().r#ref.as_ref());
         let claims = self.authenticated("ListContainer", &req, id.clone())?;
         let Some(parent) = id.and_then(|id| self.inner.tree.get(&id)) else {
             return Ok(Response::new(sp::ListContainerResponse {

@@ -22,7 +22,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 use serde::{Deserialize, Serialize};
 
 use super::Running;
-use super::tree::{Content, Tree};
+use super::tree::{Content, Entry, Tree};
 
 /// One request as received.
 #[derive(Debug, Clone)]
@@ -215,6 +215,20 @@ impl FakeWopiserver {
     }
 }
 
+impl FakeWopiserver {
+    /// The token's claims, the file key and the file, or the wopiserver's error answer. The file
+    /// comes from the token; the path id is ignored, as the real server does.
+    #[allow(clippy::result_large_err)]
+    fn resolve(&self, uri: &Uri) -> Result<(WopiClaims, (String, String), Entry), Response> {
+        let c = self.claims_from(uri)?;
+        let key = file_key(&c);
+        match self.inner.tree.get_by(&key.0, &key.1) {
+            Some(e) => Ok((c, key, e)),
+            None => Err(json_msg(StatusCode::NOT_FOUND, "File not found")),
+        }
+    }
+}
+
 fn file_key(c: &WopiClaims) -> (String, String) {
     let storage = c.endpoint.split('$').next().unwrap_or_default().to_owned();
     (storage, c.fileid.clone())
@@ -376,13 +390,9 @@ async fn check_file_info(
     headers: HeaderMap,
 ) -> Response {
     s.record(&method, &uri, &headers);
-    let c = match s.claims_from(&uri) {
-        Ok(c) => c,
+    let (c, _, e) = match s.resolve(&uri) {
+        Ok(r) => r,
         Err(r) => return r,
-    };
-    let (storage, opaque) = file_key(&c);
-    let Some(e) = s.inner.tree.get_by(&storage, &opaque) else {
-        return json_msg(StatusCode::NOT_FOUND, "File not found");
     };
     axum::Json(serde_json::json!({
         "BaseFileName": e.name,
@@ -421,13 +431,9 @@ async fn get_file(
     headers: HeaderMap,
 ) -> Response {
     s.record(&method, &uri, &headers);
-    let c = match s.claims_from(&uri) {
-        Ok(c) => c,
+    let (_, _, e) = match s.resolve(&uri) {
+        Ok(r) => r,
         Err(r) => return r,
-    };
-    let (storage, opaque) = file_key(&c);
-    let Some(e) = s.inner.tree.get_by(&storage, &opaque) else {
-        return json_msg(StatusCode::NOT_FOUND, "File not found");
     };
     let len = e.content.len();
     let body = match e.content {
@@ -500,13 +506,9 @@ async fn file_op(
     headers: HeaderMap,
 ) -> Response {
     s.record(&method, &uri, &headers);
-    let c = match s.claims_from(&uri) {
-        Ok(c) => c,
+    let (c, key, entry) = match s.resolve(&uri) {
+        Ok(r) => r,
         Err(r) => return r,
-    };
-    let key = file_key(&c);
-    let Some(entry) = s.inner.tree.get_by(&key.0, &key.1) else {
-        return json_msg(StatusCode::NOT_FOUND, "File not found");
     };
     let h = |n: &str| {
         headers
@@ -587,8 +589,8 @@ async fn put_file(
     body: Body,
 ) -> Response {
     let idx = s.record(&method, &uri, &headers);
-    let c = match s.claims_from(&uri) {
-        Ok(c) => c,
+    let (c, key, entry) = match s.resolve(&uri) {
+        Ok(r) => r,
         Err(r) => return r,
     };
     if c.viewmode != "VIEW_MODE_READ_WRITE" {
@@ -597,10 +599,6 @@ async fn put_file(
             "Attempting to perform a write operation using a read-only token",
         );
     }
-    let key = file_key(&c);
-    let Some(entry) = s.inner.tree.get_by(&key.0, &key.1) else {
-        return json_msg(StatusCode::NOT_FOUND, "File not found");
-    };
     let lock = headers
         .get("x-wopi-lock")
         .and_then(|v| v.to_str().ok())

@@ -48,23 +48,36 @@ impl Drop for Running {
     }
 }
 
-/// Serves an axum router on `addr` (use port 0 for an ephemeral one).
+impl Running {
+    /// Binds `addr` (port 0 for an ephemeral one) and runs `serve` on the listener until the stop
+    /// signal fires.
+    pub async fn spawn<F, Fut>(addr: SocketAddr, serve: F) -> std::io::Result<Running>
+    where
+        F: FnOnce(TcpListener, oneshot::Receiver<()>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, rx));
+        Ok(Running {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        })
+    }
+}
+
+/// Serves an axum router on `addr`.
 pub async fn serve_http(router: axum::Router, addr: SocketAddr) -> std::io::Result<Running> {
-    let listener = TcpListener::bind(addr).await?;
-    let addr = listener.local_addr()?;
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
+    Running::spawn(addr, |listener, stop| async move {
         let _ = axum::serve(listener, router)
             .with_graceful_shutdown(async {
-                let _ = rx.await;
+                let _ = stop.await;
             })
             .await;
-    });
-    Ok(Running {
-        addr,
-        stop: Some(tx),
-        task: Some(task),
     })
+    .await
 }
 
 /// An unused port on 127.0.0.1 (bound and released; the caller binds it next).

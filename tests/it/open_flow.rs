@@ -4,6 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use wopigate::config::ExchangeMode;
 use wopigate::reva::resource::encode_legacy;
+use wopigate::testkit::fake_wopiserver::WopiClaims;
 use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
 
 use crate::{client, enc, legacy_open, start, wopi_src_path};
@@ -139,6 +140,14 @@ async fn legacy_open_mints_a_reva_token_and_returns_the_app_url() {
     }
 }
 
+/// The wopiserver token claims of an `/app/open` answer.
+fn wopi_claims(stack: &Stack, body: &serde_json::Value) -> WopiClaims {
+    let token = body["form_parameters"]["access_token"]
+        .as_str()
+        .expect("access_token");
+    stack.wopiserver.verify(token).expect("a wopiserver token")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_open_answers_in_revas_shape_with_the_chosen_app_and_mode() {
     let (stack, _gw) = start(StackOptions::default()).await;
@@ -193,10 +202,7 @@ async fn app_open_answers_in_revas_shape_with_the_chosen_app_and_mode() {
             .unwrap()
             .starts_with("https://word-view.example.net/wv/wordviewerframe.aspx?&WOPISrc=")
     );
-    let claims = stack
-        .wopiserver
-        .verify(body["form_parameters"]["access_token"].as_str().unwrap())
-        .unwrap();
+    let claims = wopi_claims(&stack, &body);
     assert_eq!(claims.viewmode, "VIEW_MODE_READ_ONLY");
 
     // A read-only user asking for write gets READ_ONLY.
@@ -207,10 +213,7 @@ async fn app_open_answers_in_revas_shape_with_the_chosen_app_and_mode() {
     ))
     .await;
     assert_eq!(status, 200);
-    let claims = stack
-        .wopiserver
-        .verify(body["form_parameters"]["access_token"].as_str().unwrap())
-        .unwrap();
+    let claims = wopi_claims(&stack, &body);
     assert_eq!(claims.viewmode, "VIEW_MODE_READ_ONLY");
 
     // An empty file opens with `editnew`.
@@ -221,10 +224,7 @@ async fn app_open_answers_in_revas_shape_with_the_chosen_app_and_mode() {
     ))
     .await;
     assert_eq!(status, 200);
-    let claims = stack
-        .wopiserver
-        .verify(body["form_parameters"]["access_token"].as_str().unwrap())
-        .unwrap();
+    let claims = wopi_claims(&stack, &body);
     assert_eq!(
         claims.appediturl,
         "https://word-edit.example.net/we/wordeditorframe.aspx?new=1&"
