@@ -19,6 +19,8 @@ pub enum ErrorCode {
     UpstreamError,
     Unavailable,
     UpstreamTimeout,
+    /// WOPI proof-key check failed: 500 as the WOPI spec requires (wopi.md §10.3).
+    ProofInvalid,
     Internal,
 }
 
@@ -35,7 +37,7 @@ impl ErrorCode {
             Self::UpstreamError => StatusCode::BAD_GATEWAY,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::ProofInvalid | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -51,6 +53,7 @@ impl ErrorCode {
             Self::UpstreamError => "upstream_error",
             Self::Unavailable => "unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::ProofInvalid => "proof_invalid",
             Self::Internal => "internal",
         }
     }

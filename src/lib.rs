@@ -24,6 +24,7 @@ pub mod proxy;
 pub mod reva;
 pub mod secret;
 pub mod telemetry;
+pub mod wopi;
 pub mod wopiserver;
 
 #[cfg(feature = "testkit")]

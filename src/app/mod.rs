@@ -145,6 +145,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
     server.bootstrap();
     let gateway = Gateway {
         open: state.open.clone(),
+        wopi_files: crate::proxy::wopi_files::WopiFilesGuard {
+            discovery: state.discovery.clone(),
+            public_url: config.server.public_url.clone(),
+            reject_expired_tokens: config.wopi.reject_expired_tokens,
+        },
+        normalize_get_lock: config.wopi.normalize_get_lock,
         upstream,
         max_api_body_bytes: config.server.max_api_body_bytes,
         tls: false,

@@ -19,6 +19,28 @@ pub struct FileConfig {
     pub office: Vec<OfficeSection>,
     #[serde(default)]
     pub open: OpenSection,
+    #[serde(default)]
+    pub wopi: WopiSection,
+}
+
+/// Normalisations of the wopiserver's deviations from the WOPI spec (cs3-wopiserver.md §6.1, §9.1).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WopiSection {
+    /// GetLock on an unlocked file: the wopiserver's 404 + empty `X-WOPI-Lock` becomes 200.
+    pub normalize_get_lock: bool,
+    /// A WOPI token (or the REVA token inside it) past its `exp` gets 401 here, not the
+    /// wopiserver's 500.
+    pub reject_expired_tokens: bool,
+}
+
+impl Default for WopiSection {
+    fn default() -> Self {
+        Self {
+            normalize_get_lock: true,
+            reject_expired_tokens: true,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,6 +58,9 @@ pub struct ServerSection {
     pub log_format: String,
     /// Largest body accepted by the gateway's own endpoints (not WOPI traffic), bytes.
     pub max_api_body_bytes: usize,
+    /// The origin clients use (`https://wopi.example.org`); proofs are checked against it.
+    /// Default: `http://<listen>`.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerSection {
@@ -47,6 +72,7 @@ impl Default for ServerSection {
             graceful_shutdown_timeout_seconds: 10,
             log_format: "text".into(),
             max_api_body_bytes: 16 * 1024,
+            public_url: None,
         }
     }
 }
@@ -207,6 +233,27 @@ pub struct OfficeSection {
     pub refresh_seconds: u64,
     #[serde(default = "default_http_timeout")]
     pub timeout_ms: u64,
+    /// Proof-key checking for this app's requests: `enforce`, `log-only` or `off`.
+    #[serde(default = "default_proof_mode")]
+    pub proof_keys: ProofMode,
+    /// Minimum seconds between early refetches (after a proof failure).
+    #[serde(default = "default_refetch_min")]
+    pub refetch_min_seconds: u64,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProofMode {
+    Enforce,
+    LogOnly,
+    Off,
+}
+
+fn default_proof_mode() -> ProofMode {
+    ProofMode::Enforce
+}
+fn default_refetch_min() -> u64 {
+    60
 }
 
 fn default_refresh() -> u64 {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use url::Url;
 
-pub use file::{ClaimNames, ExchangeMode};
+pub use file::{ClaimNames, ExchangeMode, ProofMode};
 
 use crate::secret::{Secret, WELL_KNOWN_REVA_SECRET};
 
@@ -25,6 +25,13 @@ pub struct Config {
     pub wopiserver: Wopiserver,
     pub office: Vec<OfficeApp>,
     pub open: Open,
+    pub wopi: Wopi,
+}
+
+#[derive(Debug, Clone)]
+pub struct Wopi {
+    pub normalize_get_lock: bool,
+    pub reject_expired_tokens: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -35,6 +42,8 @@ pub struct Server {
     pub graceful_shutdown_timeout: Duration,
     pub log_json: bool,
     pub max_api_body_bytes: usize,
+    /// External origin without trailing slash, e.g. `https://wopi.example.org`.
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +93,8 @@ pub struct OfficeApp {
     pub discovery_url: Url,
     pub refresh: Duration,
     pub timeout: Duration,
+    pub proof_keys: ProofMode,
+    pub refetch_min: Duration,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -231,6 +242,10 @@ impl Validator<'_> {
             wopiserver: wopiserver?,
             office,
             open,
+            wopi: Wopi {
+                normalize_get_lock: raw.wopi.normalize_get_lock,
+                reject_expired_tokens: raw.wopi.reject_expired_tokens,
+            },
         })
     }
 
@@ -256,7 +271,15 @@ impl Validator<'_> {
                 false
             }
         };
+        let public_url = match (&s.public_url, listen) {
+            (Some(u), _) => self
+                .url("server.public_url", u)
+                .map(|u| u.as_str().trim_end_matches('/').to_owned()),
+            (None, Some(l)) => Some(format!("http://{l}")),
+            (None, None) => None,
+        };
         Some(Server {
+            public_url: public_url?,
             listen: listen?,
             threads: s.threads.max(1),
             grace_period: Duration::from_secs(s.grace_period_seconds),
@@ -399,6 +422,8 @@ impl Validator<'_> {
                     discovery_url,
                     refresh: Duration::from_secs(a.refresh_seconds.max(1)),
                     timeout,
+                    proof_keys: a.proof_keys,
+                    refetch_min: Duration::from_secs(a.refetch_min_seconds),
                 });
             }
         }

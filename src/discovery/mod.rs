@@ -21,6 +21,9 @@ struct Source {
     app: OfficeApp,
     http: reqwest::Client,
     last_failure: Mutex<Option<Instant>>,
+    /// When the last early refetch ran; the lock makes concurrent callers share it.
+    last_early: tokio::sync::Mutex<Option<Instant>>,
+    failures: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,8 @@ impl DiscoveryCache {
                     http: http_client::client(app.timeout, app.timeout),
                     app: app.clone(),
                     last_failure: Mutex::new(None),
+                    last_early: tokio::sync::Mutex::new(None),
+                    failures: std::sync::atomic::AtomicU64::new(0),
                 })
             })
             .collect();
@@ -112,9 +117,50 @@ impl DiscoveryCache {
                 }
             }
             Err(e) => {
+                source
+                    .failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(app = %source.app.name, error = %e, "discovery refresh failed; serving the last good copy");
             }
         }
+    }
+
+    /// Failed refreshes of `app` since start (ready for a metric).
+    pub fn failures(&self, app: &str) -> u64 {
+        self.source(app)
+            .map_or(0, |s| s.failures.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn source(&self, app: &str) -> Option<&Arc<Source>> {
+        self.sources
+            .iter()
+            .find(|s| s.app.name.eq_ignore_ascii_case(app))
+    }
+
+    /// The configured app named `app` (case-insensitive).
+    pub fn app(&self, app: &str) -> Option<&OfficeApp> {
+        self.source(app).map(|s| &s.app)
+    }
+
+    /// Proof keys published by `app`, from the cache.
+    pub async fn proof_keys(&self, app: &str) -> Option<Arc<crate::wopi::proof::ProofKeys>> {
+        let s = self.source(app)?;
+        self.cache.get(&s.app.name).await?.proof_keys.clone()
+    }
+
+    /// Refetches `app` now, unless that happened within its `refetch_min` (wopi.md §9.1: after a
+    /// proof failure). Concurrent callers wait for one fetch. Returns whether a fetch ran.
+    pub async fn refetch_early(&self, app: &str) -> bool {
+        let Some(source) = self.source(app) else {
+            return false;
+        };
+        let mut last = source.last_early.lock().await;
+        if last.is_some_and(|t| t.elapsed() < source.app.refetch_min) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        self.refresh(source).await;
+        true
     }
 
     /// Refreshes each app on its own interval, forever.

@@ -35,12 +35,14 @@ pub struct DiscoveredApp {
 }
 
 /// One office app's parsed discovery.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Discovery {
     /// Keyed by dotted, lower-case extension (`.docx`).
     pub extensions: HashMap<String, ActionUrls>,
     pub apps: Vec<DiscoveredApp>,
     pub proof_key: Option<ProofKeyXml>,
+    /// `proof_key` as usable public keys; `None` when absent or malformed.
+    pub proof_keys: Option<std::sync::Arc<crate::wopi::proof::ProofKeys>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,10 +172,15 @@ pub fn parse(xml: &str) -> Result<Discovery, DiscoveryParseError> {
     if extensions.is_empty() {
         return Err(DiscoveryParseError::Empty);
     }
+    let proof_keys = proof_key
+        .as_ref()
+        .and_then(|x| crate::wopi::proof::ProofKeys::from_discovery(x).ok())
+        .map(std::sync::Arc::new);
     Ok(Discovery {
         extensions,
         apps,
         proof_key,
+        proof_keys,
     })
 }
 

@@ -4,6 +4,7 @@
 pub mod headers;
 pub mod respond;
 pub mod route;
+pub mod wopi_files;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +36,9 @@ pub struct Upstream {
 
 pub struct Gateway {
     pub open: Arc<OpenService>,
+    pub wopi_files: wopi_files::WopiFilesGuard,
+    /// Turn the wopiserver's GetLock 404 on an unlocked file into the spec's 200.
+    pub normalize_get_lock: bool,
     pub upstream: Upstream,
     pub max_api_body_bytes: usize,
     /// Whether the listener terminates TLS (for `X-Forwarded-Proto`).
@@ -44,6 +48,8 @@ pub struct Gateway {
 /// Per-request state.
 pub struct RequestCtx {
     route: Route,
+    /// A GetLock request (`POST` + `X-WOPI-Override: GET_LOCK`).
+    get_lock: bool,
     request_id: String,
     started: Instant,
 }
@@ -147,6 +153,7 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             route: Route::NotFound,
+            get_lock: false,
             request_id: String::new(),
             started: Instant::now(),
         }
@@ -174,7 +181,15 @@ impl ProxyHttp for Gateway {
                         "protocol upgrade is not allowed",
                     ))
                 } else {
-                    return Ok(false);
+                    ctx.get_lock = req.method == http::Method::POST
+                        && req
+                            .headers
+                            .get("x-wopi-override")
+                            .is_some_and(|v| v.as_bytes() == b"GET_LOCK");
+                    match self.wopi_files.check(req).await {
+                        Ok(()) => return Ok(false),
+                        Err(e) => Err(e),
+                    }
                 }
             }
             Route::LegacyOpen | Route::AppOpen => self.open(session, ctx).await,
@@ -235,6 +250,27 @@ impl ProxyHttp for Gateway {
                 upstream_authority: &self.upstream.authority,
             },
         )
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut pingora::http::ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        // wopiserver deviation (cs3-wopiserver.md §9.1): GetLock on an unlocked file answers 404
+        // with an empty X-WOPI-Lock; the WOPI spec wants 200 with that empty header.
+        if self.normalize_get_lock
+            && ctx.get_lock
+            && upstream_response.status == http::StatusCode::NOT_FOUND
+            && upstream_response
+                .headers
+                .get("x-wopi-lock")
+                .is_some_and(|v| v.is_empty())
+        {
+            upstream_response.set_status(200)?;
+        }
+        Ok(())
     }
 
     async fn fail_to_proxy(

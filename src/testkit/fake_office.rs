@@ -16,16 +16,21 @@ pub const COLLABORA_DISCOVERY: &str = include_str!("../../tests/fixtures/discove
 
 #[derive(Clone)]
 pub struct FakeOffice {
-    xml: Arc<String>,
+    xml: Arc<std::sync::RwLock<String>>,
     fetches: Arc<AtomicUsize>,
 }
 
 impl FakeOffice {
     pub fn new(xml: &str) -> Self {
         Self {
-            xml: Arc::new(xml.to_owned()),
+            xml: Arc::new(std::sync::RwLock::new(xml.to_owned())),
             fetches: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Serves `xml` from now on (e.g. a rotated proof key).
+    pub fn set_xml(&self, xml: &str) {
+        *self.xml.write().unwrap() = xml.to_owned();
     }
 
     pub fn fetches(&self) -> usize {
@@ -42,5 +47,6 @@ impl FakeOffice {
 
 async fn discovery(State(s): State<FakeOffice>) -> impl IntoResponse {
     s.fetches.fetch_add(1, Ordering::SeqCst);
-    ([("content-type", "text/xml")], s.xml.as_str().to_owned())
+    let xml = s.xml.read().unwrap().clone();
+    ([("content-type", "text/xml")], xml)
 }

@@ -28,6 +28,8 @@ pub struct StackOptions {
     pub offices: Vec<(&'static str, &'static str)>,
     /// Gateway listen port (0 = pick a free one).
     pub gateway_port: u16,
+    /// Appended to the generated configuration (extra sections).
+    pub extra_config: String,
 }
 
 impl Default for StackOptions {
@@ -39,6 +41,7 @@ impl Default for StackOptions {
                 ("Microsoft Office Online", MICROSOFT_DISCOVERY),
             ],
             gateway_port: 0,
+            extra_config: String::new(),
         }
     }
 }
@@ -56,6 +59,7 @@ pub struct Stack {
     pub office_servers: Vec<Running>,
     pub gateway_port: u16,
     pub mode: ExchangeMode,
+    pub extra_config: String,
     pub reva_secret: String,
     pub iop_secret: String,
     pub wopi_secret: String,
@@ -204,6 +208,7 @@ impl Stack {
             office_servers,
             gateway_port,
             mode: opts.mode,
+            extra_config: opts.extra_config,
             reva_secret,
             iop_secret,
             wopi_secret,
@@ -269,10 +274,12 @@ folder_url_base = "https://cloud.example/files"
         );
         for ((name, _), server) in self.offices.iter().zip(&self.office_servers) {
             s.push_str(&format!(
-                "\n[[office]]\nname = \"{name}\"\ndiscovery_url = \"{}/hosting/discovery\"\ntimeout_ms = 2000\n",
+                "\n[[office]]\nname = \"{name}\"\ndiscovery_url = \"{}/hosting/discovery\"\ntimeout_ms = 2000\nrefetch_min_seconds = 1\n",
                 server.url()
             ));
         }
+        s.push('\n');
+        s.push_str(&self.extra_config);
         s
     }
 

@@ -339,8 +339,9 @@ async fn dependencies_down() {
     assert_eq!((s, b["code"].as_str()), (503, Some("unavailable")), "{b}");
     let r = client()
         .get(format!(
-            "{}/wopi/files/storage-1!eA==?access_token=x",
-            stack.gateway_url()
+            "{}/wopi/files/storage-1!eA==?access_token={}",
+            stack.gateway_url(),
+            crate::unsigned_wopi_token(4_000_000_000)
         ))
         .send()
         .await

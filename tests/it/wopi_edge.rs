@@ -1,0 +1,286 @@
+//! The WOPI edge on the proxied path: proof keys with the validator's keys and a rotation, and
+//! the normalisations of the wopiserver's deviations, each with the deviation reproduced.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use wopigate::exchange::reva_token::{self, UserClaim, UserIdClaim};
+use wopigate::testkit::fake_office::MICROSOFT_DISCOVERY;
+use wopigate::testkit::fake_wopiserver::WopiClaims;
+use wopigate::testkit::proof_signer::{ProofSigner, validator_signers};
+use wopigate::testkit::stack::{Stack, StackOptions};
+use wopigate::wopi::proof::ticks_of;
+
+use crate::{client, enc, start, wopi_src_path};
+
+/// Opens `file_id` with `app`; returns (WOPI file URL without query, access token).
+async fn open_with(stack: &Stack, file_id: &str, app: &str) -> (String, String) {
+    let r = client()
+        .post(format!(
+            "{}/app/open?file_id={}&app_name={}",
+            stack.gateway_url(),
+            enc(file_id),
+            enc(app)
+        ))
+        .bearer_auth(stack.idp.token("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let path = wopi_src_path(body["app_url"].as_str().unwrap());
+    let token = body["form_parameters"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (format!("{}{path}", stack.gateway_url()), token)
+}
+
+/// Sends a signed CheckFileInfo; returns the status.
+async fn signed_get(url: &str, token: &str, ticks: i64, proof: &str, proof_old: &str) -> u16 {
+    let full = format!("{url}?access_token={}", enc(token));
+    client()
+        .get(&full)
+        .header("X-WOPI-TimeStamp", ticks.to_string())
+        .header("X-WOPI-Proof", proof)
+        .header("X-WOPI-ProofOld", proof_old)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn reached_wopiserver(stack: &Stack) -> usize {
+    stack
+        .wopiserver
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/wopi/files/"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proof_keys_are_enforced_and_rotations_are_picked_up() {
+    let (stack, _gw) = start(StackOptions::default()).await;
+    let (file, token) = open_with(&stack, "storage-1!file-docx", "Microsoft Office Online").await;
+    let signed_url = format!("{file}?access_token={}", enc(&token));
+    let (current, old) = validator_signers();
+    let now = ticks_of(SystemTime::now());
+    let sign = |s: &ProofSigner, url: &str, t: i64| s.sign(&token, url, t);
+
+    // Correct (current + old), and a client still on the old key.
+    assert_eq!(
+        signed_get(
+            &file,
+            &token,
+            now,
+            &sign(&current, &signed_url, now),
+            &sign(&old, &signed_url, now)
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        signed_get(&file, &token, now, &sign(&old, &signed_url, now), "").await,
+        200
+    );
+    let passed = reached_wopiserver(&stack);
+    assert_eq!(passed, 2);
+
+    // Rejected and never forwarded: a third key, a 21-minute-old timestamp, a tampered URL,
+    // a tampered token, a missing proof.
+    let third = ProofSigner::generate();
+    let stale = ticks_of(SystemTime::now() - Duration::from_secs(21 * 60));
+    let tampered_url = signed_url.replace("/wopi/files/", "/wopi/files/x");
+    let other_token = sign(&current, &signed_url.replace(&enc(&token), "other"), now);
+    let cases = [
+        ("third key", now, sign(&third, &signed_url, now)),
+        ("stale timestamp", stale, sign(&current, &signed_url, stale)),
+        ("tampered URL", now, sign(&current, &tampered_url, now)),
+        ("signature of another token", now, other_token),
+    ];
+    // (The old-key success above already refreshed discovery in the background; let its
+    // rate-limit window pass.)
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fetches_before = stack.offices[1].1.fetches();
+    for (name, ts, proof) in cases {
+        assert_eq!(
+            signed_get(&file, &token, ts, &proof, &proof).await,
+            500,
+            "{name}"
+        );
+    }
+    let r = client().get(&signed_url).send().await.unwrap();
+    assert_eq!(r.status(), 500, "missing proof");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["code"],
+        "proof_invalid"
+    );
+    assert_eq!(
+        reached_wopiserver(&stack),
+        passed,
+        "no failed request reached the wopiserver"
+    );
+    // Mismatches refetched discovery, rate-limited (1 s here): at most once in this burst.
+    assert_eq!(stack.offices[1].1.fetches() - fetches_before, 1);
+
+    // The office app rotates: new current key, the validator's current becomes old.
+    let rotated = ProofSigner::generate();
+    let (m, e) = rotated.modulus_exponent();
+    let (cm, ce) = {
+        let xml = wopigate::discovery::xml::parse(MICROSOFT_DISCOVERY).unwrap();
+        let pk = xml.proof_key.unwrap();
+        (pk.modulus, pk.exponent)
+    };
+    let start = MICROSOFT_DISCOVERY.find("<proof-key").unwrap();
+    let end = start + MICROSOFT_DISCOVERY[start..].find("/>").unwrap() + 2;
+    let xml = format!(
+        "{}<proof-key modulus=\"{m}\" exponent=\"{e}\" oldmodulus=\"{cm}\" oldexponent=\"{ce}\"/>{}",
+        &MICROSOFT_DISCOVERY[..start],
+        &MICROSOFT_DISCOVERY[end..]
+    );
+    stack.offices[1].1.set_xml(&xml);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let now = ticks_of(SystemTime::now());
+    let fetches_before = stack.offices[1].1.fetches();
+    assert_eq!(
+        signed_get(
+            &file,
+            &token,
+            now,
+            &sign(&rotated, &signed_url, now),
+            &sign(&current, &signed_url, now)
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        stack.offices[1].1.fetches() - fetches_before,
+        1,
+        "one refetch, no restart"
+    );
+    // And from now on the new key verifies from the cache.
+    let now = ticks_of(SystemTime::now());
+    assert_eq!(
+        signed_get(&file, &token, now, &sign(&rotated, &signed_url, now), "").await,
+        200
+    );
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A wopiserver-signed token for `file-docx` whose embedded REVA token expired a minute ago.
+fn token_with_expired_reva_token(stack: &Stack) -> String {
+    let user = UserClaim {
+        id: UserIdClaim {
+            idp: stack.idp.issuer(),
+            opaque_id: "alice-sub".into(),
+            user_type: 1,
+        },
+        ..Default::default()
+    };
+    let reva = reva_token::mint(
+        &EncodingKey::from_secret(stack.reva_secret.as_bytes()),
+        &user,
+        Duration::from_secs(60),
+        unix_now() - 120,
+    )
+    .unwrap();
+    let claims = WopiClaims {
+        userid: reva.token.expose().to_owned(),
+        wopiuser: "alice-sub!alice-sub@idp".into(),
+        usertype: "regular".into(),
+        filename: "/home/report.docx".into(),
+        fileid: "file-docx".into(),
+        username: "Alice".into(),
+        viewmode: "VIEW_MODE_READ_WRITE".into(),
+        folderurl: "/".into(),
+        endpoint: "storage-1".into(),
+        appname: "Collabora".into(),
+        appediturl: String::new(),
+        appviewurl: String::new(),
+        trace: "t".into(),
+        exp: unix_now() + 3600,
+        iss: "cs3org:wopiserver:fake".into(),
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(stack.wopi_secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deviations_are_normalised_and_can_be_switched_off() {
+    // Switched off: the wopiserver's deviations reach the client as they are.
+    let (raw, _gw) = start(StackOptions {
+        extra_config: "[wopi]\nnormalize_get_lock = false\nreject_expired_tokens = false\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let file = format!("{}/wopi/files/storage-1!ZmlsZS1kb2N4", raw.gateway_url());
+    let expired = token_with_expired_reva_token(&raw);
+    let r = client()
+        .get(&file)
+        .query(&[("access_token", &expired)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        500,
+        "the wopiserver's answer to an expired REVA token"
+    );
+    let (_, token) = open_with(&raw, "storage-1!file-docx", "Collabora").await;
+    let r = client()
+        .post(&file)
+        .query(&[("access_token", &token)])
+        .header("X-WOPI-Override", "GET_LOCK")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "the wopiserver's GetLock on an unlocked file"
+    );
+    drop(_gw);
+
+    // Default: 401 from the gateway (nothing forwarded) and 200 + empty X-WOPI-Lock.
+    let (stack, _gw) = start(StackOptions::default()).await;
+    let file = format!("{}/wopi/files/storage-1!ZmlsZS1kb2N4", stack.gateway_url());
+    let expired = token_with_expired_reva_token(&stack);
+    stack.wopiserver.clear_requests();
+    let r = client()
+        .get(&file)
+        .query(&[("access_token", &expired)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["code"],
+        "invalid_token"
+    );
+    assert!(stack.wopiserver.requests().is_empty());
+    let (_, token) = open_with(&stack, "storage-1!file-docx", "Collabora").await;
+    let r = client()
+        .post(&file)
+        .query(&[("access_token", &token)])
+        .header("X-WOPI-Override", "GET_LOCK")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers().get("x-wopi-lock").map(|v| v.as_bytes()),
+        Some(&b""[..])
+    );
+}
