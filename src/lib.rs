@@ -19,6 +19,7 @@ pub mod discovery;
 pub mod error;
 pub mod exchange;
 pub mod http_client;
+pub mod iop;
 pub mod open;
 pub mod proxy;
 pub mod reva;

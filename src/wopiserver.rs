@@ -184,7 +184,9 @@ impl WopiserverClient {
         push("appurl", p.appurl, true);
         push("appviewurl", p.appviewurl, true);
         push("username", p.username, true);
-        push("userid", p.userid, false);
+        if !p.userid.is_empty() {
+            push("userid", p.userid, false);
+        }
         if let Some(f) = p.folderurl {
             push("folderurl", f, true);
         }

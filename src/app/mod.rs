@@ -159,6 +159,32 @@ pub fn run(config: Config) -> Result<(), StartError> {
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "public");
     public.add_tcp(&config.server.listen.to_string());
     server.add_service(public);
+    if let Some(internal) = &config.internal {
+        let gateway = crate::proxy::internal::InternalGateway {
+            allow: internal.allow.clone(),
+            callers: crate::iop::LegacyCallers::new(
+                &config.wopiserver.iop_secret,
+                config.reva.jwt_secret.as_ref(),
+            ),
+            iop_secret: config.wopiserver.iop_secret.clone(),
+            legacy_open: Arc::new(crate::iop::LegacyOpen {
+                reva: state.open.reva.clone(),
+                discovery: state.discovery.clone(),
+                wopiserver: state.open.wopiserver.clone(),
+            }),
+            legacy_open_mode: internal.legacy_open,
+            discovery: state.discovery.clone(),
+            upstream: resolve_upstream(&config)?,
+        };
+        let mut service = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            gateway,
+            "internal",
+        );
+        service.add_tcp(&internal.listen.to_string());
+        server.add_service(service);
+        tracing::info!(listen = %internal.listen, "internal IOP listener");
+    }
     tracing::info!(listen = %config.server.listen, "wopigate listening");
     // The control runtime must outlive the server; run_forever exits the process.
     let _control = control;

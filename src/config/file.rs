@@ -21,6 +21,36 @@ pub struct FileConfig {
     pub open: OpenSection,
     #[serde(default)]
     pub wopi: WopiSection,
+    /// The internal listener for legacy IOP callers; absent = not started.
+    pub internal: Option<InternalSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InternalSection {
+    /// `host:port` of the internal listener; never the public one.
+    pub listen: String,
+    /// Source networks allowed to call it (CIDR). Default: loopback only.
+    #[serde(default = "default_internal_allow")]
+    pub allow: Vec<String>,
+    /// `translate`: answer legacy `/wopi/iop/open` via `openinapp`; `passthrough`: forward it
+    /// (bearer rewritten) to an old wopiserver that still has it.
+    #[serde(default = "default_legacy_open")]
+    pub legacy_open: LegacyOpenMode,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LegacyOpenMode {
+    Translate,
+    Passthrough,
+}
+
+fn default_internal_allow() -> Vec<String> {
+    vec!["127.0.0.0/8".into(), "::1/128".into()]
+}
+fn default_legacy_open() -> LegacyOpenMode {
+    LegacyOpenMode::Translate
 }
 
 /// Normalisations of the wopiserver's deviations from the WOPI spec (cs3-wopiserver.md §6.1, §9.1).

@@ -11,7 +11,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use url::Url;
 
-pub use file::{ClaimNames, ExchangeMode, ProofMode};
+pub use file::{ClaimNames, ExchangeMode, LegacyOpenMode, ProofMode};
 
 use crate::secret::{Secret, WELL_KNOWN_REVA_SECRET};
 
@@ -26,6 +26,14 @@ pub struct Config {
     pub office: Vec<OfficeApp>,
     pub open: Open,
     pub wopi: Wopi,
+    pub internal: Option<Internal>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Internal {
+    pub listen: SocketAddr,
+    pub allow: Vec<ipnet::IpNet>,
+    pub legacy_open: LegacyOpenMode,
 }
 
 #[derive(Debug, Clone)]
@@ -228,6 +236,9 @@ impl Validator<'_> {
             );
         }
         let office = self.office(raw.office);
+        let internal = raw
+            .internal
+            .and_then(|i| self.internal(i, server.as_ref().map(|s| s.listen)));
         let open = Open {
             folder_url_base: raw
                 .open
@@ -242,10 +253,47 @@ impl Validator<'_> {
             wopiserver: wopiserver?,
             office,
             open,
+            internal,
             wopi: Wopi {
                 normalize_get_lock: raw.wopi.normalize_get_lock,
                 reject_expired_tokens: raw.wopi.reject_expired_tokens,
             },
+        })
+    }
+
+    fn internal(
+        &mut self,
+        i: file::InternalSection,
+        public: Option<SocketAddr>,
+    ) -> Option<Internal> {
+        let listen = match i.listen.parse::<SocketAddr>() {
+            Ok(a) if Some(a) == public => {
+                self.problem(
+                    "internal.listen",
+                    "must differ from server.listen: /wopi/iop/* is never public",
+                );
+                None
+            }
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.problem(
+                    "internal.listen",
+                    "must be host:port with a literal IP address",
+                );
+                None
+            }
+        };
+        let mut allow = Vec::new();
+        for net in &i.allow {
+            match net.parse::<ipnet::IpNet>() {
+                Ok(n) => allow.push(n),
+                Err(_) => self.problem("internal.allow", format!("{net:?} is not a CIDR network")),
+            }
+        }
+        Some(Internal {
+            listen: listen?,
+            allow,
+            legacy_open: i.legacy_open,
         })
     }
 

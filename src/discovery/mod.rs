@@ -163,6 +163,21 @@ impl DiscoveryCache {
         true
     }
 
+    /// Every known extension with the first configured app that opens it (apps not loaded are
+    /// skipped).
+    pub async fn extension_map(&self) -> std::collections::BTreeMap<String, (String, ActionUrls)> {
+        let mut out = std::collections::BTreeMap::new();
+        for source in &self.sources {
+            if let Some(d) = self.cache.get(&source.app.name).await {
+                for (ext, urls) in &d.extensions {
+                    out.entry(ext.clone())
+                        .or_insert_with(|| (source.app.name.clone(), urls.clone()));
+                }
+            }
+        }
+        out
+    }
+
     /// Refreshes each app on its own interval, forever.
     pub async fn run_refresh_loop(self: Arc<Self>) {
         let mut tasks = Vec::new();

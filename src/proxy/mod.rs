@@ -2,6 +2,7 @@
 //! and let only `/wopi/files/*` reach `upstream_peer` (style.md principle 3).
 
 pub mod headers;
+pub mod internal;
 pub mod respond;
 pub mod route;
 pub mod wopi_files;
@@ -43,6 +44,56 @@ pub struct Gateway {
     pub max_api_body_bytes: usize,
     /// Whether the listener terminates TLS (for `X-Forwarded-Proto`).
     pub tls: bool,
+}
+
+/// The error answer for a failed proxy attempt; `None` when the client is gone.
+pub(crate) fn fail_status(e: &pingora::Error) -> Option<ApiError> {
+    match e.etype() {
+        ErrorType::ConnectTimedout
+        | ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectError => Some(ApiError::new(
+            ErrorCode::Unavailable,
+            "wopiserver unavailable",
+        )),
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout
+            if e.esource() == &pingora::ErrorSource::Upstream =>
+        {
+            Some(ApiError::new(
+                ErrorCode::UpstreamTimeout,
+                "wopiserver did not answer in time",
+            ))
+        }
+        ErrorType::HTTPStatus(code) => Some(ApiError::new(
+            if *code == 413 {
+                ErrorCode::PayloadTooLarge
+            } else {
+                ErrorCode::BadRequest
+            },
+            "invalid request",
+        )),
+        _ => match e.esource() {
+            pingora::ErrorSource::Upstream => {
+                Some(ApiError::new(ErrorCode::UpstreamError, "wopiserver error"))
+            }
+            pingora::ErrorSource::Downstream => match e.etype() {
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => None,
+                _ => Some(ApiError::new(ErrorCode::BadRequest, "invalid request")),
+            },
+            _ => Some(ApiError::new(ErrorCode::Internal, "internal error")),
+        },
+    }
+}
+
+/// The wopiserver as a pingora peer with the configured deadlines.
+pub(crate) fn upstream_peer(u: &Upstream) -> Box<HttpPeer> {
+    let mut peer = HttpPeer::new(u.addr, u.tls, u.sni.clone());
+    peer.options.connection_timeout = Some(u.connect_timeout);
+    peer.options.total_connection_timeout = Some(u.connect_timeout);
+    peer.options.read_timeout = Some(u.read_timeout);
+    peer.options.write_timeout = Some(u.read_timeout);
+    peer.options.idle_timeout = Some(Duration::from_secs(60));
+    Box::new(peer)
 }
 
 /// Per-request state.
@@ -214,14 +265,7 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         _ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        let u = &self.upstream;
-        let mut peer = HttpPeer::new(u.addr, u.tls, u.sni.clone());
-        peer.options.connection_timeout = Some(u.connect_timeout);
-        peer.options.total_connection_timeout = Some(u.connect_timeout);
-        peer.options.read_timeout = Some(u.read_timeout);
-        peer.options.write_timeout = Some(u.read_timeout);
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
-        Ok(Box::new(peer))
+        Ok(upstream_peer(&self.upstream))
     }
 
     async fn upstream_request_filter(
@@ -279,43 +323,7 @@ impl ProxyHttp for Gateway {
         e: &pingora::Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let api = match e.etype() {
-            ErrorType::ConnectTimedout
-            | ErrorType::ConnectRefused
-            | ErrorType::ConnectNoRoute
-            | ErrorType::ConnectError => Some(ApiError::new(
-                ErrorCode::Unavailable,
-                "wopiserver unavailable",
-            )),
-            ErrorType::ReadTimedout | ErrorType::WriteTimedout
-                if e.esource() == &pingora::ErrorSource::Upstream =>
-            {
-                Some(ApiError::new(
-                    ErrorCode::UpstreamTimeout,
-                    "wopiserver did not answer in time",
-                ))
-            }
-            ErrorType::HTTPStatus(code) => Some(ApiError::new(
-                if *code == 413 {
-                    ErrorCode::PayloadTooLarge
-                } else {
-                    ErrorCode::BadRequest
-                },
-                "invalid request",
-            )),
-            _ => match e.esource() {
-                pingora::ErrorSource::Upstream => {
-                    Some(ApiError::new(ErrorCode::UpstreamError, "wopiserver error"))
-                }
-                pingora::ErrorSource::Downstream => match e.etype() {
-                    ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => {
-                        None
-                    }
-                    _ => Some(ApiError::new(ErrorCode::BadRequest, "invalid request")),
-                },
-                _ => Some(ApiError::new(ErrorCode::Internal, "internal error")),
-            },
-        };
+        let api = fail_status(e);
         let mut code = 0;
         if let Some(api) = api
             && session.response_written().is_none()

@@ -110,12 +110,25 @@ impl RevaClient {
         token: &Secret,
         id: sp::ResourceId,
     ) -> Result<sp::ResourceInfo, RevaError> {
+        self.stat_ref(
+            token,
+            sp::Reference {
+                resource_id: Some(id),
+                path: String::new(),
+            },
+        )
+        .await
+    }
+
+    /// Stat by any reference: an id, an absolute path, or a path relative to an id.
+    pub async fn stat_ref(
+        &self,
+        token: &Secret,
+        reference: sp::Reference,
+    ) -> Result<sp::ResourceInfo, RevaError> {
         let req = self.request(
             sp::StatRequest {
-                r#ref: Some(sp::Reference {
-                    resource_id: Some(id),
-                    path: String::new(),
-                }),
+                r#ref: Some(reference),
                 ..Default::default()
             },
             Some(token),

@@ -248,9 +248,14 @@ impl GatewayApi for FakeReva {
         req: Request<sp::StatRequest>,
     ) -> Result<Response<sp::StatResponse>, Status> {
         self.pause().await;
-        let id = resource_of(req.get_ref().r#ref.as_ref());
+        let reference = req.get_ref().r#ref.clone().unwrap_or_default();
+        let id = resource_of(Some(&reference));
         let claims = self.authenticated("Stat", &req, id.clone())?;
-        let entry = id.as_ref().and_then(|id| self.inner.tree.get(id));
+        let entry = match (&id, reference.path.as_str()) {
+            (_, p) if p.starts_with('/') => self.inner.tree.get_by_path(p),
+            (Some(id), "" | ".") => self.inner.tree.get(id),
+            _ => None,
+        };
         let resp = match entry {
             None => sp::StatResponse {
                 status: status(Code::NotFound, "resource not found"),

@@ -114,6 +114,15 @@ impl Tree {
         self.inner.lock().unwrap().get(&key(id)).cloned()
     }
 
+    pub fn get_by_path(&self, path: &str) -> Option<Entry> {
+        self.inner
+            .lock()
+            .unwrap()
+            .values()
+            .find(|e| e.path == path)
+            .cloned()
+    }
+
     pub fn get_by(&self, storage_id: &str, opaque_id: &str) -> Option<Entry> {
         self.inner
             .lock()

@@ -2,6 +2,7 @@
 
 mod check;
 mod errors;
+mod iop;
 mod oidc_keys;
 mod open_flow;
 mod wopi_edge;

@@ -1,0 +1,179 @@
+//! The internal listener's `ProxyHttp` (cs3-wopiserver.md §14.1): source networks checked first,
+//! legacy bearers validated and replaced by the IOP secret, legacy `/wopi/iop/open` translated,
+//! `/wopi/cbox/endpoints` answered from discovery. Nothing else is served.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+
+use super::{Upstream, headers, respond, upstream_peer};
+use crate::config::LegacyOpenMode;
+use crate::discovery::DiscoveryCache;
+use crate::error::{ApiError, ErrorCode};
+use crate::iop::{LegacyCallers, LegacyOpen, cbox_endpoints, parse_params};
+use crate::secret::Secret;
+
+pub struct InternalGateway {
+    pub allow: Vec<ipnet::IpNet>,
+    pub callers: LegacyCallers,
+    pub iop_secret: Secret,
+    pub legacy_open: Arc<LegacyOpen>,
+    pub legacy_open_mode: LegacyOpenMode,
+    pub discovery: Arc<DiscoveryCache>,
+    pub upstream: Upstream,
+}
+
+pub struct InternalCtx {
+    request_id: String,
+}
+
+async fn text(session: &mut Session, status: u16, body: &str) -> pingora::Result<()> {
+    let mut h = ResponseHeader::build(status, Some(3))?;
+    h.insert_header(http::header::CONTENT_TYPE, "text/html; charset=utf-8")?;
+    h.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    session.write_response_header(Box::new(h), false).await?;
+    session
+        .write_response_body(Some(Bytes::copy_from_slice(body.as_bytes())), true)
+        .await
+}
+
+impl InternalGateway {
+    fn allowed(&self, session: &Session) -> bool {
+        session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .is_some_and(|a| self.allow.iter().any(|n| n.contains(&a.ip())))
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for InternalGateway {
+    type CTX = InternalCtx;
+
+    fn new_ctx(&self) -> InternalCtx {
+        InternalCtx {
+            request_id: String::new(),
+        }
+    }
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut InternalCtx,
+    ) -> pingora::Result<bool> {
+        ctx.request_id = uuid::Uuid::new_v4().simple().to_string();
+        if !self.allowed(session) {
+            let e = ApiError::new(ErrorCode::Forbidden, "source address not allowed");
+            respond::error(session, &e, &ctx.request_id).await?;
+            return Ok(true);
+        }
+        let req = session.req_header();
+        let path = req.uri.path().to_owned();
+        if path == "/wopi/cbox/endpoints" && req.method == http::Method::GET {
+            let body = cbox_endpoints(&self.discovery).await;
+            respond::json(session, 200, body, &ctx.request_id, &[]).await?;
+            return Ok(true);
+        }
+        if !path.starts_with("/wopi/iop/")
+            || matches!(
+                super::route::classify(&req.method, &path),
+                super::route::Route::BadPath(_)
+            )
+        {
+            let e = ApiError::new(ErrorCode::NotFound, "no such endpoint");
+            respond::error(session, &e, &ctx.request_id).await?;
+            return Ok(true);
+        }
+        if !self.callers.accepts(
+            req.headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+        ) {
+            text(session, 401, "Client not authorized").await?;
+            return Ok(true);
+        }
+        if path == "/wopi/iop/open" && self.legacy_open_mode == LegacyOpenMode::Translate {
+            let token = req.headers.get("tokenheader").and_then(|v| v.to_str().ok());
+            let answer = match parse_params(req.uri.query().unwrap_or_default(), token) {
+                Ok(p) => self.legacy_open.open(&p, &ctx.request_id).await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(body) => text(session, 200, &body).await?,
+                Err(e) => text(session, e.status, e.text).await?,
+            }
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut InternalCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        Ok(upstream_peer(&self.upstream))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut pingora::http::RequestHeader,
+        ctx: &mut InternalCtx,
+    ) -> pingora::Result<()> {
+        // The caller's bearer (possibly the REVA secret) never leaves: only the IOP secret does.
+        upstream_request.remove_header(&http::header::AUTHORIZATION);
+        upstream_request.insert_header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", self.iop_secret.expose()),
+        )?;
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string());
+        headers::apply(
+            upstream_request,
+            &headers::Forwarding {
+                client_ip,
+                proto: "http",
+                host: None,
+                request_id: &ctx.request_id,
+                upstream_authority: &self.upstream.authority,
+            },
+        )
+    }
+
+    fn request_summary(&self, session: &Session, ctx: &InternalCtx) -> String {
+        format!(
+            "internal {} {} request_id={}",
+            session.req_header().method,
+            session.req_header().uri.path(),
+            ctx.request_id
+        )
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora::Error,
+        ctx: &mut InternalCtx,
+    ) -> FailToProxy {
+        let code = super::fail_status(e);
+        let mut written = 0;
+        if let Some(api) = code
+            && session.response_written().is_none()
+            && respond::error(session, &api, &ctx.request_id).await.is_ok()
+        {
+            written = api.status().as_u16();
+        }
+        FailToProxy {
+            error_code: written,
+            can_reuse_downstream: false,
+        }
+    }
+}
