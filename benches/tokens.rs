@@ -69,5 +69,50 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// Proof verification on the WOPI hot path: a current-key hit, and the old-key fallback (which
+/// first fails both current-key checks).
+fn proof(c: &mut Criterion) {
+    use std::time::SystemTime;
+    use wopigate::testkit::proof_signer::validator_signers;
+    use wopigate::wopi::proof::{self, ProofKeys, ticks_of};
+    let xml = wopigate::discovery::xml::parse(wopigate::testkit::fake_office::MICROSOFT_DISCOVERY)
+        .unwrap();
+    let keys = ProofKeys::from_discovery(&xml.proof_key.unwrap()).unwrap();
+    let (current, old) = validator_signers();
+    let url = "https://wopi.example.org/wopi/files/storage-1!ZmlsZS1kb2N4?access_token=abc";
+    let ts = ticks_of(SystemTime::now());
+    let signed = proof::expected_bytes(b"abc", url, ts);
+    let by_current = current.sign("abc", url, ts);
+    let by_old = old.sign("abc", url, ts);
+    assert_eq!(
+        proof::verify(&keys, &signed, Some(&by_current), None),
+        proof::Verdict::Current
+    );
+    assert_eq!(
+        proof::verify(&keys, &signed, Some(&by_old), None),
+        proof::Verdict::OldKey
+    );
+    c.bench_function("proof_verify_current_key", |b| {
+        b.iter(|| {
+            proof::verify(
+                &keys,
+                &proof::expected_bytes(b"abc", url, ts),
+                Some(&by_current),
+                Some(&by_old),
+            )
+        })
+    });
+    c.bench_function("proof_verify_old_key_fallback", |b| {
+        b.iter(|| {
+            proof::verify(
+                &keys,
+                &proof::expected_bytes(b"abc", url, ts),
+                Some(&by_old),
+                None,
+            )
+        })
+    });
+}
+
+criterion_group!(benches, bench, proof);
 criterion_main!(benches);

@@ -56,6 +56,25 @@ pub fn client(connect_timeout: Duration, timeout: Duration) -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
+/// Like [`client`], but when `ca_pem` is given only those CAs are trusted (pinning).
+pub fn client_pinned(
+    connect_timeout: Duration,
+    timeout: Duration,
+    ca_pem: Option<&[u8]>,
+) -> reqwest::Client {
+    install_crypto_provider();
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("wopigate/", env!("CARGO_PKG_VERSION")));
+    if let Some(certs) = ca_pem.and_then(|pem| reqwest::Certificate::from_pem_bundle(pem).ok()) {
+        b = b.tls_certs_only(certs);
+    }
+    b.build()
+        .unwrap_or_else(|_| client(connect_timeout, timeout))
+}
+
 /// GET `url` and read at most `limit` bytes of a 200 answer.
 pub async fn get_bounded(
     client: &reqwest::Client,

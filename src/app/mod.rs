@@ -79,7 +79,10 @@ pub fn build_state(c: &Config) -> Result<AppState, StartError> {
         Exchanger::from_config(&c.exchange, c.reva.jwt_secret.as_ref(), &reva)
             .ok_or(StartError::NoRevaSecret)?,
     );
-    let discovery = Arc::new(DiscoveryCache::new(&c.office));
+    let discovery = Arc::new(DiscoveryCache::with_preferences(
+        &c.office,
+        c.open.app_preference.clone(),
+    ));
     let wopiserver = Arc::new(WopiserverClient::new(
         c.wopiserver.url.clone(),
         c.wopiserver.iop_secret.clone(),

@@ -259,6 +259,16 @@ pub struct OfficeSection {
     pub name: String,
     /// Full discovery URL, e.g. `https://collabora.example/hosting/discovery`.
     pub discovery_url: String,
+    /// `discovery` (WOPI `/hosting/discovery` XML) or `cbox-endpoints` (a legacy wopiserver's
+    /// unauthenticated `/wopi/cbox/endpoints` JSON, cs3-wopiserver.md §4).
+    #[serde(default = "default_format")]
+    pub format: DiscoveryFormat,
+    /// `<net-zone>` to use; default: the one named `external…`, else the first.
+    pub net_zone: Option<String>,
+    /// PEM file with the only CA(s) trusted for this app's https discovery (pinning).
+    pub ca_file: Option<PathBuf>,
+    /// Value for the `UI_LLCC`/`DC_LLCC` placeholders (e.g. `en-US`); unset: removed.
+    pub ui_language: Option<String>,
     #[serde(default = "default_refresh")]
     pub refresh_seconds: u64,
     #[serde(default = "default_http_timeout")]
@@ -269,6 +279,17 @@ pub struct OfficeSection {
     /// Minimum seconds between early refetches (after a proof failure).
     #[serde(default = "default_refetch_min")]
     pub refetch_min_seconds: u64,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiscoveryFormat {
+    Discovery,
+    CboxEndpoints,
+}
+
+fn default_format() -> DiscoveryFormat {
+    DiscoveryFormat::Discovery
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -295,4 +316,6 @@ fn default_refresh() -> u64 {
 pub struct OpenSection {
     /// Base of `folderurl` (the "back to folder" link); the file's folder path is appended.
     pub folder_url_base: Option<String>,
+    /// Per dotted extension, app names in order of preference (before the `[[office]]` order).
+    pub app_preference: std::collections::BTreeMap<String, Vec<String>>,
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use url::Url;
 
-pub use file::{ClaimNames, ExchangeMode, LegacyOpenMode, ProofMode};
+pub use file::{ClaimNames, DiscoveryFormat, ExchangeMode, LegacyOpenMode, ProofMode};
 
 use crate::secret::{Secret, WELL_KNOWN_REVA_SECRET};
 
@@ -103,11 +103,18 @@ pub struct OfficeApp {
     pub timeout: Duration,
     pub proof_keys: ProofMode,
     pub refetch_min: Duration,
+    pub format: DiscoveryFormat,
+    pub net_zone: Option<String>,
+    /// Pinned CA certificates (PEM), when configured.
+    pub ca_pem: Option<Vec<u8>>,
+    pub ui_language: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Open {
     pub folder_url_base: Option<Url>,
+    /// Dotted lower-case extension → app names, most preferred first.
+    pub app_preference: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// One configuration problem: where and why.
@@ -239,11 +246,30 @@ impl Validator<'_> {
         let internal = raw
             .internal
             .and_then(|i| self.internal(i, server.as_ref().map(|s| s.listen)));
+        let mut app_preference = std::collections::BTreeMap::new();
+        for (ext, apps) in raw.open.app_preference {
+            if !ext.starts_with('.') {
+                self.problem(
+                    "open.app_preference",
+                    format!("{ext:?}: extensions start with a dot"),
+                );
+            }
+            for a in &apps {
+                if !office.iter().any(|o| o.name.eq_ignore_ascii_case(a)) {
+                    self.problem(
+                        "open.app_preference",
+                        format!("{a:?} is not a configured [[office]] app"),
+                    );
+                }
+            }
+            app_preference.insert(ext.to_ascii_lowercase(), apps);
+        }
         let open = Open {
             folder_url_base: raw
                 .open
                 .folder_url_base
                 .and_then(|u| self.url("open.folder_url_base", &u)),
+            app_preference,
         };
         Some(Config {
             server: server?,
@@ -464,8 +490,37 @@ impl Validator<'_> {
             if a.refresh_seconds == 0 {
                 self.problem(&key("refresh_seconds"), "must be greater than 0");
             }
+            let ca_pem = a.ca_file.as_ref().and_then(|p| {
+                let full = self.base.join(p);
+                match std::fs::read(&full) {
+                    Ok(pem)
+                        if reqwest::Certificate::from_pem_bundle(&pem)
+                            .is_ok_and(|c| !c.is_empty()) =>
+                    {
+                        Some(pem)
+                    }
+                    Ok(_) => {
+                        self.problem(
+                            &key("ca_file"),
+                            format!("{} holds no PEM certificate", full.display()),
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        self.problem(
+                            &key("ca_file"),
+                            format!("cannot read {}: {e}", full.display()),
+                        );
+                        None
+                    }
+                }
+            });
             if let Some(discovery_url) = url {
                 out.push(OfficeApp {
+                    format: a.format,
+                    net_zone: a.net_zone,
+                    ca_pem,
+                    ui_language: a.ui_language,
                     name: a.name,
                     discovery_url,
                     refresh: Duration::from_secs(a.refresh_seconds.max(1)),

@@ -124,3 +124,34 @@ fn secrets_are_checked() {
     assert!(c.reva.jwt_secret.is_none());
     assert_eq!(c.exchange.authenticate_type, "bearer");
 }
+
+#[test]
+fn office_options_are_validated() {
+    let d = dir();
+    write(d.path(), "not-a-ca.pem", "hello");
+    let text = GOOD.replace(
+        "discovery_url = \"https://collabora.example/hosting/discovery\"",
+        "discovery_url = \"https://collabora.example/hosting/discovery\"\nca_file = \"not-a-ca.pem\"\nproof_keys = \"log-only\"\nnet_zone = \"external-https\"",
+    ) + "\n[open.app_preference]\n\".docx\" = [\"Nobody\"]\n";
+    let e = Config::parse(&text, d.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("office[0].ca_file") && e.contains("no PEM certificate"),
+        "{e}"
+    );
+    assert!(e.contains("\"Nobody\" is not a configured"), "{e}");
+    let ok = GOOD.replace(
+        "discovery_url = \"https://collabora.example/hosting/discovery\"",
+        "discovery_url = \"https://collabora.example/hosting/discovery\"\nproof_keys = \"off\"\nformat = \"cbox-endpoints\"\nui_language = \"de-DE\"",
+    ) + "\n[internal]\nlisten = \"127.0.0.1:8081\"\nallow = [\"10.0.0.0/8\"]\n";
+    let c = Config::parse(&ok, d.path()).unwrap();
+    assert_eq!(c.office[0].proof_keys, ProofMode::Off);
+    assert_eq!(c.office[0].format, DiscoveryFormat::CboxEndpoints);
+    assert_eq!(c.internal.unwrap().allow[0].to_string(), "10.0.0.0/8");
+    let clash = GOOD.to_owned() + "\n[internal]\nlisten = \"127.0.0.1:8080\"\n";
+    assert!(
+        Config::parse(&clash, d.path())
+            .unwrap_err()
+            .to_string()
+            .contains("must differ from server.listen")
+    );
+}

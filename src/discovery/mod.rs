@@ -41,16 +41,29 @@ pub struct AppChoice {
 
 pub struct DiscoveryCache {
     sources: Vec<Arc<Source>>,
+    /// Dotted extension → app names, most preferred first.
+    preferences: std::collections::BTreeMap<String, Vec<String>>,
     cache: moka::future::Cache<String, Arc<Discovery>>,
 }
 
 impl DiscoveryCache {
     pub fn new(apps: &[OfficeApp]) -> Self {
+        Self::with_preferences(apps, Default::default())
+    }
+
+    pub fn with_preferences(
+        apps: &[OfficeApp],
+        preferences: std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Self {
         let sources = apps
             .iter()
             .map(|app| {
                 Arc::new(Source {
-                    http: http_client::client(app.timeout, app.timeout),
+                    http: http_client::client_pinned(
+                        app.timeout,
+                        app.timeout,
+                        app.ca_pem.as_deref(),
+                    ),
                     app: app.clone(),
                     last_failure: Mutex::new(None),
                     last_early: tokio::sync::Mutex::new(None),
@@ -60,6 +73,7 @@ impl DiscoveryCache {
             .collect();
         Self {
             sources,
+            preferences,
             cache: moka::future::Cache::new(64),
         }
     }
@@ -163,6 +177,49 @@ impl DiscoveryCache {
         true
     }
 
+    /// Apps in the order they are tried for `ext`: its preference list, then the configured order.
+    fn preference_order(&self, ext: &str) -> Vec<&Arc<Source>> {
+        let preferred = self
+            .preferences
+            .get(ext)
+            .into_iter()
+            .flatten()
+            .filter_map(|n| self.source(n));
+        let mut order: Vec<&Arc<Source>> = preferred.collect();
+        for s in &self.sources {
+            if !order.iter().any(|o| Arc::ptr_eq(o, s)) {
+                order.push(s);
+            }
+        }
+        order
+    }
+
+    /// The app chosen by default for `ext` among the loaded ones (no fetch).
+    pub async fn default_app(&self, ext: &str) -> Option<String> {
+        for s in self.preference_order(ext) {
+            if self
+                .cache
+                .get(&s.app.name)
+                .await
+                .is_some_and(|d| d.extensions.contains_key(ext))
+            {
+                return Some(s.app.name.clone());
+            }
+        }
+        None
+    }
+
+    /// Loaded discoveries in configured order, with their app names.
+    pub async fn loaded(&self) -> Vec<(String, Arc<Discovery>)> {
+        let mut out = Vec::new();
+        for source in &self.sources {
+            if let Some(d) = self.cache.get(&source.app.name).await {
+                out.push((source.app.name.clone(), d));
+            }
+        }
+        out
+    }
+
     /// Every known extension with the first configured app that opens it (apps not loaded are
     /// skipped).
     pub async fn extension_map(&self) -> std::collections::BTreeMap<String, (String, ActionUrls)> {
@@ -217,7 +274,7 @@ impl DiscoveryCache {
                 }
                 found
             }
-            None => self.sources.iter().collect(),
+            None => self.preference_order(ext),
         };
         let mut unavailable = None;
         for source in candidates {
@@ -243,13 +300,114 @@ impl DiscoveryCache {
     }
 }
 
+/// A legacy wopiserver's `/wopi/cbox/endpoints`: `{".ext": {"view", "edit", "new"}}`.
+fn parse_cbox_endpoints(body: &[u8]) -> Result<Discovery, FetchError> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        view: Option<String>,
+        edit: Option<String>,
+        new: Option<String>,
+    }
+    let map: std::collections::BTreeMap<String, Entry> = serde_json::from_slice(body)
+        .map_err(|e| FetchError::Invalid(format!("cbox endpoints: {e}")))?;
+    let extensions: std::collections::HashMap<String, ActionUrls> = map
+        .into_iter()
+        .filter(|(ext, e)| ext.starts_with('.') && (e.view.is_some() || e.edit.is_some()))
+        .map(|(ext, e)| {
+            let urls = ActionUrls {
+                view: e.view,
+                edit: e.edit,
+                editnew: e.new,
+                ..Default::default()
+            };
+            (ext.to_ascii_lowercase(), urls)
+        })
+        .collect();
+    if extensions.is_empty() {
+        return Err(FetchError::Invalid(
+            "cbox endpoints list no extension".into(),
+        ));
+    }
+    Ok(Discovery {
+        extensions,
+        ..Default::default()
+    })
+}
+
 async fn fetch(source: &Source) -> Result<Arc<Discovery>, FetchError> {
+    let app = &source.app;
     let body =
-        http_client::get_bounded(&source.http, &source.app.discovery_url, MAX_DISCOVERY_BYTES)
-            .await?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| FetchError::Invalid("discovery is not UTF-8".into()))?;
-    let d = xml::parse(text).map_err(|e| FetchError::Invalid(e.to_string()))?;
+        http_client::get_bounded(&source.http, &app.discovery_url, MAX_DISCOVERY_BYTES).await?;
+    let d = match app.format {
+        crate::config::DiscoveryFormat::CboxEndpoints => parse_cbox_endpoints(&body)?,
+        crate::config::DiscoveryFormat::Discovery => {
+            let text = std::str::from_utf8(&body)
+                .map_err(|_| FetchError::Invalid("discovery is not UTF-8".into()))?;
+            xml::parse_with(text, app.net_zone.as_deref(), app.ui_language.as_deref())
+                .map_err(|e| FetchError::Invalid(e.to_string()))?
+        }
+    };
     tracing::info!(app = %source.app.name, extensions = d.extensions.len(), "loaded office discovery");
     Ok(Arc::new(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DiscoveryFormat, ProofMode};
+
+    fn app(name: &str, url: &str) -> OfficeApp {
+        OfficeApp {
+            name: name.into(),
+            discovery_url: url::Url::parse(url).unwrap(),
+            refresh: Duration::from_secs(60),
+            timeout: Duration::from_millis(500),
+            proof_keys: ProofMode::Enforce,
+            refetch_min: Duration::from_secs(60),
+            format: DiscoveryFormat::Discovery,
+            net_zone: None,
+            ca_pem: None,
+            ui_language: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn failures_are_counted_and_cold_misses_fail_fast() {
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cache = DiscoveryCache::new(&[app(
+            "Down",
+            &format!("http://127.0.0.1:{port}/hosting/discovery"),
+        )]);
+        cache.refresh_all().await;
+        cache.refresh_all().await;
+        assert_eq!(cache.failures("Down"), 2);
+        let e = cache.choose(".odt", None).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        // Within the cold-retry window the next miss does not fetch again, and still says 503.
+        let started = Instant::now();
+        assert_eq!(
+            cache.choose(".odt", None).await.unwrap_err().code,
+            ErrorCode::Unavailable
+        );
+        assert!(started.elapsed() < Duration::from_millis(50));
+        assert_eq!(
+            cache.choose(".odt", Some("Nope")).await.unwrap_err().code,
+            ErrorCode::NotFound
+        );
+    }
+
+    #[test]
+    fn cbox_endpoints_parse() {
+        let d = parse_cbox_endpoints(br#"{".ODT": {"view": "v", "edit": "e", "new": "n"}, ".md": {"view": "m"}, "bad": {"view": "x"}}"#).unwrap();
+        assert_eq!(d.extensions[".odt"].editnew.as_deref(), Some("n"));
+        assert_eq!(d.extensions[".md"].edit, None);
+        assert!(!d.extensions.contains_key("bad"));
+        assert!(parse_cbox_endpoints(b"{}").is_err());
+        assert!(parse_cbox_endpoints(b"<xml/>").is_err());
+    }
 }

@@ -14,6 +14,8 @@ pub struct ActionUrls {
     pub edit: Option<String>,
     pub editnew: Option<String>,
     pub embedview: Option<String>,
+    /// The discovery `<app>` the actions came from (e.g. `Word`), for names and icons.
+    pub discovery_app: String,
 }
 
 /// The `<proof-key>` attributes, kept verbatim for proof-key validation.
@@ -65,14 +67,27 @@ fn attrs(e: &BytesStart<'_>) -> HashMap<String, String> {
 }
 
 /// Removes every `<name=PLACEHOLDER[&]>` segment (wopi.md §9.4): the wopiserver appends
-/// `WOPISrc` itself and language parameters are added as plain parameters. `None` when the
-/// brackets do not balance.
+/// `WOPISrc` itself. `None` when the brackets do not balance.
 pub fn strip_placeholders(urlsrc: &str) -> Option<String> {
+    resolve_placeholders(urlsrc, None)
+}
+
+/// Resolves `UI_LLCC` and `DC_LLCC` to `language` (keeping `name=` and a trailing `&`) and
+/// removes every other placeholder segment, unknown ones included (wopi.md §9.4).
+pub fn resolve_placeholders(urlsrc: &str, language: Option<&str>) -> Option<String> {
     let mut out = String::with_capacity(urlsrc.len());
     let mut rest = urlsrc;
     while let Some(start) = rest.find('<') {
         out.push_str(&rest[..start]);
         let end = rest[start..].find('>')?;
+        let inner = &rest[start + 1..start + end];
+        if let (Some(lang), Some((name, value))) = (language, inner.split_once('=')) {
+            let (value, amp) = value.strip_suffix('&').map_or((value, ""), |v| (v, "&"));
+            if matches!(value, "UI_LLCC" | "DC_LLCC") {
+                let lang: String = url::form_urlencoded::byte_serialize(lang.as_bytes()).collect();
+                out.push_str(&format!("{name}={lang}{amp}"));
+            }
+        }
         rest = &rest[start + end + 1..];
     }
     if rest.contains('>') {
@@ -82,16 +97,28 @@ pub fn strip_placeholders(urlsrc: &str) -> Option<String> {
     Some(out)
 }
 
-/// (action name, ext, urlsrc) as read from one `<net-zone>`.
-type ZoneAction = (String, String, String);
+/// (action name, ext, urlsrc, discovery app) as read from one `<net-zone>`.
+type ZoneAction = (String, String, String, String);
 
 pub fn parse(xml: &str) -> Result<Discovery, DiscoveryParseError> {
+    parse_with(xml, None, None)
+}
+
+/// Parses with a chosen `<net-zone>` (default: `external…`, else the first) and a UI language
+/// for placeholders.
+pub fn parse_with(
+    xml: &str,
+    net_zone: Option<&str>,
+    language: Option<&str>,
+) -> Result<Discovery, DiscoveryParseError> {
     let mut reader = Reader::from_str(xml);
     reader.config_mut().trim_text(true);
     // net-zone name → (app → actions), chosen after the whole document is read.
     let mut zones: Vec<(String, Vec<ZoneAction>)> = Vec::new();
-    let mut apps: Vec<DiscoveredApp> = Vec::new();
+    // (zone index, app): icons and names are taken from the chosen zone only.
+    let mut apps: Vec<(usize, DiscoveredApp)> = Vec::new();
     let mut proof_key = None;
+    let mut current_app = String::new();
     loop {
         let event = reader
             .read_event()
@@ -105,11 +132,11 @@ pub fn parse(xml: &str) -> Result<Discovery, DiscoveryParseError> {
                 b"app" => {
                     let mut a = attrs(&e);
                     let name = a.remove("name").unwrap_or_default();
-                    if !apps.iter().any(|x| x.name == name) {
-                        apps.push(DiscoveredApp {
-                            name,
-                            fav_icon_url: a.remove("favIconUrl").filter(|u| !u.is_empty()),
-                        });
+                    current_app.clone_from(&name);
+                    let zone = zones.len().saturating_sub(1);
+                    if !apps.iter().any(|(z, x)| *z == zone && x.name == name) {
+                        let fav_icon_url = a.remove("favIconUrl").filter(|u| !u.is_empty());
+                        apps.push((zone, DiscoveredApp { name, fav_icon_url }));
                     }
                 }
                 b"action" => {
@@ -120,7 +147,7 @@ pub fn parse(xml: &str) -> Result<Discovery, DiscoveryParseError> {
                         a.remove("urlsrc"),
                         zones.last_mut(),
                     ) {
-                        zone.1.push((name, ext, url));
+                        zone.1.push((name, ext, url, current_app.clone()));
                     }
                 }
                 b"proof-key" => {
@@ -143,21 +170,33 @@ pub fn parse(xml: &str) -> Result<Discovery, DiscoveryParseError> {
     }
     // REVA's and oCIS's rule: the zone whose name contains "external"; a discovery without one
     // (internal-only deployments) falls back to its first zone.
-    let chosen = zones
-        .iter()
-        .find(|(name, _)| name.contains("external"))
-        .or_else(|| zones.first());
+    let chosen_index = match net_zone {
+        Some(wanted) => zones.iter().position(|(name, _)| name == wanted),
+        None => zones
+            .iter()
+            .position(|(name, _)| name.contains("external"))
+            .or(if zones.is_empty() { None } else { Some(0) }),
+    };
+    let chosen = chosen_index.map(|i| &zones[i]);
+    let apps: Vec<DiscoveredApp> = apps
+        .into_iter()
+        .filter(|(z, _)| Some(*z) == chosen_index)
+        .map(|(_, a)| a)
+        .collect();
     let mut extensions: HashMap<String, ActionUrls> = HashMap::new();
-    for (action, ext, urlsrc) in chosen.map(|z| z.1.as_slice()).unwrap_or_default() {
+    for (action, ext, urlsrc, app) in chosen.map(|z| z.1.as_slice()).unwrap_or_default() {
         if ext.is_empty() || urlsrc.is_empty() {
             continue;
         }
-        let Some(url) = strip_placeholders(urlsrc) else {
+        let Some(url) = resolve_placeholders(urlsrc, language) else {
             continue;
         };
         let entry = extensions
             .entry(format!(".{}", ext.to_ascii_lowercase()))
             .or_default();
+        if entry.discovery_app.is_empty() {
+            entry.discovery_app.clone_from(app);
+        }
         let slot = match action.as_str() {
             "view" => &mut entry.view,
             "edit" => &mut entry.edit,
@@ -206,6 +245,25 @@ mod tests {
         );
         assert_eq!(strip_placeholders("https://x/a?<ui=UI_LLCC&"), None);
         assert_eq!(strip_placeholders("https://x/a?ui=>"), None);
+    }
+
+    #[test]
+    fn language_placeholders_are_resolved_and_zones_chosen() {
+        assert_eq!(
+            resolve_placeholders("https://x/we.aspx?<ui=UI_LLCC&><rs=DC_LLCC&><dchat=DISABLE_CHAT&><wopisrc=WOPI_SOURCE&>", Some("de-DE")).as_deref(),
+            Some("https://x/we.aspx?ui=de-DE&rs=de-DE&")
+        );
+        let d = parse_with(MS, None, Some("en-US")).unwrap();
+        assert_eq!(
+            d.extensions[".docx"].view.as_deref(),
+            Some("https://word-view.example.net/wv/wordviewerframe.aspx?ui=en-US&rs=en-US&")
+        );
+        let internal = parse_with(MS, Some("internal-https"), None).unwrap();
+        assert_eq!(
+            internal.extensions[".docx"].view.as_deref(),
+            Some("https://internal.example.net/wv/wordviewerframe.aspx?")
+        );
+        assert!(parse_with(MS, Some("no-such-zone"), None).is_err());
     }
 
     #[test]

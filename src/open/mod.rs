@@ -2,6 +2,7 @@
 //! `POST /app/open` (cs3-wopiserver.md §14.2): OIDC → REVA token → Stat → view mode →
 //! discovery → `openinapp` → the answer in the caller's shape.
 
+pub mod app_list;
 pub mod view_mode;
 
 use std::sync::Arc;

@@ -244,6 +244,7 @@ impl ProxyHttp for Gateway {
                 }
             }
             Route::LegacyOpen | Route::AppOpen => self.open(session, ctx).await,
+            Route::AppList => Ok(crate::open::app_list::app_list(&self.open.discovery).await),
             Route::Internal | Route::NotFound => {
                 Err(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
             }

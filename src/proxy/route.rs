@@ -11,6 +11,8 @@ pub enum Route {
     LegacyOpen,
     /// `POST /app/open`
     AppOpen,
+    /// `GET /app/list`
+    AppList,
     /// `/wopi/files/<id>[/contents]`, proxied to the wopiserver.
     WopiFile,
     /// `/wopi/iop/*`, `/wopi/cbox/*`: internal only, never served here.
@@ -26,6 +28,7 @@ impl Route {
         match self {
             Self::LegacyOpen => "legacy_open",
             Self::AppOpen => "app_open",
+            Self::AppList => "app_list",
             Self::WopiFile => "wopi_file",
             Self::Internal => "internal",
             Self::NotFound => "not_found",
@@ -84,6 +87,7 @@ pub fn classify(method: &Method, path: &str) -> Route {
     let (route, allowed): (Route, &[Method]) = match seg.as_slice() {
         ["api", "v0", "wopi", "open"] => (Route::LegacyOpen, &[Method::GET]),
         ["app", "open"] => (Route::AppOpen, &[Method::POST]),
+        ["app", "list"] => (Route::AppList, &[Method::GET]),
         ["wopi", "files", id] | ["wopi", "files", id, "contents"] if !id.is_empty() => {
             (Route::WopiFile, &[Method::GET, Method::POST])
         }

@@ -1,6 +1,7 @@
 //! Integration tests: the real `wopigate` binary on 127.0.0.1 in front of the testkit doubles.
 
 mod check;
+mod discovery;
 mod errors;
 mod iop;
 mod oidc_keys;

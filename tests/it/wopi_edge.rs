@@ -284,3 +284,37 @@ async fn deviations_are_normalised_and_can_be_switched_off() {
         Some(&b""[..])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_only_and_off_let_unsigned_requests_through() {
+    for (mode, logged) in [("log-only", true), ("off", false)] {
+        let stack = Stack::start(StackOptions::default()).await;
+        let config = stack.config_toml().replace(
+            "name = \"Microsoft Office Online\"\n",
+            &format!("name = \"Microsoft Office Online\"\nproof_keys = \"{mode}\"\n"),
+        );
+        let path = stack.dir().join("mode.toml");
+        std::fs::write(&path, config).unwrap();
+        let gw = wopigate::testkit::gateway::GatewayProcess::start(
+            &crate::bin(),
+            &path,
+            stack.gateway_port,
+        )
+        .await
+        .unwrap();
+        let (file, token) =
+            open_with(&stack, "storage-1!file-docx", "Microsoft Office Online").await;
+        let r = client()
+            .get(&file)
+            .query(&[("access_token", &token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{mode}");
+        assert_eq!(
+            gw.logs().contains("WOPI proof failed (log-only)"),
+            logged,
+            "{mode}"
+        );
+    }
+}
