@@ -155,3 +155,15 @@ fn office_options_are_validated() {
             .contains("must differ from server.listen")
     );
 }
+
+#[test]
+fn the_documented_example_is_valid() {
+    let d = dir();
+    let text = include_str!("../../conf/wopigate.toml")
+        .replace("/etc/wopigate/reva-jwt-secret", "reva.secret")
+        .replace("/etc/wopigate/iop-secret", "iop.secret");
+    let c = Config::parse(&text, d.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.office.len(), 2);
+    assert_eq!(c.server.public_url, "https://wopi.example.org");
+    assert!(c.internal.is_some());
+}
