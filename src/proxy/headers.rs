@@ -38,6 +38,14 @@ pub fn apply(req: &mut RequestHeader, f: &Forwarding<'_>) -> pingora::Result<()>
     Ok(())
 }
 
+/// The client's IP address, when the connection is over IP.
+pub fn client_ip(session: &pingora::proxy::Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
 /// A usable inbound `X-Request-Id`: short and plain, so it is safe in logs and headers.
 pub fn valid_request_id(v: &[u8]) -> Option<&str> {
     let s = std::str::from_utf8(v).ok()?;

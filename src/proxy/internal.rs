@@ -44,10 +44,7 @@ async fn text(session: &mut Session, status: u16, body: &str) -> pingora::Result
 
 impl InternalGateway {
     fn allowed(&self, session: &Session) -> bool {
-        session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .is_some_and(|a| self.allow.iter().any(|n| n.contains(&a.ip())))
+        headers::client_ip(session).is_some_and(|ip| self.allow.iter().any(|n| n.contains(&ip)))
     }
 }
 
@@ -132,10 +129,7 @@ impl ProxyHttp for InternalGateway {
             http::header::AUTHORIZATION,
             format!("Bearer {}", self.iop_secret.expose()),
         )?;
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string());
+        let client_ip = headers::client_ip(session).map(|ip| ip.to_string());
         headers::apply(
             upstream_request,
             &headers::Forwarding {

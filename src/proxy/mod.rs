@@ -275,10 +275,7 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string());
+        let client_ip = headers::client_ip(session).map(|ip| ip.to_string());
         let host = session
             .req_header()
             .headers

@@ -215,6 +215,25 @@ impl Stack {
         }
     }
 
+    /// A REVA token for alice signed with this stack's REVA secret, issued at `issued_at`.
+    pub fn reva_token_for_alice(&self, ttl: std::time::Duration, issued_at: u64) -> String {
+        let user = UserClaim {
+            id: UserIdClaim {
+                idp: self.idp.issuer(),
+                opaque_id: "alice-sub".into(),
+                user_type: 1,
+            },
+            username: "alice".into(),
+            ..Default::default()
+        };
+        let key = jsonwebtoken::EncodingKey::from_secret(self.reva_secret.as_bytes());
+        crate::exchange::reva_token::mint(&key, &user, ttl, issued_at)
+            .expect("mint")
+            .token
+            .expose()
+            .to_owned()
+    }
+
     pub fn gateway_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.gateway_port)
     }

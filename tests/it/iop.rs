@@ -3,36 +3,11 @@
 
 use std::time::Duration;
 
-use jsonwebtoken::EncodingKey;
-use wopigate::exchange::reva_token::{self, UserClaim, UserIdClaim};
 use wopigate::testkit::free_port;
 use wopigate::testkit::gateway::GatewayProcess;
 use wopigate::testkit::stack::{Stack, StackOptions};
 
 use crate::{bin, client, start};
-
-fn reva_token_for_alice(stack: &Stack) -> String {
-    let user = UserClaim {
-        id: UserIdClaim {
-            idp: stack.idp.issuer(),
-            opaque_id: "alice-sub".into(),
-            user_type: 1,
-        },
-        username: "alice".into(),
-        ..Default::default()
-    };
-    let now = wopigate::testkit::test_idp::now();
-    reva_token::mint(
-        &EncodingKey::from_secret(stack.reva_secret.as_bytes()),
-        &user,
-        Duration::from_secs(600),
-        now,
-    )
-    .unwrap()
-    .token
-    .expose()
-    .to_owned()
-}
 
 fn internal_config(port: u16, allow: &str, mode: &str) -> String {
     format!(
@@ -60,7 +35,8 @@ async fn legacy_open_is_translated_and_the_reva_secret_never_leaves() {
     })
     .await;
     let internal = format!("http://127.0.0.1:{port}");
-    let token = reva_token_for_alice(&stack);
+    let token =
+        stack.reva_token_for_alice(Duration::from_secs(600), wopigate::testkit::test_idp::now());
     let c = client();
     let legacy = |bearer: String, query: &'static str| {
         c.get(format!("{internal}/wopi/iop/open?{query}"))

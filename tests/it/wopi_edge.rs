@@ -4,7 +4,6 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use wopigate::exchange::reva_token::{self, UserClaim, UserIdClaim};
 use wopigate::testkit::fake_office::MICROSOFT_DISCOVERY;
 use wopigate::testkit::fake_wopiserver::WopiClaims;
 use wopigate::testkit::proof_signer::{ProofSigner, validator_signers};
@@ -177,23 +176,9 @@ fn unix_now() -> u64 {
 
 /// A wopiserver-signed token for `file-docx` whose embedded REVA token expired a minute ago.
 fn token_with_expired_reva_token(stack: &Stack) -> String {
-    let user = UserClaim {
-        id: UserIdClaim {
-            idp: stack.idp.issuer(),
-            opaque_id: "alice-sub".into(),
-            user_type: 1,
-        },
-        ..Default::default()
-    };
-    let reva = reva_token::mint(
-        &EncodingKey::from_secret(stack.reva_secret.as_bytes()),
-        &user,
-        Duration::from_secs(60),
-        unix_now() - 120,
-    )
-    .unwrap();
+    let reva = stack.reva_token_for_alice(Duration::from_secs(60), unix_now() - 120);
     let claims = WopiClaims {
-        userid: reva.token.expose().to_owned(),
+        userid: reva,
         wopiuser: "alice-sub!alice-sub@idp".into(),
         usertype: "regular".into(),
         filename: "/home/report.docx".into(),
