@@ -37,11 +37,24 @@ impl FakeOffice {
         self.fetches.load(Ordering::SeqCst)
     }
 
-    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<Running> {
-        let router = Router::new()
+    fn router(&self) -> Router {
+        Router::new()
             .route("/hosting/discovery", get(discovery))
-            .with_state(self.clone());
-        super::serve_http(router, addr).await
+            .with_state(self.clone())
+    }
+
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<Running> {
+        super::serve_http(self.router(), addr).await
+    }
+
+    /// The same over https with the given certificate and key (PEM).
+    pub async fn serve_https(
+        &self,
+        addr: SocketAddr,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> std::io::Result<Running> {
+        super::serve_https(self.router(), addr, cert_pem, key_pem).await
     }
 }
 

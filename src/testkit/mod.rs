@@ -81,6 +81,51 @@ pub async fn serve_http(router: axum::Router, addr: SocketAddr) -> std::io::Resu
     .await
 }
 
+/// Serves an axum router over TLS with a PEM certificate chain and PKCS#8 key (for pinning tests).
+pub async fn serve_https(
+    router: axum::Router,
+    addr: SocketAddr,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> std::io::Result<Running> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    crate::http_client::install_crypto_provider();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(std::io::Error::other)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(std::io::Error::other)?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(std::io::Error::other)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    Running::spawn(addr, move |listener, mut stop| async move {
+        loop {
+            let (tcp, _) = tokio::select! {
+                _ = &mut stop => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(_) => continue,
+                },
+            };
+            let (acceptor, router) = (acceptor.clone(), router.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(router);
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+            });
+        }
+    })
+    .await
+}
+
 /// An unused port on 127.0.0.1 (bound and released; the caller binds it next).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -209,3 +209,45 @@ async fn legacy_cbox_endpoints_as_a_source() {
         (415, Some("unsupported_extension"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_ca_is_the_only_trust_for_discovery() {
+    let tls = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let read = |f: &str| std::fs::read(tls.join(f)).unwrap();
+    let office = FakeOffice::new(COLLABORA_DISCOVERY);
+    let server = office
+        .serve_https(localhost(0), &read("server.pem"), &read("server.key"))
+        .await
+        .unwrap();
+    let stack = Stack::start(StackOptions {
+        offices: vec![],
+        ..Default::default()
+    })
+    .await;
+    for (ca, expected) in [
+        (Some("ca.pem"), 200),
+        (Some("other-ca.pem"), 503),
+        (None, 503),
+    ] {
+        let ca_line = ca
+            .map(|c| format!("ca_file = {:?}\n", tls.join(c)))
+            .unwrap_or_default();
+        let config = format!(
+            "{}\n[[office]]\nname = \"Collabora\"\ndiscovery_url = \"https://127.0.0.1:{}/hosting/discovery\"\n{ca_line}",
+            stack.config_toml(),
+            server.addr.port()
+        );
+        let path = stack.dir().join("tls.toml");
+        std::fs::write(&path, config).unwrap();
+        let _gw = GatewayProcess::start(&bin(), &path, stack.gateway_port)
+            .await
+            .unwrap();
+        let (s, body) = legacy_open(
+            &stack,
+            &stack.idp.token("alice"),
+            &encode_legacy(STORAGE, "file-odt"),
+        )
+        .await;
+        assert_eq!(s, expected, "CA {ca:?}: {body}");
+    }
+}
