@@ -45,15 +45,7 @@ pub fn install_crypto_provider() {
 /// A client with connect and overall deadlines; redirects are not followed (a redirect from an
 /// IdP or office server is a misconfiguration, and following it could leak to another host).
 pub fn client(connect_timeout: Duration, timeout: Duration) -> reqwest::Client {
-    install_crypto_provider();
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .user_agent(concat!("wopigate/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+    client_pinned(connect_timeout, timeout, None)
 }
 
 /// Like [`client`], but when `ca_pem` is given only those CAs are trusted (pinning).
@@ -67,6 +59,7 @@ pub fn client_pinned(
         .connect_timeout(connect_timeout)
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(concat!("wopigate/", env!("CARGO_PKG_VERSION")));
     if let Some(certs) = ca_pem.and_then(|pem| reqwest::Certificate::from_pem_bundle(pem).ok()) {
         b = b.tls_certs_only(certs);

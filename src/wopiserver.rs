@@ -163,10 +163,6 @@ impl WopiserverClient {
         }
     }
 
-    pub fn base(&self) -> &Url {
-        &self.base
-    }
-
     fn openinapp_url(&self, p: &OpenInApp<'_>) -> Result<Url, WopiserverError> {
         let mut q = String::with_capacity(512);
         let mut push = |k: &str, v: &str, twice: bool| {

@@ -80,10 +80,6 @@ impl KeySet {
         self.keys.is_empty()
     }
 
-    pub fn contains(&self, kid: &str) -> bool {
-        self.keys.contains_key(kid)
-    }
-
     /// The key for `kid`, if its type fits `alg` (security.md J4: key type bound to algorithm).
     pub(super) fn key_for(
         &self,

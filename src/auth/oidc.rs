@@ -90,10 +90,6 @@ impl OidcValidator {
         }
     }
 
-    pub fn jwks(&self) -> &Arc<JwksSource> {
-        &self.jwks
-    }
-
     /// Validates `token`; a cached success is returned without touching the signature.
     pub async fn validate(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         if token.len() > self.settings.max_token_bytes {

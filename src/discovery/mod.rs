@@ -78,15 +78,6 @@ impl DiscoveryCache {
         }
     }
 
-    pub fn app_names(&self) -> impl Iterator<Item = &str> {
-        self.sources.iter().map(|s| s.app.name.as_str())
-    }
-
-    /// Cached discovery of `app`, or `None` if it was never loaded.
-    pub async fn cached(&self, app: &str) -> Option<Arc<Discovery>> {
-        self.cache.get(app).await
-    }
-
     async fn get(&self, source: &Source) -> Result<Arc<Discovery>, DiscoveryError> {
         if let Some(d) = self.cache.get(&source.app.name).await {
             return Ok(d);
@@ -224,12 +215,10 @@ impl DiscoveryCache {
     /// skipped).
     pub async fn extension_map(&self) -> std::collections::BTreeMap<String, (String, ActionUrls)> {
         let mut out = std::collections::BTreeMap::new();
-        for source in &self.sources {
-            if let Some(d) = self.cache.get(&source.app.name).await {
-                for (ext, urls) in &d.extensions {
-                    out.entry(ext.clone())
-                        .or_insert_with(|| (source.app.name.clone(), urls.clone()));
-                }
+        for (app, d) in self.loaded().await {
+            for (ext, urls) in &d.extensions {
+                out.entry(ext.clone())
+                    .or_insert_with(|| (app.clone(), urls.clone()));
             }
         }
         out

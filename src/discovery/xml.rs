@@ -66,13 +66,8 @@ fn attrs(e: &BytesStart<'_>) -> HashMap<String, String> {
         .collect()
 }
 
-/// Removes every `<name=PLACEHOLDER[&]>` segment (wopi.md §9.4): the wopiserver appends
-/// `WOPISrc` itself. `None` when the brackets do not balance.
-pub fn strip_placeholders(urlsrc: &str) -> Option<String> {
-    resolve_placeholders(urlsrc, None)
-}
-
-/// Resolves `UI_LLCC` and `DC_LLCC` to `language` (keeping `name=` and a trailing `&`) and
+/// The wopiserver appends `WOPISrc` itself, so placeholders are not kept: resolves `UI_LLCC`
+/// and `DC_LLCC` to `language` (keeping `name=` and a trailing `&`) and
 /// removes every other placeholder segment, unknown ones included (wopi.md §9.4).
 pub fn resolve_placeholders(urlsrc: &str, language: Option<&str>) -> Option<String> {
     let mut out = String::with_capacity(urlsrc.len());
@@ -233,18 +228,19 @@ mod tests {
     #[test]
     fn placeholders_are_removed() {
         assert_eq!(
-            strip_placeholders(
-                "https://x/we.aspx?<ui=UI_LLCC&><rs=DC_LLCC&><wopisrc=WOPI_SOURCE&>"
+            resolve_placeholders(
+                "https://x/we.aspx?<ui=UI_LLCC&><rs=DC_LLCC&><wopisrc=WOPI_SOURCE&>",
+                None
             )
             .as_deref(),
             Some("https://x/we.aspx?")
         );
         assert_eq!(
-            strip_placeholders("https://c/cool.html?").as_deref(),
+            resolve_placeholders("https://c/cool.html?", None).as_deref(),
             Some("https://c/cool.html?")
         );
-        assert_eq!(strip_placeholders("https://x/a?<ui=UI_LLCC&"), None);
-        assert_eq!(strip_placeholders("https://x/a?ui=>"), None);
+        assert_eq!(resolve_placeholders("https://x/a?<ui=UI_LLCC&", None), None);
+        assert_eq!(resolve_placeholders("https://x/a?ui=>", None), None);
     }
 
     #[test]

@@ -216,13 +216,6 @@ impl Exchanger {
         })
     }
 
-    pub fn mode(&self) -> ExchangeMode {
-        match self {
-            Self::Mint(_) => ExchangeMode::Mint,
-            Self::Authenticate(_) => ExchangeMode::Authenticate,
-        }
-    }
-
     pub async fn exchange(
         &self,
         principal: &Principal,

@@ -4,13 +4,12 @@
 
 use std::time::Duration;
 
-use wopigate::reva::resource::encode_legacy;
 use wopigate::testkit::fake_office::{COLLABORA_DISCOVERY, FakeOffice};
 use wopigate::testkit::gateway::GatewayProcess;
 use wopigate::testkit::localhost;
-use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
+use wopigate::testkit::stack::{Stack, StackOptions};
 
-use crate::{bin, client, enc, legacy_open, start};
+use crate::{bin, client, enc, open_as_alice, start};
 
 async fn app_list(stack: &Stack) -> serde_json::Value {
     let r = client()
@@ -68,12 +67,7 @@ async fn app_list_and_preferences_follow_discovery() {
         entry(&app_list(&stack).await, "docx").unwrap()["default_application"],
         "Microsoft Office Online"
     );
-    let (s, body) = legacy_open(
-        &stack,
-        &stack.idp.token("alice"),
-        &encode_legacy(STORAGE, "file-docx"),
-    )
-    .await;
+    let (s, body) = open_as_alice(&stack, "file-docx").await;
     assert_eq!(s, 200);
     assert!(
         body["wopiclienturl"]
@@ -82,12 +76,7 @@ async fn app_list_and_preferences_follow_discovery() {
             .starts_with("https://word-edit.example.net/")
     );
     // .odt has no preference: still the configured order.
-    let (_, body) = legacy_open(
-        &stack,
-        &stack.idp.token("alice"),
-        &encode_legacy(STORAGE, "file-odt"),
-    )
-    .await;
+    let (_, body) = open_as_alice(&stack, "file-odt").await;
     assert!(
         body["wopiclienturl"]
             .as_str()
@@ -114,12 +103,7 @@ async fn outage_recovery_and_cold_start_per_app() {
     stack.office_servers[0].stop().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Warm cache: still opens with Collabora while it is away.
-    let (s, body) = legacy_open(
-        &stack,
-        &stack.idp.token("alice"),
-        &encode_legacy(STORAGE, "file-odt"),
-    )
-    .await;
+    let (s, body) = open_as_alice(&stack, "file-odt").await;
     assert_eq!(s, 200, "{body}");
     assert!(entry(&app_list(&stack).await, "odt").is_some());
     // It comes back with a new type: picked up by the background refresh.
@@ -164,12 +148,7 @@ async fn outage_recovery_and_cold_start_per_app() {
     assert_eq!(open("Collabora").await, 503);
     assert_eq!(open("Microsoft Office Online").await, 200);
     // Without a named app the next app that opens the type is used.
-    let (s, body) = legacy_open(
-        &stack,
-        &stack.idp.token("alice"),
-        &encode_legacy(STORAGE, "file-docx"),
-    )
-    .await;
+    let (s, body) = open_as_alice(&stack, "file-docx").await;
     assert_eq!(s, 200, "{body}");
 }
 
@@ -185,12 +164,7 @@ async fn legacy_cbox_endpoints_as_a_source() {
         ..Default::default()
     })
     .await;
-    let (s, body) = legacy_open(
-        &stack,
-        &stack.idp.token("alice"),
-        &encode_legacy(STORAGE, "file-odt"),
-    )
-    .await;
+    let (s, body) = open_as_alice(&stack, "file-odt").await;
     assert_eq!(s, 200, "{body}");
     assert!(
         body["wopiclienturl"]
@@ -198,12 +172,7 @@ async fn legacy_cbox_endpoints_as_a_source() {
             .unwrap()
             .starts_with("http://legacy.test/cool.html?permission=edit&WOPISrc=")
     );
-    let (s, body) = legacy_open(
-        &stack,
-        &stack.idp.token("alice"),
-        &encode_legacy(STORAGE, "file-docx"),
-    )
-    .await;
+    let (s, body) = open_as_alice(&stack, "file-docx").await;
     assert_eq!(
         (s, body["code"].as_str()),
         (415, Some("unsupported_extension"))
@@ -242,12 +211,7 @@ async fn pinned_ca_is_the_only_trust_for_discovery() {
         let _gw = GatewayProcess::start(&bin(), &path, stack.gateway_port)
             .await
             .unwrap();
-        let (s, body) = legacy_open(
-            &stack,
-            &stack.idp.token("alice"),
-            &encode_legacy(STORAGE, "file-odt"),
-        )
-        .await;
+        let (s, body) = open_as_alice(&stack, "file-odt").await;
         assert_eq!(s, expected, "CA {ca:?}: {body}");
     }
 }

@@ -72,6 +72,12 @@ pub fn unsigned_wopi_token(exp: u64) -> String {
     )
 }
 
+/// A legacy open of the seeded file `opaque_id` as alice.
+pub async fn open_as_alice(stack: &Stack, opaque_id: &str) -> (u16, serde_json::Value) {
+    let id = wopigate::reva::resource::encode_legacy(wopigate::testkit::stack::STORAGE, opaque_id);
+    legacy_open(stack, &stack.idp.token("alice"), &id).await
+}
+
 /// The WOPISrc path (`/wopi/files/<id>`) inside an app URL.
 pub fn wopi_src_path(app_url: &str) -> String {
     let url = url::Url::parse(app_url).unwrap();
