@@ -67,7 +67,7 @@ pub fn main() -> ExitCode {
                 }
             };
             crate::telemetry::init(c.server.log_json);
-            match crate::app::run(c) {
+            match crate::app::run(&config, c) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("cannot start: {e}");

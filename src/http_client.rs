@@ -6,6 +6,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use url::Url;
 
+use crate::tls::ClientTls;
+
 /// Why an outbound fetch failed, in terms the error mapping can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -24,6 +26,18 @@ pub enum FetchError {
 }
 
 impl FetchError {
+    /// A bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Connect => "unavailable",
+            Self::Status(_) => "status",
+            Self::TooLarge(_) => "too_large",
+            Self::Invalid(_) => "invalid",
+            Self::Transport => "transport",
+        }
+    }
+
     pub fn from_reqwest(e: &reqwest::Error) -> Self {
         if e.is_timeout() {
             Self::Timeout
@@ -54,6 +68,23 @@ pub fn client_pinned(
     timeout: Duration,
     ca_pem: Option<&[u8]>,
 ) -> reqwest::Client {
+    client_tls(
+        connect_timeout,
+        timeout,
+        &ClientTls {
+            ca_pem: ca_pem.map(<[u8]>::to_vec),
+            identity_pem: None,
+        },
+    )
+}
+
+/// Like [`client`], with an upstream's TLS settings: pinned CAs and a client certificate.
+/// The PEM was checked when the configuration was loaded.
+pub fn client_tls(
+    connect_timeout: Duration,
+    timeout: Duration,
+    tls: &ClientTls,
+) -> reqwest::Client {
     install_crypto_provider();
     let mut b = reqwest::Client::builder()
         .connect_timeout(connect_timeout)
@@ -61,11 +92,25 @@ pub fn client_pinned(
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(concat!("wopigate/", env!("CARGO_PKG_VERSION")));
-    if let Some(certs) = ca_pem.and_then(|pem| reqwest::Certificate::from_pem_bundle(pem).ok()) {
+    if let Some(certs) = tls
+        .ca_pem
+        .as_deref()
+        .and_then(|pem| reqwest::Certificate::from_pem_bundle(pem).ok())
+    {
         b = b.tls_certs_only(certs);
     }
-    b.build()
-        .unwrap_or_else(|_| client(connect_timeout, timeout))
+    if let Some((cert, key)) = &tls.identity_pem {
+        let mut pem = cert.clone();
+        pem.push(b'\n');
+        pem.extend_from_slice(key);
+        if let Ok(id) = reqwest::Identity::from_pem(&pem) {
+            b = b.identity(id);
+        }
+    }
+    b.build().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot build an HTTP client with the TLS settings; using defaults");
+        reqwest::Client::new()
+    })
 }
 
 /// GET `url` and read at most `limit` bytes of a 200 answer.

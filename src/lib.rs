@@ -20,11 +20,13 @@ pub mod error;
 pub mod exchange;
 pub mod http_client;
 pub mod iop;
+pub mod metrics;
 pub mod open;
 pub mod proxy;
 pub mod reva;
 pub mod secret;
 pub mod telemetry;
+pub mod tls;
 pub mod wopi;
 pub mod wopiserver;
 

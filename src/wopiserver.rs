@@ -155,11 +155,12 @@ impl WopiserverClient {
         iop_secret: Secret,
         connect_timeout: Duration,
         timeout: Duration,
+        tls: &crate::tls::ClientTls,
     ) -> Self {
         Self {
             base,
             iop_secret,
-            http: http_client::client(connect_timeout, timeout),
+            http: http_client::client_tls(connect_timeout, timeout, tls),
         }
     }
 
@@ -198,6 +199,25 @@ impl WopiserverClient {
     /// Calls `openinapp` with `Authorization: Bearer <iopsecret>`, `TokenHeader: <REVA token>` and
     /// `X-Trace-Id`.
     pub async fn open_in_app(
+        &self,
+        p: &OpenInApp<'_>,
+        reva_token: &Secret,
+        trace_id: &str,
+    ) -> Result<Opened, WopiserverError> {
+        let started = std::time::Instant::now();
+        let result = self.open_in_app_once(p, reva_token, trace_id).await;
+        let m = crate::metrics::metrics();
+        m.observe_upstream("wopiserver", "openinapp", started.elapsed());
+        match &result {
+            Err(WopiserverError::Unavailable) => m.upstream_error("wopiserver", "unavailable"),
+            Err(WopiserverError::Timeout) => m.upstream_error("wopiserver", "timeout"),
+            Err(WopiserverError::Invalid(_)) => m.upstream_error("wopiserver", "invalid"),
+            _ => {}
+        }
+        result
+    }
+
+    async fn open_in_app_once(
         &self,
         p: &OpenInApp<'_>,
         reva_token: &Secret,
@@ -262,6 +282,7 @@ mod tests {
             Secret::new("iop"),
             Duration::from_secs(1),
             Duration::from_secs(1),
+            &Default::default(),
         );
         let url = c
             .openinapp_url(&OpenInApp {

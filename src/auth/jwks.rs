@@ -220,8 +220,10 @@ impl JwksSource {
         if let Some(set) = self.current()
             && let Some(key) = set.key_for(kid, alg)?
         {
+            crate::metrics::metrics().cache("jwks", true);
             return f(key);
         }
+        crate::metrics::metrics().cache("jwks", false);
         let set = self
             .refetch_for_unknown_kid()
             .await
@@ -233,7 +235,30 @@ impl JwksSource {
     }
 }
 
+/// One key-set fetch, counted and timed.
 async fn fetch(
+    http: &reqwest::Client,
+    discovery_url: &Url,
+    issuer: &str,
+) -> Result<Arc<KeySet>, FetchError> {
+    let m = crate::metrics::metrics();
+    let started = Instant::now();
+    let result = fetch_once(http, discovery_url, issuer).await;
+    m.observe_upstream("idp", "jwks", started.elapsed());
+    match &result {
+        Ok(set) => {
+            m.jwks_refreshes.with_label_values(&["ok"]).inc();
+            m.jwks_keys.set(set.len() as i64);
+        }
+        Err(e) => {
+            m.jwks_refreshes.with_label_values(&["failed"]).inc();
+            m.upstream_error("idp", e.kind());
+        }
+    }
+    result
+}
+
+async fn fetch_once(
     http: &reqwest::Client,
     discovery_url: &Url,
     issuer: &str,

@@ -60,6 +60,29 @@ pub enum AuthError {
     KeysUnavailable,
 }
 
+impl AuthError {
+    /// The metric outcome label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing",
+            Self::SeveralTokens => "several_tokens",
+            Self::TokenTooLarge => "too_large",
+            Self::Malformed => "malformed",
+            Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::UnsupportedHeader => "unsupported_header",
+            Self::MissingKid => "missing_kid",
+            Self::UnknownKid => "unknown_kid",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::WrongIssuer => "bad_issuer",
+            Self::WrongAudience => "bad_audience",
+            Self::InvalidClaims => "invalid_claims",
+            Self::KeysUnavailable => "keys_unavailable",
+        }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {

@@ -92,6 +92,19 @@ impl OidcValidator {
 
     /// Validates `token`; a cached success is returned without touching the signature.
     pub async fn validate(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
+        let result = self.validate_counted(token).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.label(),
+        };
+        crate::metrics::metrics()
+            .token_validations
+            .with_label_values(&[outcome])
+            .inc();
+        result
+    }
+
+    async fn validate_counted(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         if token.len() > self.settings.max_token_bytes {
             return Err(AuthError::TokenTooLarge);
         }
@@ -99,8 +112,10 @@ impl OidcValidator {
         if let Some(p) = self.cache.get(&digest).await
             && p.expires_at + self.settings.leeway.as_secs() >= now()
         {
+            crate::metrics::metrics().cache("oidc_token", true);
             return Ok(p);
         }
+        crate::metrics::metrics().cache("oidc_token", false);
         let principal = Arc::new(self.validate_uncached(token).await?);
         if principal.expires_at > now() {
             self.cache.insert(digest, principal.clone()).await;

@@ -70,7 +70,7 @@ fn main() -> ExitCode {
         }
     };
     wopigate::telemetry::init(false);
-    match wopigate::app::run(config) {
+    match wopigate::app::run(&ready.config, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");

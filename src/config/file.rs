@@ -23,6 +23,54 @@ pub struct FileConfig {
     pub wopi: WopiSection,
     /// The internal listener for legacy IOP callers; absent = not started.
     pub internal: Option<InternalSection>,
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+/// The admin listener: `/metrics`, `/healthz`, `/readyz`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    pub enabled: bool,
+    /// `host:port`; loopback unless `allow_public`.
+    pub listen: String,
+    /// Allow a non-loopback admin address (metrics and readiness detail become reachable).
+    pub allow_public: bool,
+    /// Deadline of each readiness probe (REVA, wopiserver), ms.
+    pub probe_timeout_ms: u64,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:9180".into(),
+            allow_public: false,
+            probe_timeout_ms: 2000,
+        }
+    }
+}
+
+/// TLS termination on the public listener; certificate and key are re-read on reload.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsSection {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+/// TLS towards an upstream: trusted CAs and an optional client certificate.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsSection {
+    /// PEM bundle of CAs to trust instead of the platform's roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain, for upstreams requiring mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,8 +137,10 @@ pub struct ServerSection {
     /// Largest body accepted by the gateway's own endpoints (not WOPI traffic), bytes.
     pub max_api_body_bytes: usize,
     /// The origin clients use (`https://wopi.example.org`); proofs are checked against it.
-    /// Default: `http://<listen>`.
+    /// Default: `http(s)://<listen>`.
     pub public_url: Option<String>,
+    /// `[server.tls]`: serve HTTPS on `listen`.
+    pub tls: Option<ServerTlsSection>,
 }
 
 impl Default for ServerSection {
@@ -103,6 +153,7 @@ impl Default for ServerSection {
             log_format: "text".into(),
             max_api_body_bytes: 16 * 1024,
             public_url: None,
+            tls: None,
         }
     }
 }
@@ -129,6 +180,9 @@ pub struct OidcSection {
     /// Largest bearer token accepted, bytes.
     #[serde(default = "default_max_token")]
     pub max_token_bytes: usize,
+    /// `[oidc.tls]`: trusted CAs (and client certificate) for the IdP's discovery and JWKS.
+    #[serde(default)]
+    pub tls: ClientTlsSection,
 }
 
 fn default_algorithms() -> Vec<String> {
@@ -218,6 +272,9 @@ pub struct RevaSection {
     pub timeout_ms: u64,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
+    /// `[reva.tls]`, used when `gateway` is `https://`.
+    #[serde(default)]
+    pub tls: ClientTlsSection,
 }
 
 fn default_reva_timeout() -> u64 {
@@ -242,6 +299,9 @@ pub struct WopiserverSection {
     /// Longest silence from the wopiserver while proxying WOPI traffic, seconds (large saves).
     #[serde(default = "default_proxy_read_timeout")]
     pub proxy_read_timeout_seconds: u64,
+    /// `[wopiserver.tls]`, used when `url` is `https://` (open calls and proxied WOPI traffic).
+    #[serde(default)]
+    pub tls: ClientTlsSection,
 }
 
 fn default_proxy_read_timeout() -> u64 {

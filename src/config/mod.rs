@@ -14,6 +14,7 @@ use url::Url;
 pub use file::{ClaimNames, DiscoveryFormat, ExchangeMode, LegacyOpenMode, ProofMode};
 
 use crate::secret::{Secret, WELL_KNOWN_REVA_SECRET};
+use crate::tls::ClientTls;
 
 /// Validated configuration. Everything here is usable as is.
 #[derive(Debug, Clone)]
@@ -27,6 +28,20 @@ pub struct Config {
     pub open: Open,
     pub wopi: Wopi,
     pub internal: Option<Internal>,
+    /// The admin listener; `None` when disabled.
+    pub admin: Option<Admin>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    pub probe_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +67,7 @@ pub struct Server {
     pub max_api_body_bytes: usize,
     /// External origin without trailing slash, e.g. `https://wopi.example.org`.
     pub public_url: String,
+    pub tls: Option<ServerTls>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +82,7 @@ pub struct Oidc {
     pub http_timeout: Duration,
     pub token_cache_entries: u64,
     pub max_token_bytes: usize,
+    pub tls: ClientTls,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +101,7 @@ pub struct Reva {
     pub jwt_secret: Option<Secret>,
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    pub tls: ClientTls,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +111,7 @@ pub struct Wopiserver {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub proxy_read_timeout: Duration,
+    pub tls: ClientTls,
 }
 
 #[derive(Debug, Clone)]
@@ -221,6 +240,61 @@ impl Validator<'_> {
         }
     }
 
+    fn read_pem(&mut self, key: &str, path: &Path) -> Option<(PathBuf, Vec<u8>)> {
+        let full = self.base.join(path);
+        match std::fs::read(&full) {
+            Ok(pem) => Some((full, pem)),
+            Err(e) => {
+                self.problem(key, format!("cannot read {}: {e}", full.display()));
+                None
+            }
+        }
+    }
+
+    /// A PEM CA bundle with at least one certificate.
+    fn ca_bundle(&mut self, key: &str, path: &Path) -> Option<Vec<u8>> {
+        let (full, pem) = self.read_pem(key, path)?;
+        if crate::tls::read_certs(&full).is_err() {
+            self.problem(key, format!("{} holds no PEM certificate", full.display()));
+            return None;
+        }
+        Some(pem)
+    }
+
+    fn client_tls(&mut self, section: &str, t: &file::ClientTlsSection) -> ClientTls {
+        let ca_pem = t
+            .ca_file
+            .as_ref()
+            .and_then(|p| self.ca_bundle(&format!("{section}.tls.ca_file"), p));
+        let identity_pem = match (&t.cert_file, &t.key_file) {
+            (Some(c), Some(k)) => {
+                let (cert, key) = (self.base.join(c), self.base.join(k));
+                match crate::tls::load_certified_key(&cert, &key) {
+                    Ok(_) => match (std::fs::read(&cert), std::fs::read(&key)) {
+                        (Ok(c), Ok(k)) => Some((c, k)),
+                        _ => None,
+                    },
+                    Err(reason) => {
+                        self.problem(&format!("{section}.tls.cert_file"), reason);
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+            _ => {
+                self.problem(
+                    &format!("{section}.tls"),
+                    "cert_file and key_file go together",
+                );
+                None
+            }
+        };
+        ClientTls {
+            ca_pem,
+            identity_pem,
+        }
+    }
+
     fn positive(&mut self, key: &str, value: u64) -> Duration {
         if value == 0 {
             self.problem(key, "must be greater than 0");
@@ -246,6 +320,11 @@ impl Validator<'_> {
         let internal = raw
             .internal
             .and_then(|i| self.internal(i, server.as_ref().map(|s| s.listen)));
+        let admin = self.admin(
+            raw.admin,
+            server.as_ref().map(|s| s.listen),
+            internal.as_ref().map(|i| i.listen),
+        );
         let mut app_preference = std::collections::BTreeMap::new();
         for (ext, apps) in raw.open.app_preference {
             if !ext.starts_with('.') {
@@ -280,10 +359,51 @@ impl Validator<'_> {
             office,
             open,
             internal,
+            admin,
             wopi: Wopi {
                 normalize_get_lock: raw.wopi.normalize_get_lock,
                 reject_expired_tokens: raw.wopi.reject_expired_tokens,
             },
+        })
+    }
+
+    fn admin(
+        &mut self,
+        a: file::AdminSection,
+        public: Option<SocketAddr>,
+        internal: Option<SocketAddr>,
+    ) -> Option<Admin> {
+        if !a.enabled {
+            return None;
+        }
+        let listen = match a.listen.parse::<SocketAddr>() {
+            Ok(l) if Some(l) == public || Some(l) == internal => {
+                self.problem(
+                    "admin.listen",
+                    "must differ from server.listen and internal.listen",
+                );
+                None
+            }
+            Ok(l) if !l.ip().is_loopback() && !a.allow_public => {
+                self.problem(
+                    "admin.listen",
+                    "is not a loopback address; set admin.allow_public = true to expose metrics and readiness",
+                );
+                None
+            }
+            Ok(l) => Some(l),
+            Err(_) => {
+                self.problem(
+                    "admin.listen",
+                    "must be host:port with a literal IP address",
+                );
+                None
+            }
+        };
+        let probe_timeout = self.positive("admin.probe_timeout_ms", a.probe_timeout_ms);
+        Some(Admin {
+            listen: listen?,
+            probe_timeout,
         })
     }
 
@@ -345,11 +465,25 @@ impl Validator<'_> {
                 false
             }
         };
+        let tls = s.tls.as_ref().and_then(|t| {
+            let (cert_file, key_file) = (self.base.join(&t.cert_file), self.base.join(&t.key_file));
+            match crate::tls::load_certified_key(&cert_file, &key_file) {
+                Ok(_) => Some(ServerTls {
+                    cert_file,
+                    key_file,
+                }),
+                Err(reason) => {
+                    self.problem("server.tls.cert_file", reason);
+                    None
+                }
+            }
+        });
+        let scheme = if s.tls.is_some() { "https" } else { "http" };
         let public_url = match (&s.public_url, listen) {
             (Some(u), _) => self
                 .url("server.public_url", u)
                 .map(|u| u.as_str().trim_end_matches('/').to_owned()),
-            (None, Some(l)) => Some(format!("http://{l}")),
+            (None, Some(l)) => Some(format!("{scheme}://{l}")),
             (None, None) => None,
         };
         Some(Server {
@@ -360,6 +494,7 @@ impl Validator<'_> {
             graceful_shutdown_timeout: Duration::from_secs(s.graceful_shutdown_timeout_seconds),
             log_json,
             max_api_body_bytes: s.max_api_body_bytes,
+            tls,
         })
     }
 
@@ -383,7 +518,9 @@ impl Validator<'_> {
             self.problem("oidc.algorithms", "must list at least one algorithm");
         }
         let http_timeout = self.positive("oidc.http_timeout_ms", o.http_timeout_ms);
+        let tls = self.client_tls("oidc", &o.tls);
         Some(Oidc {
+            tls,
             issuer: o.issuer,
             discovery_url: discovery_url?,
             audience: o.audience,
@@ -437,7 +574,9 @@ impl Validator<'_> {
         }
         let timeout = self.positive("reva.timeout_ms", r.timeout_ms);
         let connect_timeout = self.positive("reva.connect_timeout_ms", r.connect_timeout_ms);
+        let tls = self.client_tls("reva", &r.tls);
         Some(Reva {
+            tls,
             gateway: gateway?,
             jwt_secret,
             timeout,
@@ -463,7 +602,9 @@ impl Validator<'_> {
             "wopiserver.proxy_read_timeout_seconds",
             w.proxy_read_timeout_seconds,
         ) * 1000;
+        let tls = self.client_tls("wopiserver", &w.tls);
         Some(Wopiserver {
+            tls,
             url: url?,
             iop_secret: iop_secret?,
             timeout,

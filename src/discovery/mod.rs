@@ -79,7 +79,9 @@ impl DiscoveryCache {
     }
 
     async fn get(&self, source: &Source) -> Result<Arc<Discovery>, DiscoveryError> {
-        if let Some(d) = self.cache.get(&source.app.name).await {
+        let cached = self.cache.get(&source.app.name).await;
+        crate::metrics::metrics().cache("discovery", cached.is_some());
+        if let Some(d) = cached {
             return Ok(d);
         }
         let unavailable = |reason: String| DiscoveryError::Unavailable {
@@ -130,7 +132,12 @@ impl DiscoveryCache {
         }
     }
 
-    /// Failed refreshes of `app` since start (ready for a metric).
+    /// The configured apps, in order.
+    pub fn apps(&self) -> impl Iterator<Item = &OfficeApp> {
+        self.sources.iter().map(|s| &s.app)
+    }
+
+    /// Failed refreshes of `app` since start.
     pub fn failures(&self, app: &str) -> u64 {
         self.source(app)
             .map_or(0, |s| s.failures.load(std::sync::atomic::Ordering::Relaxed))
@@ -323,7 +330,27 @@ fn parse_cbox_endpoints(body: &[u8]) -> Result<Discovery, FetchError> {
     })
 }
 
+/// Every fetch of an app's discovery, counted and timed by outcome.
 async fn fetch(source: &Source) -> Result<Arc<Discovery>, FetchError> {
+    let started = std::time::Instant::now();
+    let result = fetch_once(source).await;
+    let m = crate::metrics::metrics();
+    let app = source.app.name.as_str();
+    m.observe_upstream("office_discovery", "discovery", started.elapsed());
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => {
+            m.upstream_error("office_discovery", e.kind());
+            "failed"
+        }
+    };
+    m.discovery_refreshes
+        .with_label_values(&[app, outcome])
+        .inc();
+    result
+}
+
+async fn fetch_once(source: &Source) -> Result<Arc<Discovery>, FetchError> {
     let app = &source.app;
     let body =
         http_client::get_bounded(&source.http, &app.discovery_url, MAX_DISCOVERY_BYTES).await?;

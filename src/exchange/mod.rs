@@ -5,6 +5,7 @@
 pub mod reva_token;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::EncodingKey;
@@ -113,14 +114,19 @@ impl Minter {
 
     pub async fn token_for(&self, user: &UserClaim) -> Result<Arc<RevaToken>, ExchangeError> {
         let key: [u8; 32] = Sha256::digest(serde_json::to_vec(user).unwrap_or_default()).into();
-        self.cache
+        let fresh = AtomicBool::new(false);
+        let result = self
+            .cache
             .try_get_with(key, async {
+                fresh.store(true, Ordering::Relaxed);
                 reva_token::mint(&self.key, user, self.ttl, now())
                     .map(Arc::new)
                     .map_err(|_| ExchangeError::MintFailed)
             })
             .await
-            .map_err(|e| (*e).clone())
+            .map_err(|e| (*e).clone());
+        crate::metrics::metrics().cache("reva_token", !fresh.load(Ordering::Relaxed));
+        result
     }
 }
 
@@ -171,8 +177,11 @@ impl Authenticator {
         principal: &Principal,
         oidc_token: &str,
     ) -> Result<Arc<RevaToken>, ExchangeError> {
-        self.cache
+        let fresh = AtomicBool::new(false);
+        let result = self
+            .cache
             .try_get_with(token_digest(oidc_token), async {
+                fresh.store(true, Ordering::Relaxed);
                 let (token, _user) = self
                     .reva
                     .authenticate(&self.kind, &self.client_id, oidc_token)
@@ -189,7 +198,9 @@ impl Authenticator {
             })
             .await
             .map(|c| c.token)
-            .map_err(|e| (*e).clone())
+            .map_err(|e| (*e).clone());
+        crate::metrics::metrics().cache("reva_token", !fresh.load(Ordering::Relaxed));
+        result
     }
 }
 
@@ -221,9 +232,26 @@ impl Exchanger {
         principal: &Principal,
         oidc_token: &str,
     ) -> Result<Arc<RevaToken>, ExchangeError> {
-        match self {
-            Self::Mint(m) => m.token_for(&m.user_of(principal)?).await,
-            Self::Authenticate(a) => a.token_for(principal, oidc_token).await,
-        }
+        let (mode, result) = match self {
+            Self::Mint(m) => (
+                "mint",
+                match m.user_of(principal) {
+                    Ok(user) => m.token_for(&user).await,
+                    Err(e) => Err(e),
+                },
+            ),
+            Self::Authenticate(a) => ("authenticate", a.token_for(principal, oidc_token).await),
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(ExchangeError::MissingClaim(_)) => "missing_claim",
+            Err(ExchangeError::MintFailed) => "mint_failed",
+            Err(ExchangeError::Reva(_)) => "reva_error",
+        };
+        crate::metrics::metrics()
+            .token_exchanges
+            .with_label_values(&[mode, outcome])
+            .inc();
+        result
     }
 }

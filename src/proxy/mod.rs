@@ -1,8 +1,10 @@
 //! The public listener's `ProxyHttp`: classify in `request_filter`, answer the open API locally,
 //! and let only `/wopi/files/*` reach `upstream_peer` (style.md principle 3).
 
+pub mod admin;
 pub mod headers;
 pub mod internal;
+pub mod reloadable;
 pub mod respond;
 pub mod route;
 pub mod wopi_files;
@@ -23,7 +25,7 @@ use crate::wopiserver::ViewMode;
 use route::Route;
 
 /// Where proxied WOPI traffic goes, resolved once at start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Upstream {
     pub addr: SocketAddr,
     pub tls: bool,
@@ -33,6 +35,43 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// Longest wait for the next byte from the wopiserver while proxying.
     pub read_timeout: Duration,
+    /// Trusted CAs for an `https://` wopiserver; `None` = the platform's roots.
+    pub ca: Option<Arc<[pingora::utils::tls::WrappedX509]>>,
+    /// Client certificate for a wopiserver that requires mutual TLS.
+    pub client_cert: Option<Arc<pingora::utils::tls::CertKey>>,
+}
+
+impl Upstream {
+    /// The TLS parts from the configured PEM (already validated at load).
+    pub fn with_tls(mut self, tls: &crate::tls::ClientTls) -> Self {
+        use pingora::utils::tls::{CertKey, WrappedX509, parse_x509};
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let ders = |pem: &[u8]| -> Vec<Vec<u8>> {
+            CertificateDer::pem_slice_iter(pem)
+                .filter_map(Result::ok)
+                .map(|c| c.to_vec())
+                .collect()
+        };
+        if let Some(pem) = &tls.ca_pem {
+            let certs: Vec<WrappedX509> = ders(pem)
+                .into_iter()
+                .map(|d| WrappedX509::new(d, parse_x509))
+                .collect();
+            if !certs.is_empty() {
+                self.ca = Some(Arc::from(certs));
+            }
+        }
+        if let Some((cert, key)) = &tls.identity_pem
+            && let Ok(key) = PrivateKeyDer::from_pem_slice(key)
+        {
+            let chain = ders(cert);
+            if !chain.is_empty() {
+                self.client_cert = Some(Arc::new(CertKey::new(chain, key.secret_der().to_vec())));
+            }
+        }
+        self
+    }
 }
 
 pub struct Gateway {
@@ -93,6 +132,8 @@ pub(crate) fn upstream_peer(u: &Upstream) -> Box<HttpPeer> {
     peer.options.read_timeout = Some(u.read_timeout);
     peer.options.write_timeout = Some(u.read_timeout);
     peer.options.idle_timeout = Some(Duration::from_secs(60));
+    peer.options.ca = u.ca.clone();
+    peer.client_cert_key = u.client_cert.clone();
     Box::new(peer)
 }
 
@@ -103,6 +144,26 @@ pub struct RequestCtx {
     get_lock: bool,
     request_id: String,
     started: Instant,
+    /// The WOPI operation of a `/wopi/files/*` request (a fixed name).
+    operation: &'static str,
+    /// The configured office app the WOPI token belongs to.
+    app: Option<String>,
+    upstream_started: Option<Instant>,
+    /// Time until the wopiserver's response headers arrived.
+    upstream_took: Option<Duration>,
+    _in_flight: crate::metrics::InFlight,
+}
+
+/// Records the outcome of an open on its metrics.
+pub(crate) fn count_open(api: &str, outcome: Result<(&str, &str), &ApiError>) {
+    let m = crate::metrics::metrics();
+    match outcome {
+        Ok((app, mode)) => m.opens.with_label_values(&[api, app, mode]).inc(),
+        Err(e) => m
+            .open_failures
+            .with_label_values(&[api, e.code.as_str()])
+            .inc(),
+    }
 }
 
 fn query_params(
@@ -178,6 +239,7 @@ impl Gateway {
             })?),
             None => None,
         };
+        let api = if legacy { "legacy" } else { "app_open" };
         let result = self
             .open
             .open(&OpenRequest {
@@ -187,7 +249,9 @@ impl Gateway {
                 view_mode,
                 trace_id: &ctx.request_id,
             })
-            .await?;
+            .await
+            .inspect_err(|e| count_open(api, Err(e)))?;
+        count_open(api, Ok((&result.app_name, result.view_mode.as_str())));
         tracing::info!(request_id = %ctx.request_id, app = %result.app_name, view_mode = result.view_mode.as_str(), "opened");
         Ok(if legacy {
             result.legacy_json()
@@ -207,6 +271,11 @@ impl ProxyHttp for Gateway {
             get_lock: false,
             request_id: String::new(),
             started: Instant::now(),
+            operation: "",
+            app: None,
+            upstream_started: None,
+            upstream_took: None,
+            _in_flight: crate::metrics::InFlight::enter("public"),
         }
     }
 
@@ -232,13 +301,18 @@ impl ProxyHttp for Gateway {
                         "protocol upgrade is not allowed",
                     ))
                 } else {
-                    ctx.get_lock = req.method == http::Method::POST
-                        && req
-                            .headers
-                            .get("x-wopi-override")
-                            .is_some_and(|v| v.as_bytes() == b"GET_LOCK");
+                    ctx.operation = crate::wopi::operation::operation(
+                        &req.method,
+                        req.uri.path(),
+                        req.headers.get("x-wopi-override").map(|v| v.as_bytes()),
+                        req.headers.contains_key("x-wopi-oldlock"),
+                    );
+                    ctx.get_lock = ctx.operation == "GetLock";
                     match self.wopi_files.check(req).await {
-                        Ok(()) => return Ok(false),
+                        Ok(app) => {
+                            ctx.app = app;
+                            return Ok(false);
+                        }
                         Err(e) => Err(e),
                     }
                 }
@@ -264,8 +338,9 @@ impl ProxyHttp for Gateway {
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
+        ctx.upstream_started = Some(Instant::now());
         Ok(upstream_peer(&self.upstream))
     }
 
@@ -300,6 +375,11 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut pingora::http::ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        if let Some(started) = ctx.upstream_started {
+            let took = started.elapsed();
+            ctx.upstream_took = Some(took);
+            crate::metrics::metrics().observe_upstream("wopiserver", ctx.operation, took);
+        }
         // wopiserver deviation (cs3-wopiserver.md §9.1): GetLock on an unlocked file answers 404
         // with an empty X-WOPI-Lock; the WOPI spec wants 200 with that empty header.
         if self.normalize_get_lock
@@ -322,6 +402,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let api = fail_status(e);
+        if let Some(kind) = upstream_error_kind(e) {
+            crate::metrics::metrics().upstream_error("wopiserver", kind);
+        }
         let mut code = 0;
         if let Some(api) = api
             && session.response_written().is_none()
@@ -357,17 +440,62 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let class = crate::metrics::status_class(status);
+        let took = ctx.started.elapsed();
+        let (bytes_in, bytes_out) = (session.body_bytes_read(), session.body_bytes_sent());
+        let m = crate::metrics::metrics();
+        m.http_requests
+            .with_label_values(&["public", ctx.route.label(), class])
+            .inc();
+        let app = ctx.app.as_deref().unwrap_or("unknown");
+        if ctx.route == Route::WopiFile && !ctx.operation.is_empty() {
+            let labels = [ctx.operation, app];
+            m.wopi_requests
+                .with_label_values(&[ctx.operation, app, class])
+                .inc();
+            m.wopi_duration
+                .with_label_values(&labels)
+                .observe(took.as_secs_f64());
+            m.wopi_request_bytes
+                .with_label_values(&labels)
+                .inc_by(bytes_in as u64);
+            m.wopi_response_bytes
+                .with_label_values(&labels)
+                .inc_by(bytes_out as u64);
+        }
         // Path only: the query carries access tokens.
         tracing::info!(
             target: "wopigate::access",
+            listener = "public",
             request_id = %ctx.request_id,
             method = %session.req_header().method,
             path = %session.req_header().uri.path(),
             route = ctx.route.label(),
+            operation = ctx.operation,
+            app,
             status,
-            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = took.as_secs_f64() * 1000.0,
+            upstream_ms = ctx.upstream_took.map(|d| d.as_secs_f64() * 1000.0),
+            bytes_in,
+            bytes_out,
             error = e.map(|e| e.etype().as_str()),
             "request"
         );
+    }
+}
+
+/// A bounded name for why a proxied call to the wopiserver failed; `None` when it did not.
+pub(crate) fn upstream_error_kind(e: &pingora::Error) -> Option<&'static str> {
+    match e.etype() {
+        ErrorType::ConnectTimedout => Some("connect_timeout"),
+        ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError => {
+            Some("unavailable")
+        }
+        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert => Some("tls"),
+        _ if e.esource() == &pingora::ErrorSource::Upstream => Some(match e.etype() {
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
+            _ => "invalid",
+        }),
+        _ => None,
     }
 }

@@ -14,12 +14,34 @@ pub async fn json(
     request_id: &str,
     extra: &[(&'static str, &str)],
 ) -> pingora::Result<()> {
-    let mut h = ResponseHeader::build(status, Some(6 + extra.len()))?;
-    h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    let mut all = Vec::with_capacity(extra.len() + 1);
+    all.push(("X-Request-Id", request_id));
+    all.extend_from_slice(extra);
+    body_with(session, status, "application/json", body, &all).await
+}
+
+/// Writes a complete response of any type.
+pub async fn body(
+    session: &mut Session,
+    status: u16,
+    content_type: &str,
+    body: Vec<u8>,
+) -> pingora::Result<()> {
+    body_with(session, status, content_type, body, &[]).await
+}
+
+async fn body_with(
+    session: &mut Session,
+    status: u16,
+    content_type: &str,
+    body: Vec<u8>,
+    extra: &[(&'static str, &str)],
+) -> pingora::Result<()> {
+    let mut h = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    h.insert_header(http::header::CONTENT_TYPE, content_type)?;
     h.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     // Answers carry access tokens: never cache them anywhere.
     h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    h.insert_header("X-Request-Id", request_id)?;
     for (k, v) in extra {
         h.insert_header(*k, *v)?;
     }

@@ -53,7 +53,9 @@ fn now_secs() -> u64 {
 }
 
 impl WopiFilesGuard {
-    pub async fn check(&self, req: &RequestHeader) -> Result<(), ApiError> {
+    /// Checks the request; on success returns the configured office app the token belongs to
+    /// (`None` when the token names no configured app), for metrics and the access log.
+    pub async fn check(&self, req: &RequestHeader) -> Result<Option<String>, ApiError> {
         let invalid = |m: &str| ApiError::new(ErrorCode::InvalidToken, m);
         let raw = raw_access_token(req.uri.query().unwrap_or_default())?;
         // The token as issued: the query parameter after percent-decoding (wopi.md §10.2).
@@ -68,10 +70,13 @@ impl WopiFilesGuard {
         if self.reject_expired_tokens && access_token::effective_exp(&claims) <= now_secs() {
             return Err(invalid("access token expired"));
         }
-        if let Some(app) = self.discovery.app(&claims.appname) {
-            self.check_proof(req, app, &token).await?;
+        match self.discovery.app(&claims.appname) {
+            Some(app) => {
+                self.check_proof(req, app, &token).await?;
+                Ok(Some(app.name.clone()))
+            }
+            None => Ok(None),
         }
-        Ok(())
     }
 
     async fn check_proof(
@@ -103,6 +108,15 @@ impl WopiFilesGuard {
             }
             other => other,
         };
+        let verdict = match &outcome {
+            Ok(v) if v.accepted() => "accepted",
+            Ok(_) => "rejected",
+            Err(_) => "invalid",
+        };
+        crate::metrics::metrics()
+            .proof_verdicts
+            .with_label_values(&[app.name.as_str(), verdict])
+            .inc();
         let failure = match outcome {
             Ok(v) if v.accepted() => return Ok(()),
             Ok(_) => "proof does not verify".to_owned(),

@@ -67,10 +67,35 @@ pub struct RevaClient {
 }
 
 impl RevaClient {
-    /// Lazily connecting client; must be created inside a tokio runtime.
-    pub fn new(gateway: &url::Url, connect_timeout: Duration, timeout: Duration) -> Self {
-        let endpoint = Endpoint::from_shared(gateway.as_str().trim_end_matches('/').to_owned())
-            .unwrap_or_else(|_| Endpoint::from_static("http://127.0.0.1:9142"))
+    /// Lazily connecting client; must be created inside a tokio runtime. An `https://` gateway
+    /// is reached over TLS with the configured CAs (else the platform's) and client certificate.
+    pub fn new(
+        gateway: &url::Url,
+        connect_timeout: Duration,
+        timeout: Duration,
+        tls: &crate::tls::ClientTls,
+    ) -> Self {
+        let mut endpoint = Endpoint::from_shared(gateway.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_else(|_| Endpoint::from_static("http://127.0.0.1:9142"));
+        if gateway.scheme() == "https" {
+            let mut config = tonic::transport::ClientTlsConfig::new()
+                .domain_name(gateway.host_str().unwrap_or_default());
+            config = match &tls.ca_pem {
+                Some(pem) => config.ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+                None => config.with_native_roots(),
+            };
+            if let Some((cert, key)) = &tls.identity_pem {
+                config = config.identity(tonic::transport::Identity::from_pem(cert, key));
+            }
+            endpoint = match endpoint.clone().tls_config(config) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(error = %e, "REVA TLS settings unusable");
+                    endpoint
+                }
+            };
+        }
+        let endpoint = endpoint
             .connect_timeout(connect_timeout)
             .timeout(timeout)
             .tcp_nodelay(true)
@@ -96,13 +121,24 @@ impl RevaClient {
     /// Runs one call under the deadline, so a hung REVA never hangs a request.
     async fn call<R>(
         &self,
+        name: &'static str,
         fut: impl std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
     ) -> Result<R, RevaError> {
-        match tokio::time::timeout(self.timeout, fut).await {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(self.timeout, fut).await {
             Err(_) => Err(RevaError::Timeout),
             Ok(Err(status)) => Err(from_grpc(&status)),
             Ok(Ok(resp)) => Ok(resp.into_inner()),
+        };
+        let m = crate::metrics::metrics();
+        m.observe_upstream("reva", name, started.elapsed());
+        match &result {
+            Err(RevaError::Timeout) => m.upstream_error("reva", "timeout"),
+            Err(RevaError::Unavailable) => m.upstream_error("reva", "unavailable"),
+            Err(RevaError::Upstream(_)) => m.upstream_error("reva", "invalid"),
+            _ => {}
         }
+        result
     }
 
     pub async fn stat(
@@ -134,7 +170,7 @@ impl RevaClient {
             Some(token),
         )?;
         let mut client = self.client.clone();
-        let resp = self.call(client.stat(req)).await?;
+        let resp = self.call("Stat", client.stat(req)).await?;
         check(resp.status.as_ref())?;
         resp.info
             .ok_or_else(|| RevaError::Upstream("Stat without info".into()))
@@ -157,7 +193,7 @@ impl RevaClient {
             None,
         )?;
         let mut client = self.client.clone();
-        let resp = self.call(client.authenticate(req)).await?;
+        let resp = self.call("Authenticate", client.authenticate(req)).await?;
         check(resp.status.as_ref())?;
         if resp.token.is_empty() {
             return Err(RevaError::Upstream("Authenticate without token".into()));
@@ -169,7 +205,9 @@ impl RevaClient {
     pub async fn probe(&self) -> Result<(), RevaError> {
         let req = self.request(gw::ListAuthProvidersRequest { opaque: None }, None)?;
         let mut client = self.client.clone();
-        let resp = self.call(client.list_auth_providers(req)).await?;
+        let resp = self
+            .call("ListAuthProviders", client.list_auth_providers(req))
+            .await?;
         check(resp.status.as_ref())
     }
 }

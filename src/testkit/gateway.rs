@@ -13,6 +13,16 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts `bin run --config <config>` and waits until `port` accepts connections.
     pub async fn start(bin: &Path, config: &Path, port: u16) -> Result<Self, String> {
+        Self::start_with_env(bin, config, port, &[]).await
+    }
+
+    /// Like [`GatewayProcess::start`], with extra environment variables.
+    pub async fn start_with_env(
+        bin: &Path,
+        config: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let log = config.with_extension("log");
         let log_file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let child = Command::new(bin)
@@ -20,6 +30,7 @@ impl GatewayProcess {
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
             .stderr(log_file)
@@ -53,6 +64,28 @@ impl GatewayProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, …) with `kill(1)`.
+    pub fn signal(&self, name: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn logs(&self) -> String {

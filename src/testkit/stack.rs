@@ -58,6 +58,8 @@ pub struct Stack {
     pub wopi_server: Running,
     pub office_servers: Vec<Running>,
     pub gateway_port: u16,
+    /// The gateway's admin listener (`/metrics`, `/healthz`, `/readyz`).
+    pub admin_port: u16,
     pub mode: ExchangeMode,
     pub extra_config: String,
     pub reva_secret: String,
@@ -207,6 +209,7 @@ impl Stack {
             wopi_server,
             office_servers,
             gateway_port,
+            admin_port: free_port(),
             mode: opts.mode,
             extra_config: opts.extra_config,
             reva_secret,
@@ -236,6 +239,10 @@ impl Stack {
 
     pub fn gateway_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.gateway_port)
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
     }
 
     fn write_secret(&self, name: &str, value: &str) -> PathBuf {
@@ -285,7 +292,12 @@ timeout_ms = 3000
 
 [open]
 folder_url_base = "https://cloud.example/files"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+probe_timeout_ms = 1000
 "#,
+            admin_port = self.admin_port,
             port = self.gateway_port,
             issuer = self.idp.issuer(),
             reva = self.reva_server.url(),

@@ -2,4 +2,5 @@
 //! wopiserver access tokens it may read without the wopisecret (cs3-wopiserver.md §7).
 
 pub mod access_token;
+pub mod operation;
 pub mod proof;

@@ -1,0 +1,287 @@
+//! Prometheus metrics. One process-wide registry, because every module records into it and the
+//! process serves one scrape endpoint. Label values are always from small fixed sets or from the
+//! configuration (office app names): never a file id, user, token or anything else a client
+//! chooses, so a hostile client cannot grow the series count.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Buckets for request and upstream latency: 0.5 ms … 30 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests_in_flight: IntGaugeVec,
+    pub http_requests: IntCounterVec,
+    pub wopi_requests: IntCounterVec,
+    pub wopi_duration: HistogramVec,
+    pub wopi_request_bytes: IntCounterVec,
+    pub wopi_response_bytes: IntCounterVec,
+    pub opens: IntCounterVec,
+    pub open_failures: IntCounterVec,
+    pub token_validations: IntCounterVec,
+    pub token_exchanges: IntCounterVec,
+    pub cache_lookups: IntCounterVec,
+    pub jwks_refreshes: IntCounterVec,
+    pub jwks_keys: IntGauge,
+    pub discovery_refreshes: IntCounterVec,
+    pub proof_verdicts: IntCounterVec,
+    pub upstream_duration: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let r = Registry::new();
+        let build_info = IntGaugeVec::new(
+            Opts::new("wopigate_build_info", "Build information; always 1."),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        r.register(Box::new(build_info)).expect("unique metric");
+        let requests_in_flight = IntGaugeVec::new(
+            Opts::new(
+                "wopigate_requests_in_flight",
+                "Requests being handled now, by listener.",
+            ),
+            &["listener"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(requests_in_flight.clone()))
+            .expect("unique metric");
+        let jwks_keys = IntGauge::new(
+            "wopigate_jwks_keys",
+            "Usable keys in the identity provider's current key set.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(jwks_keys.clone()))
+            .expect("unique metric");
+        Self {
+            requests_in_flight,
+            http_requests: counter(
+                &r,
+                "wopigate_http_requests_total",
+                "Requests answered, by listener, route and status class.",
+                &["listener", "route", "status_class"],
+            ),
+            wopi_requests: counter(
+                &r,
+                "wopigate_wopi_requests_total",
+                "Proxied WOPI requests by operation, office app and status class.",
+                &["operation", "app", "status_class"],
+            ),
+            wopi_duration: histogram(
+                &r,
+                "wopigate_wopi_request_duration_seconds",
+                "Time from request start to the last byte sent, by WOPI operation and office app.",
+                &["operation", "app"],
+            ),
+            wopi_request_bytes: counter(
+                &r,
+                "wopigate_wopi_request_bytes_total",
+                "Request body bytes read from office apps, by WOPI operation and app.",
+                &["operation", "app"],
+            ),
+            wopi_response_bytes: counter(
+                &r,
+                "wopigate_wopi_response_bytes_total",
+                "Response body bytes sent to office apps, by WOPI operation and app.",
+                &["operation", "app"],
+            ),
+            opens: counter(
+                &r,
+                "wopigate_opens_total",
+                "Successful opens by API, office app and view mode.",
+                &["api", "app", "view_mode"],
+            ),
+            open_failures: counter(
+                &r,
+                "wopigate_open_failures_total",
+                "Failed opens by API and reason (the error code answered).",
+                &["api", "reason"],
+            ),
+            token_validations: counter(
+                &r,
+                "wopigate_token_validations_total",
+                "OIDC bearer token validations by outcome.",
+                &["outcome"],
+            ),
+            token_exchanges: counter(
+                &r,
+                "wopigate_token_exchanges_total",
+                "OIDC to REVA token exchanges by mode and outcome.",
+                &["mode", "outcome"],
+            ),
+            cache_lookups: counter(
+                &r,
+                "wopigate_cache_lookups_total",
+                "Cache lookups by cache and result (hit or miss).",
+                &["cache", "result"],
+            ),
+            jwks_refreshes: counter(
+                &r,
+                "wopigate_jwks_refreshes_total",
+                "Fetches of the identity provider's key set by outcome.",
+                &["outcome"],
+            ),
+            jwks_keys,
+            discovery_refreshes: counter(
+                &r,
+                "wopigate_discovery_refreshes_total",
+                "Office discovery fetches by app and outcome.",
+                &["app", "outcome"],
+            ),
+            proof_verdicts: counter(
+                &r,
+                "wopigate_proof_verdicts_total",
+                "WOPI proof-key checks by office app and verdict.",
+                &["app", "verdict"],
+            ),
+            upstream_duration: histogram(
+                &r,
+                "wopigate_upstream_request_duration_seconds",
+                "Time until an upstream answered (headers for proxied WOPI), by upstream and call.",
+                &["upstream", "call"],
+            ),
+            upstream_errors: counter(
+                &r,
+                "wopigate_upstream_errors_total",
+                "Failed upstream calls by upstream and kind (unavailable, timeout, invalid, ...).",
+                &["upstream", "kind"],
+            ),
+            config_reloads: counter(
+                &r,
+                "wopigate_config_reloads_total",
+                "Configuration and certificate reloads by outcome.",
+                &["outcome"],
+            ),
+            registry: r,
+        }
+    }
+
+    /// The text exposition format served on `/metrics`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+
+    pub fn observe_upstream(&self, upstream: &str, call: &str, took: Duration) {
+        self.upstream_duration
+            .with_label_values(&[upstream, call])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn upstream_error(&self, upstream: &str, kind: &str) {
+        self.upstream_errors
+            .with_label_values(&[upstream, kind])
+            .inc();
+    }
+
+    pub fn cache(&self, cache: &str, hit: bool) {
+        self.cache_lookups
+            .with_label_values(&[cache, if hit { "hit" } else { "miss" }])
+            .inc();
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// `2xx`, `4xx`, …; `none` when no response was written (client gone).
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}
+
+/// Decrements the in-flight gauge when the request's context is dropped, whatever path it took.
+pub struct InFlight(&'static str);
+
+impl InFlight {
+    pub fn enter(listener: &'static str) -> Self {
+        metrics()
+            .requests_in_flight
+            .with_label_values(&[listener])
+            .inc();
+        Self(listener)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics()
+            .requests_in_flight
+            .with_label_values(&[self.0])
+            .dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_follow_conventions_and_carry_build_info() {
+        let m = metrics();
+        m.wopi_requests
+            .with_label_values(&["GetFile", "demo", "2xx"])
+            .inc();
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(text.contains("wopigate_build_info{version=\""), "{text}");
+        assert!(text.contains(
+            "wopigate_wopi_requests_total{app=\"demo\",operation=\"GetFile\",status_class=\"2xx\"}"
+        ));
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let mut parts = line.split(' ').skip(2);
+            let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+            assert!(name.starts_with("wopigate_"), "{name}");
+            if kind == "counter" {
+                assert!(name.ends_with("_total"), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(204), "2xx");
+        assert_eq!(status_class(409), "4xx");
+        assert_eq!(status_class(0), "none");
+    }
+}
