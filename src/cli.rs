@@ -38,12 +38,8 @@ pub fn main() -> ExitCode {
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
                 println!("configuration {} is valid", config.display());
-                println!("public listener: http://{}", c.server.listen);
-                println!("wopiserver:      {}", c.wopiserver.url);
-                println!("REVA gateway:    {}", c.reva.gateway);
-                println!("token exchange:  {:?}", c.exchange.mode);
-                for app in &c.office {
-                    println!("office app:      {} ({})", app.name, app.discovery_url);
+                for line in describe(&c) {
+                    println!("{line}");
                 }
                 ExitCode::SUCCESS
             }
@@ -76,4 +72,105 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn tls_summary(t: &crate::tls::ClientTls) -> String {
+    match (&t.ca_pem, &t.identity_pem) {
+        (None, None) => "platform CAs".into(),
+        (Some(_), None) => "pinned CA bundle".into(),
+        (None, Some(_)) => "platform CAs, client certificate".into(),
+        (Some(_), Some(_)) => "pinned CA bundle, client certificate".into(),
+    }
+}
+
+/// What `check` prints: every listener and upstream, and what an operator should know.
+pub fn describe(c: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    match &c.server.tls {
+        Some(t) => {
+            let expiry = crate::tls::load_certified_key(&t.cert_file, &t.key_file)
+                .ok()
+                .and_then(|k| crate::tls::not_after(&k));
+            out.push(format!(
+                "public listener: https://{} (certificate {}, key matches{})",
+                c.server.listen,
+                t.cert_file.display(),
+                expiry.map_or(String::new(), |t| format!(", not after {t} Unix time"))
+            ));
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            if let Some(t) = expiry {
+                if t < now {
+                    out.push("  WARNING: the certificate has expired".into());
+                } else if t < now + 14 * 86_400 {
+                    out.push("  WARNING: the certificate expires within 14 days".into());
+                }
+            }
+        }
+        None => out.push(format!("public listener: http://{}", c.server.listen)),
+    }
+    out.push(format!("public URL:      {}", c.server.public_url));
+    if let Some(i) = &c.internal {
+        out.push(format!(
+            "internal listener: http://{} (IOP, allowed from {:?})",
+            i.listen, i.allow
+        ));
+    }
+    match &c.admin {
+        Some(a) => out.push(format!(
+            "admin listener:  http://{} (/metrics, /healthz, /readyz){}",
+            a.listen,
+            if a.listen.ip().is_loopback() {
+                ""
+            } else {
+                " -- NOT loopback (allow_public)"
+            }
+        )),
+        None => out.push("admin listener:  disabled".into()),
+    }
+    let mut ports = vec![c.server.listen];
+    ports.extend(c.internal.as_ref().map(|i| i.listen));
+    ports.extend(c.admin.as_ref().map(|a| a.listen));
+    if ports.iter().any(|a| a.port() < 1024) {
+        out.push(
+            "  NOTE: a port below 1024 needs CAP_NET_BIND_SERVICE (systemd/privileged-port.conf)"
+                .into(),
+        );
+    }
+    out.push(format!(
+        "wopiserver:      {} ({})",
+        c.wopiserver.url,
+        if c.wopiserver.url.scheme() == "https" {
+            tls_summary(&c.wopiserver.tls)
+        } else {
+            "plain HTTP".into()
+        }
+    ));
+    out.push(format!(
+        "REVA gateway:    {} ({})",
+        c.reva.gateway,
+        if c.reva.gateway.scheme() == "https" {
+            tls_summary(&c.reva.tls)
+        } else {
+            "plain gRPC".into()
+        }
+    ));
+    out.push(format!(
+        "IdP:             {} ({})",
+        c.oidc.issuer,
+        tls_summary(&c.oidc.tls)
+    ));
+    out.push(format!("token exchange:  {:?}", c.exchange.mode));
+    for app in &c.office {
+        out.push(format!(
+            "office app:      {} ({})",
+            app.name, app.discovery_url
+        ));
+    }
+    out.push(format!(
+        "shutdown:        in-flight requests get {} s after SIGTERM",
+        c.server.grace_period.as_secs()
+    ));
+    out
 }

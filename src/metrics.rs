@@ -36,6 +36,7 @@ pub struct Metrics {
     pub upstream_duration: HistogramVec,
     pub upstream_errors: IntCounterVec,
     pub config_reloads: IntCounterVec,
+    pub tls_cert_not_after: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -82,6 +83,13 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(jwks_keys.clone()))
+            .expect("unique metric");
+        let tls_cert_not_after = IntGauge::new(
+            "wopigate_tls_certificate_not_after_timestamp_seconds",
+            "Expiry of the public listener's certificate (Unix time); alert well before it.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(tls_cert_not_after.clone()))
             .expect("unique metric");
         Self {
             requests_in_flight,
@@ -182,6 +190,7 @@ impl Metrics {
                 "Configuration and certificate reloads by outcome.",
                 &["outcome"],
             ),
+            tls_cert_not_after,
             registry: r,
         }
     }

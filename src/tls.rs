@@ -30,6 +30,13 @@ pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<Certified
     })
 }
 
+/// The leaf certificate's `notAfter` as Unix seconds.
+pub fn not_after(cert: &CertifiedKey) -> Option<i64> {
+    let der = cert.cert.first()?.to_vec();
+    let wrapped = pingora::utils::tls::WrappedX509::new(der, pingora::utils::tls::parse_x509);
+    Some(wrapped.borrow_cert().validity().not_after.timestamp())
+}
+
 /// All certificates of a PEM file; an error when there are none.
 pub fn read_certs(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs: Vec<_> = CertificateDer::pem_file_iter(file)
@@ -52,6 +59,7 @@ pub struct ReloadableCert {
 impl ReloadableCert {
     pub fn load(cert_file: &Path, key_file: &Path) -> Result<Self, String> {
         let key = load_certified_key(cert_file, key_file)?;
+        export_expiry(&key);
         Ok(Self {
             cert_file: ArcSwap::from_pointee((cert_file.to_owned(), key_file.to_owned())),
             current: ArcSwap::from_pointee(key),
@@ -61,10 +69,17 @@ impl ReloadableCert {
     /// Re-reads the files (possibly new paths); on any problem the old certificate stays.
     pub fn reload(&self, cert_file: &Path, key_file: &Path) -> Result<(), String> {
         let key = load_certified_key(cert_file, key_file)?;
+        export_expiry(&key);
         self.current.store(Arc::new(key));
         self.cert_file
             .store(Arc::new((cert_file.to_owned(), key_file.to_owned())));
         Ok(())
+    }
+}
+
+fn export_expiry(key: &CertifiedKey) {
+    if let Some(t) = not_after(key) {
+        crate::metrics::metrics().tls_cert_not_after.set(t);
     }
 }
 
@@ -95,7 +110,9 @@ mod tests {
 
     #[test]
     fn matching_pair_loads_and_a_mismatched_key_is_named() {
-        assert!(load_certified_key(&fixture("server.pem"), &fixture("server.key")).is_ok());
+        let ok = load_certified_key(&fixture("server.pem"), &fixture("server.key")).unwrap();
+        // The fixture is valid for a century.
+        assert!(not_after(&ok).unwrap() > 4_000_000_000);
         let err = load_certified_key(&fixture("server.pem"), &fixture("client.key")).unwrap_err();
         assert!(err.contains("does not match"), "{err}");
         let err = load_certified_key(&fixture("server.key"), &fixture("server.key")).unwrap_err();

@@ -85,7 +85,7 @@ pub(super) async fn reload_on_sighup(mut live: Live) {
 }
 
 /// pingora's signal semantics (SIGTERM graceful, SIGINT fast, SIGQUIT upgrade) plus the
-/// `STOPPING=1` notification.
+/// `STOPPING=1` notification, and an early exit once a graceful drain has nothing left.
 pub(super) struct ShutdownWatch;
 
 #[async_trait]
@@ -94,6 +94,33 @@ impl ShutdownSignalWatch for ShutdownWatch {
         let signal = pingora::server::UnixShutdownSignalWatch.recv().await;
         tracing::info!(?signal, "shutting down; draining in-flight requests");
         notify(&[NotifyState::Stopping, NotifyState::Status("draining")]);
+        if matches!(signal, ShutdownSignal::GracefulTerminate) {
+            std::thread::spawn(exit_when_drained);
+        }
         signal
+    }
+}
+
+/// pingora closes the listeners at once and then waits the whole grace period, busy or not.
+/// Once no request is in flight there is nothing left to wait for, so a stop or restart takes
+/// as long as the slowest request, not always `grace_period_seconds`.
+fn exit_when_drained() {
+    // Let pingora broadcast the shutdown so no new connection is accepted after this check.
+    std::thread::sleep(Duration::from_millis(200));
+    loop {
+        let in_flight: i64 = ["public", "internal", "admin"]
+            .iter()
+            .map(|l| {
+                crate::metrics::metrics()
+                    .requests_in_flight
+                    .with_label_values(&[l])
+                    .get()
+            })
+            .sum();
+        if in_flight <= 0 {
+            tracing::info!("drained: no request in flight; exiting");
+            std::process::exit(0);
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

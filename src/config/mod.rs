@@ -175,12 +175,23 @@ impl Config {
     }
 
     pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        Self::parse_in(text, base, credentials.as_deref())
+    }
+
+    /// [`Config::parse`] with an explicit systemd credentials directory.
+    pub fn parse_in(
+        text: &str,
+        base: &Path,
+        credentials: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
         let raw: file::FileConfig = toml::from_str(text).map_err(|e| ConfigError {
             problems: vec![locate::parse_problem(text, &e)],
         })?;
         let mut v = Validator {
             text,
             base,
+            credentials,
             problems: Vec::new(),
         };
         let config = v.validate(raw);
@@ -196,6 +207,7 @@ impl Config {
 struct Validator<'a> {
     text: &'a str,
     base: &'a Path,
+    credentials: Option<&'a Path>,
     problems: Vec<Problem>,
 }
 
@@ -222,8 +234,19 @@ impl Validator<'_> {
         }
     }
 
+    /// A file path from the configuration: `$CREDENTIALS_DIRECTORY/…` names a systemd credential
+    /// (`LoadCredential=`), relative paths are relative to the configuration file's folder.
+    fn resolve(&self, path: &Path) -> PathBuf {
+        if let Ok(rest) = path.strip_prefix("$CREDENTIALS_DIRECTORY")
+            && let Some(dir) = self.credentials
+        {
+            return dir.join(rest);
+        }
+        self.base.join(path)
+    }
+
     fn secret(&mut self, key: &str, path: &Path) -> Option<Secret> {
-        let full: PathBuf = self.base.join(path);
+        let full: PathBuf = self.resolve(path);
         match Secret::from_file(&full) {
             Ok(s) if s.is_empty() => {
                 self.problem(key, format!("secret file {} is empty", full.display()));
@@ -241,7 +264,7 @@ impl Validator<'_> {
     }
 
     fn read_pem(&mut self, key: &str, path: &Path) -> Option<(PathBuf, Vec<u8>)> {
-        let full = self.base.join(path);
+        let full = self.resolve(path);
         match std::fs::read(&full) {
             Ok(pem) => Some((full, pem)),
             Err(e) => {
@@ -268,7 +291,7 @@ impl Validator<'_> {
             .and_then(|p| self.ca_bundle(&format!("{section}.tls.ca_file"), p));
         let identity_pem = match (&t.cert_file, &t.key_file) {
             (Some(c), Some(k)) => {
-                let (cert, key) = (self.base.join(c), self.base.join(k));
+                let (cert, key) = (self.resolve(c), self.resolve(k));
                 match crate::tls::load_certified_key(&cert, &key) {
                     Ok(_) => match (std::fs::read(&cert), std::fs::read(&key)) {
                         (Ok(c), Ok(k)) => Some((c, k)),
@@ -466,7 +489,7 @@ impl Validator<'_> {
             }
         };
         let tls = s.tls.as_ref().and_then(|t| {
-            let (cert_file, key_file) = (self.base.join(&t.cert_file), self.base.join(&t.key_file));
+            let (cert_file, key_file) = (self.resolve(&t.cert_file), self.resolve(&t.key_file));
             match crate::tls::load_certified_key(&cert_file, &key_file) {
                 Ok(_) => Some(ServerTls {
                     cert_file,
@@ -632,7 +655,7 @@ impl Validator<'_> {
                 self.problem(&key("refresh_seconds"), "must be greater than 0");
             }
             let ca_pem = a.ca_file.as_ref().and_then(|p| {
-                let full = self.base.join(p);
+                let full = self.resolve(p);
                 match std::fs::read(&full) {
                     Ok(pem)
                         if reqwest::Certificate::from_pem_bundle(&pem)

@@ -167,3 +167,93 @@ fn the_documented_example_is_valid() {
     assert_eq!(c.server.public_url, "https://wopi.example.org");
     assert!(c.internal.is_some());
 }
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn admin_listener_defaults_to_loopback_and_refuses_public_or_clashing_addresses() {
+    let d = dir();
+    let c = Config::parse(GOOD, d.path()).unwrap();
+    let admin = c.admin.unwrap();
+    assert!(admin.listen.ip().is_loopback());
+    let public = format!("{GOOD}\n[admin]\nlisten = \"0.0.0.0:9180\"\n");
+    let e = Config::parse(&public, d.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("admin.listen") && e.contains("allow_public"),
+        "{e}"
+    );
+    let allowed = format!("{GOOD}\n[admin]\nlisten = \"0.0.0.0:9180\"\nallow_public = true\n");
+    assert!(Config::parse(&allowed, d.path()).is_ok());
+    let clash = format!("{GOOD}\n[admin]\nlisten = \"127.0.0.1:8080\"\n");
+    let e = Config::parse(&clash, d.path()).unwrap_err().to_string();
+    assert!(e.contains("must differ from server.listen"), "{e}");
+    let off = format!("{GOOD}\n[admin]\nenabled = false\n");
+    assert!(Config::parse(&off, d.path()).unwrap().admin.is_none());
+}
+
+#[test]
+fn tls_files_must_load_and_match() {
+    let d = dir();
+    let with_tls = |cert: &str, key: &str| {
+        GOOD.replace(
+            "listen = \"127.0.0.1:8080\"",
+            &format!(
+                "listen = \"127.0.0.1:8080\"\n[server.tls]\ncert_file = {:?}\nkey_file = {:?}",
+                fixture(cert),
+                fixture(key)
+            ),
+        )
+    };
+    let c = Config::parse(&with_tls("server.pem", "server.key"), d.path()).unwrap();
+    assert!(c.server.tls.is_some());
+    assert_eq!(c.server.public_url, "https://127.0.0.1:8080");
+    let e = Config::parse(&with_tls("server.pem", "server2.key"), d.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("server.tls.cert_file") && e.contains("does not match"),
+        "{e}"
+    );
+    let e = Config::parse(&with_tls("missing.pem", "server.key"), d.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cannot read"), "{e}");
+
+    let upstream = format!(
+        "{GOOD}\n[wopiserver.tls]\nca_file = {:?}\ncert_file = {:?}\nkey_file = {:?}\n",
+        fixture("ca2.pem"),
+        fixture("client.pem"),
+        fixture("client.key")
+    )
+    .replace("[wopiserver]\n", "[wopiserver]\n");
+    // `[wopiserver.tls]` after `[[office]]` is still the wopiserver's table.
+    let c = Config::parse(&upstream, d.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.wopiserver.tls.ca_pem.is_some());
+    assert!(c.wopiserver.tls.identity_pem.is_some());
+    let half = format!(
+        "{GOOD}\n[reva.tls]\ncert_file = {:?}\n",
+        fixture("client.pem")
+    );
+    let e = Config::parse(&half, d.path()).unwrap_err().to_string();
+    assert!(e.contains("cert_file and key_file go together"), "{e}");
+}
+
+#[test]
+fn credentials_directory_paths_resolve_from_the_environment() {
+    let d = dir();
+    let creds = tempfile::tempdir().unwrap();
+    write(creds.path(), "iop-secret", "iop-from-credentials\n");
+    let text = GOOD.replace(
+        "iop_secret_file = \"iop.secret\"",
+        "iop_secret_file = \"$CREDENTIALS_DIRECTORY/iop-secret\"",
+    );
+    let c = Config::parse_in(&text, d.path(), Some(creds.path())).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.wopiserver.iop_secret.expose(), "iop-from-credentials");
+    // Outside systemd the placeholder stays and the problem names the path.
+    let e = Config::parse_in(&text, d.path(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("$CREDENTIALS_DIRECTORY/iop-secret"), "{e}");
+}

@@ -148,14 +148,28 @@ impl FakeWopiserver {
     }
 
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<Running> {
-        let router = Router::new()
+        super::serve_http(self.router(), addr).await
+    }
+
+    /// Over TLS; with `client_ca_pem`, only clients with a certificate from that CA get through.
+    pub async fn serve_tls(
+        &self,
+        addr: SocketAddr,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        client_ca_pem: Option<&[u8]>,
+    ) -> std::io::Result<Running> {
+        super::serve_tls(self.router(), addr, cert_pem, key_pem, client_ca_pem).await
+    }
+
+    fn router(&self) -> Router {
+        Router::new()
             .route("/wopi", get(health))
             .route("/wopi/iop/openinapp", get(openinapp))
             .route("/wopi/files/{id}", get(check_file_info).post(file_op))
             .route("/wopi/files/{id}/contents", get(get_file).post(put_file))
             .fallback(fallback)
-            .with_state(self.clone());
-        super::serve_http(router, addr).await
+            .with_state(self.clone())
     }
 
     fn record(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> usize {

@@ -88,6 +88,18 @@ pub async fn serve_https(
     cert_pem: &[u8],
     key_pem: &[u8],
 ) -> std::io::Result<Running> {
+    serve_tls(router, addr, cert_pem, key_pem, None).await
+}
+
+/// Like [`serve_https`]; with `client_ca_pem`, clients must present a certificate that CA
+/// signed (mutual TLS), and handshakes without one fail.
+pub async fn serve_tls(
+    router: axum::Router,
+    addr: SocketAddr,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    client_ca_pem: Option<&[u8]>,
+) -> std::io::Result<Running> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     crate::http_client::install_crypto_provider();
@@ -95,8 +107,24 @@ pub async fn serve_https(
         .collect::<Result<_, _>>()
         .map_err(std::io::Error::other)?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(std::io::Error::other)?;
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
+    let builder = rustls::ServerConfig::builder();
+    let builder = match client_ca_pem {
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(pem) {
+                roots
+                    .add(c.map_err(std::io::Error::other)?)
+                    .map_err(std::io::Error::other)?;
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots))
+                    .build()
+                    .map_err(std::io::Error::other)?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
         .with_single_cert(certs, key)
         .map_err(std::io::Error::other)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));

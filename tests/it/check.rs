@@ -86,3 +86,89 @@ async fn check_accepts_good_and_rejects_bad_configs() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_covers_tls_listeners_and_the_admin_listener() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let good = stack.config_toml();
+    let fixture = |n: &str| format!("{}/tests/fixtures/tls/{n}", env!("CARGO_MANIFEST_DIR"));
+    let with_tls = |cert: &str, key: &str| {
+        good.replacen(
+            "[server]\n",
+            &format!(
+                "[server]\ntls = {{ cert_file = {:?}, key_file = {:?} }}\n",
+                fixture(cert),
+                fixture(key)
+            ),
+            1,
+        )
+    };
+    let (ok, out, err) = check(&with_tls("server.pem", "server.key"), stack.dir());
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("public listener: https://") && out.contains("key matches"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "admin listener:  http://127.0.0.1:{}",
+            stack.admin_port
+        )),
+        "{out}"
+    );
+
+    // A key that belongs to another certificate, and a missing certificate.
+    let (ok, _, err) = check(&with_tls("server.pem", "client.key"), stack.dir());
+    assert!(
+        !ok && err.contains("server.tls.cert_file") && err.contains("does not match"),
+        "{err}"
+    );
+    let (ok, _, err) = check(&with_tls("nope.pem", "server.key"), stack.dir());
+    assert!(!ok && err.contains("cannot read"), "{err}");
+
+    // The admin listener on a public address, or on the public listener's address.
+    let public_admin = good.replace(
+        &format!(
+            "listen = \"127.0.0.1:{}\"\nprobe_timeout_ms",
+            stack.admin_port
+        ),
+        "listen = \"0.0.0.0:9180\"\nprobe_timeout_ms",
+    );
+    let (ok, _, err) = check(&public_admin, stack.dir());
+    assert!(
+        !ok && err.contains("admin.listen") && err.contains("allow_public"),
+        "{err}"
+    );
+    let (ok, out, _) = check(
+        &public_admin.replace("probe_timeout_ms", "allow_public = true\nprobe_timeout_ms"),
+        stack.dir(),
+    );
+    assert!(ok && out.contains("NOT loopback"), "{out}");
+    let clash = good.replace(
+        &format!(
+            "listen = \"127.0.0.1:{}\"\nprobe_timeout_ms",
+            stack.admin_port
+        ),
+        &format!(
+            "listen = \"127.0.0.1:{}\"\nprobe_timeout_ms",
+            stack.gateway_port
+        ),
+    );
+    let (ok, _, err) = check(&clash, stack.dir());
+    assert!(
+        !ok && err.contains("must differ from server.listen"),
+        "{err}"
+    );
+
+    // Upstream client certificates are checked the same way.
+    let mtls = format!(
+        "{good}\n[wopiserver.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+        fixture("client.pem"),
+        fixture("server2.key")
+    );
+    let (ok, _, err) = check(&mtls, stack.dir());
+    assert!(
+        !ok && err.contains("wopiserver.tls.cert_file") && err.contains("does not match"),
+        "{err}"
+    );
+}

@@ -6,6 +6,7 @@ mod errors;
 mod iop;
 mod oidc_keys;
 mod open_flow;
+mod ops;
 mod wopi_edge;
 mod wopi_proxy;
 

@@ -154,6 +154,12 @@ async fn proof_keys_are_enforced_and_rotations_are_picked_up() {
         .await,
         200
     );
+    // ProofOld verified with the cached current key (the client rotated first): accepted at
+    // once, and the refetch runs in the background, so wait for it (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while stack.offices[1].1.fetches() == fetches_before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
         stack.offices[1].1.fetches() - fetches_before,
         1,
