@@ -208,6 +208,10 @@ impl LegacyOpen {
                 _ => INTERNAL,
             })?;
         let src = wopisrc_of(&opened.app_url).ok_or(INTERNAL)?;
+        crate::metrics::metrics()
+            .opens
+            .with_label_values(&["iop_open", &choice.app_name, p.viewmode.as_str()])
+            .inc();
         Ok(format!(
             "{src}&access_token={}",
             opened.access_token.expose()

@@ -29,6 +29,10 @@ pub struct InternalGateway {
 
 pub struct InternalCtx {
     request_id: String,
+    started: std::time::Instant,
+    /// What the request was: `iop_open`, `cbox_endpoints`, `iop_proxy`, `refused`, `not_found`.
+    route: &'static str,
+    _in_flight: crate::metrics::InFlight,
 }
 
 async fn text(session: &mut Session, status: u16, body: &str) -> pingora::Result<()> {
@@ -55,6 +59,9 @@ impl ProxyHttp for InternalGateway {
     fn new_ctx(&self) -> InternalCtx {
         InternalCtx {
             request_id: String::new(),
+            started: std::time::Instant::now(),
+            route: "not_found",
+            _in_flight: crate::metrics::InFlight::enter("internal"),
         }
     }
 
@@ -65,6 +72,7 @@ impl ProxyHttp for InternalGateway {
     ) -> pingora::Result<bool> {
         ctx.request_id = uuid::Uuid::new_v4().simple().to_string();
         if !self.allowed(session) {
+            ctx.route = "refused";
             let e = ApiError::new(ErrorCode::Forbidden, "source address not allowed");
             respond::error(session, &e, &ctx.request_id).await?;
             return Ok(true);
@@ -72,6 +80,7 @@ impl ProxyHttp for InternalGateway {
         let req = session.req_header();
         let path = req.uri.path().to_owned();
         if path == "/wopi/cbox/endpoints" && req.method == http::Method::GET {
+            ctx.route = "cbox_endpoints";
             let body = cbox_endpoints(&self.discovery).await;
             respond::json(session, 200, body, &ctx.request_id, &[]).await?;
             return Ok(true);
@@ -91,10 +100,13 @@ impl ProxyHttp for InternalGateway {
                 .get(http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes()),
         ) {
+            ctx.route = "refused";
             text(session, 401, "Client not authorized").await?;
             return Ok(true);
         }
+        ctx.route = "iop_proxy";
         if path == "/wopi/iop/open" && self.legacy_open_mode == LegacyOpenMode::Translate {
+            ctx.route = "iop_open";
             let token = req.headers.get("tokenheader").and_then(|v| v.to_str().ok());
             let answer = match parse_params(req.uri.query().unwrap_or_default(), token) {
                 Ok(p) => self.legacy_open.open(&p, &ctx.request_id).await,
@@ -102,7 +114,19 @@ impl ProxyHttp for InternalGateway {
             };
             match answer {
                 Ok(body) => text(session, 200, &body).await?,
-                Err(e) => text(session, e.status, e.text).await?,
+                Err(e) => {
+                    let reason = match e.status {
+                        401 => "not_authorized",
+                        404 => "not_found",
+                        400 => "bad_request",
+                        _ => "internal",
+                    };
+                    crate::metrics::metrics()
+                        .open_failures
+                        .with_label_values(&["iop_open", reason])
+                        .inc();
+                    text(session, e.status, e.text).await?
+                }
             }
             return Ok(true);
         }
@@ -151,12 +175,41 @@ impl ProxyHttp for InternalGateway {
         )
     }
 
+    async fn logging(
+        &self,
+        session: &mut Session,
+        e: Option<&pingora::Error>,
+        ctx: &mut InternalCtx,
+    ) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        crate::metrics::metrics()
+            .http_requests
+            .with_label_values(&["internal", ctx.route, crate::metrics::status_class(status)])
+            .inc();
+        // Path only: IOP queries carry user tokens.
+        tracing::info!(
+            target: "wopigate::access",
+            listener = "internal",
+            request_id = %ctx.request_id,
+            method = %session.req_header().method,
+            path = %session.req_header().uri.path(),
+            route = ctx.route,
+            status,
+            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            error = e.map(|e| e.etype().as_str()),
+            "request"
+        );
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &pingora::Error,
         ctx: &mut InternalCtx,
     ) -> FailToProxy {
+        if let Some(kind) = super::upstream_error_kind(e) {
+            crate::metrics::metrics().upstream_error("wopiserver", kind);
+        }
         let code = super::fail_status(e);
         let mut written = 0;
         if let Some(api) = code
