@@ -128,7 +128,8 @@ pub struct ServerSection {
     pub listen: String,
     /// Worker threads of the public listener.
     pub threads: usize,
-    /// Seconds between SIGTERM and the start of the drain (pingora `grace_period_seconds`).
+    /// Seconds in-flight requests get after SIGTERM (listeners close at once; the process
+    /// leaves as soon as nothing is in flight). pingora `grace_period_seconds`.
     pub grace_period_seconds: u64,
     /// Seconds in-flight requests get to finish after the grace period.
     pub graceful_shutdown_timeout_seconds: u64,

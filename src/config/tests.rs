@@ -158,14 +158,32 @@ fn office_options_are_validated() {
 
 #[test]
 fn the_documented_example_is_valid() {
+    // As systemd would run it: the secrets and the certificate are credentials.
     let d = dir();
-    let text = include_str!("../../conf/wopigate.toml")
-        .replace("/etc/wopigate/reva-jwt-secret", "reva.secret")
-        .replace("/etc/wopigate/iop-secret", "iop.secret");
-    let c = Config::parse(&text, d.path()).unwrap_or_else(|e| panic!("{e}"));
+    let creds = dir();
+    std::fs::rename(
+        creds.path().join("reva.secret"),
+        creds.path().join("reva-jwt-secret"),
+    )
+    .unwrap();
+    std::fs::rename(
+        creds.path().join("iop.secret"),
+        creds.path().join("iop-secret"),
+    )
+    .unwrap();
+    std::fs::copy(fixture("server.pem"), creds.path().join("tls.crt")).unwrap();
+    std::fs::copy(fixture("server.key"), creds.path().join("tls.key")).unwrap();
+    let text = include_str!("../../conf/wopigate.toml");
+    let c = Config::parse_in(text, d.path(), Some(creds.path())).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.office.len(), 2);
     assert_eq!(c.server.public_url, "https://wopi.example.org");
     assert!(c.internal.is_some());
+    assert!(c.server.tls.is_some());
+    assert_eq!(c.admin.unwrap().listen.to_string(), "127.0.0.1:9180");
+    assert_eq!(
+        c.reva.jwt_secret.unwrap().expose(),
+        "a-long-random-reva-secret"
+    );
 }
 
 fn fixture(name: &str) -> String {
