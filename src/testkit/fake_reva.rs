@@ -96,6 +96,37 @@ impl FakeReva {
         .await
     }
 
+    /// Over TLS (gRPC over h2 + TLS); with `client_ca_pem`, a client certificate from that CA is
+    /// required.
+    pub async fn serve_tls(
+        &self,
+        addr: SocketAddr,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        client_ca_pem: Option<&[u8]>,
+    ) -> std::io::Result<Running> {
+        crate::http_client::install_crypto_provider();
+        let svc = GatewayApiServer::new(self.clone());
+        let mut tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
+        if let Some(ca) = client_ca_pem {
+            tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        let builder = tonic::transport::Server::builder()
+            .tls_config(tls)
+            .map_err(std::io::Error::other)?;
+        Running::spawn(addr, |listener, stop| async move {
+            let mut builder = builder;
+            let _ = builder
+                .add_service(svc)
+                .serve_with_incoming_shutdown(tokio_stream_from(listener), async {
+                    let _ = stop.await;
+                })
+                .await;
+        })
+        .await
+    }
+
     /// Verifies a REVA token like REVA's JWT manager: HS256 only, signature, `exp`.
     pub fn verify(&self, token: &str) -> Option<RevaClaims> {
         let mut v = Validation::new(Algorithm::HS256);

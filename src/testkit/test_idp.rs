@@ -134,14 +134,29 @@ impl TestIdp {
         json!({"keys": self.inner.keys.read().unwrap().iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()})
     }
 
-    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<Running> {
-        let router = Router::new()
+    fn router(&self) -> Router {
+        Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
             .route("/token", post(token))
-            .with_state(self.clone());
-        let running = super::serve_http(router, addr).await?;
+            .with_state(self.clone())
+    }
+
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<Running> {
+        let running = super::serve_http(self.router(), addr).await?;
         *self.inner.issuer.write().unwrap() = running.url();
+        Ok(running)
+    }
+
+    /// Over HTTPS; the issuer becomes `https://127.0.0.1:<port>`.
+    pub async fn serve_https(
+        &self,
+        addr: SocketAddr,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> std::io::Result<Running> {
+        let running = super::serve_https(self.router(), addr, cert_pem, key_pem).await?;
+        *self.inner.issuer.write().unwrap() = format!("https://{}", running.addr);
         Ok(running)
     }
 

@@ -819,3 +819,156 @@ async fn wopiserver_over_mutual_tls_with_a_pinned_ca() {
         "nothing got through"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reva_over_mutual_tls_and_the_idp_over_https_with_pinned_cas() {
+    let mut stack = Stack::start(StackOptions::default()).await;
+    let (reva_addr, idp_addr) = (stack.reva_server.addr, stack.idp_server.addr);
+    stack.reva_server.stop().await;
+    stack.idp_server.stop().await;
+    stack.reva_server = stack
+        .reva
+        .serve_tls(
+            reva_addr,
+            &read("server.pem"),
+            &read("server.key"),
+            Some(&read("ca2.pem")),
+        )
+        .await
+        .unwrap();
+    stack.idp_server = stack
+        .idp
+        .serve_https(idp_addr, &read("server.pem"), &read("server.key"))
+        .await
+        .unwrap();
+    let config_with = |client_cert: bool| {
+        let mut text = stack.config_toml().replace(
+            &format!("gateway = \"http://{reva_addr}\""),
+            &format!("gateway = \"https://localhost:{}\"", reva_addr.port()),
+        );
+        text.push_str(&format!(
+            "\n[oidc.tls]\nca_file = {:?}\n",
+            fixture("ca.pem")
+        ));
+        text.push_str(&format!(
+            "\n[reva.tls]\nca_file = {:?}\n",
+            fixture("ca.pem")
+        ));
+        if client_cert {
+            text.push_str(&format!(
+                "cert_file = {:?}\nkey_file = {:?}\n",
+                fixture("client.pem"),
+                fixture("client.key")
+            ));
+        }
+        text
+    };
+    assert!(stack.idp.issuer().starts_with("https://"));
+    let config = stack.dir().join("tls-upstreams.toml");
+    std::fs::write(&config, config_with(true)).unwrap();
+    let gw = GatewayProcess::start(&bin(), &config, stack.gateway_port)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // JWKS over HTTPS, Stat over gRPC with mutual TLS.
+    let (file, token, _) = open_docx(&stack, &stack.gateway_url()).await;
+    assert!(file.contains("/wopi/files/"));
+    assert!(!token.is_empty());
+    assert!(stack.reva.calls().iter().any(|c| c.method == "Stat"));
+    let body = ready_becomes(&stack, 200).await;
+    assert_eq!(check(&body, "reva")["ok"], true);
+    assert_eq!(check(&body, "jwks")["ok"], true);
+    drop(gw);
+
+    // REVA demands a client certificate: without one, a clean 5xx and no Stat.
+    stack.reva.clear_calls();
+    std::fs::write(&config, config_with(false)).unwrap();
+    let _gw = GatewayProcess::start(&bin(), &config, stack.gateway_port)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id =
+        wopigate::reva::resource::encode_legacy(wopigate::testkit::stack::STORAGE, "file-docx");
+    let (status, body) = legacy_open(&stack, &stack.idp.token("alice"), &id).await;
+    assert!(matches!(status, 502 | 503), "{status} {body}");
+    assert!(stack.reva.calls().is_empty(), "no call got through");
+    let body = ready_becomes(&stack, 503).await;
+    assert_eq!(check(&body, "reva")["ok"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_the_new_configuration_and_a_bad_one_changes_nothing() {
+    let (stack, gw) = start(StackOptions::default()).await;
+    let listed = |body: &serde_json::Value| {
+        check(body, "discovery:Microsoft Office Online");
+    };
+    let body = ready_becomes(&stack, 200).await;
+    listed(&body);
+    let config = stack.dir().join("wopigate.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    // Drop the second office app and reload.
+    let without_ms = original
+        .split("\n[[office]]")
+        .filter(|part| !part.contains("name = \"Microsoft Office Online\""))
+        .collect::<Vec<_>>()
+        .join("\n[[office]]");
+    assert!(!without_ms.contains("Microsoft Office Online"));
+    std::fs::write(&config, &without_ms).unwrap();
+    gw.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, body) = ready(&stack).await;
+        let names: Vec<_> = body["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect();
+        if !names.iter().any(|n| n.contains("Microsoft")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reload not applied: {names:?}\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The public listener follows too: /app/list no longer offers the removed app.
+    let list = client()
+        .get(format!("{}/app/list", stack.gateway_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!list.contains("Microsoft Office Online"), "{list}");
+    assert!(list.contains("Collabora"), "{list}");
+
+    // An invalid file: the reload fails, is counted, and the running configuration stays.
+    std::fs::write(
+        &config,
+        without_ms.replace("[exchange]\n", "[exchange]\nbogus = 1\n"),
+    )
+    .unwrap();
+    gw.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !gw.logs().contains("reload failed") {
+        assert!(Instant::now() < deadline, "{}", gw.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = scrape(&stack).await;
+    assert_eq!(
+        metric(&text, "wopigate_config_reloads_total", &[("outcome", "ok")]),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "wopigate_config_reloads_total",
+            &[("outcome", "failed")]
+        ),
+        1.0
+    );
+    let (status, _) = crate::open_as_alice(&stack, "file-docx").await;
+    assert_eq!(status, 200, "still serving after a failed reload");
+}
