@@ -165,6 +165,9 @@ impl FakeReva {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let claims = token.as_deref().and_then(|t| self.verify(t));
+        if let Some(t) = &token {
+            super::hygiene::register("REVA token (x-access-token)", t);
+        }
         self.record(Call {
             method,
             token: token.clone(),

@@ -6,6 +6,7 @@ pub mod fake_office;
 pub mod fake_reva;
 pub mod fake_wopiserver;
 pub mod gateway;
+pub mod hygiene;
 pub mod proof_signer;
 pub mod stack;
 pub mod test_idp;

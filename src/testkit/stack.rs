@@ -177,6 +177,9 @@ impl Stack {
         let reva_secret = random_secret("reva");
         let iop_secret = random_secret("iop");
         let wopi_secret = random_secret("wopi");
+        super::hygiene::register("REVA JWT secret", &reva_secret);
+        super::hygiene::register("IOP secret", &iop_secret);
+        super::hygiene::register("wopiserver secret", &wopi_secret);
         let reva = FakeReva::new(
             &reva_secret,
             tree.clone(),

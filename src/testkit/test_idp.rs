@@ -175,7 +175,9 @@ impl TestIdp {
         let key = self.key(kid).expect("known kid");
         let mut header = Header::new(key.alg);
         header.kid = Some(kid.into());
-        jsonwebtoken::encode(&header, claims, &key.encoding).expect("sign")
+        let token = jsonwebtoken::encode(&header, claims, &key.encoding).expect("sign");
+        super::hygiene::register("OIDC token", &token);
+        token
     }
 
     /// A valid RS256 access token for `user`.
