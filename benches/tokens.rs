@@ -1,4 +1,5 @@
-//! Token paths on the open flow: OIDC validation (cached and uncached) and REVA token minting.
+//! Token paths: OIDC validation (cached and uncached), REVA token minting, WOPI proofs and
+//! gateway-issued WOPI tokens.
 //! `cargo bench --bench tokens`
 
 use std::sync::Arc;
@@ -114,5 +115,48 @@ fn proof(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench, proof);
+/// Gateway-issued WOPI tokens: issue (seal) and verify (open + check), the per-request cost of
+/// wrapped tokens.
+fn gateway_tokens(c: &mut Criterion) {
+    use wopigate::gwtoken::{Claims, Kind, Resource, TokenKeys};
+    use wopigate::secret::Secret;
+    let keys = TokenKeys::new(
+        &Secret::new("bench current key material"),
+        Some(&Secret::new("bench previous key material")),
+    );
+    let claims = Claims {
+        kind: Kind::File,
+        user: UserClaim {
+            id: UserIdClaim {
+                idp: "https://idp.example.org/realms/cloud".into(),
+                opaque_id: "f7fbf8c8-139b-4376-b307-cf0a8c2d0d9c".into(),
+                user_type: USER_TYPE_PRIMARY,
+            },
+            username: "alice".into(),
+            mail: "alice@example.org".into(),
+            display_name: "Alice Example".into(),
+            ..Default::default()
+        },
+        resource: Some(Resource {
+            storage_id: "1284d238-aa92-42ce-bdc4-0b0000009157".into(),
+            space_id: "c3cf23bb-8f47-4719-a150-1d25a1f6fb56".into(),
+            opaque_id: "7a7a5f9e-4a4f-4b3a-9a0e-2d1f3c4b5a69".into(),
+        }),
+        app: Some("Collabora".into()),
+        view_mode: Some("VIEW_MODE_READ_WRITE".into()),
+        mobile: true,
+        exp: now() + 36_000,
+    };
+    let token = keys.issue(&claims);
+    eprintln!(
+        "gateway token: {} characters URL-encoded",
+        wopigate::gwtoken::url_encoded_len(&token)
+    );
+    c.bench_function("gateway_token_issue", |b| b.iter(|| keys.issue(&claims)));
+    c.bench_function("gateway_token_verify", |b| {
+        b.iter(|| keys.verify(&token, now()).unwrap())
+    });
+}
+
+criterion_group!(benches, bench, proof, gateway_tokens);
 criterion_main!(benches);

@@ -18,6 +18,7 @@ pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod exchange;
+pub mod gwtoken;
 pub mod http_client;
 pub mod iop;
 pub mod metrics;

@@ -35,7 +35,14 @@ const SENSITIVE_KEYS: &[&str] = &[
 /// Remembers the secrets of `config` for redaction (called at start and on every reload).
 pub fn set_secrets(config: &Config) {
     let mut list: Vec<Arc<str>> = vec![Arc::from(config.wopiserver.iop_secret.expose())];
-    if let Some(s) = &config.reva.jwt_secret {
+    for s in [
+        &config.reva.jwt_secret,
+        &config.tokens.key,
+        &config.tokens.previous_key,
+    ]
+    .into_iter()
+    .flatten()
+    {
         list.push(Arc::from(s.expose()));
     }
     if let Ok(mut g) = SECRETS.write() {
@@ -101,6 +108,19 @@ pub fn redact(line: &str) -> Cow<'_, str> {
                 cuts.push((start, i));
             }
         }
+    }
+    // Gateway-issued tokens (`wg1.` + base64url).
+    let mut from = 0;
+    while let Some(pos) = out[from..].find(crate::gwtoken::PREFIX) {
+        let start = from + pos;
+        let mut i = start + crate::gwtoken::PREFIX.len();
+        while i < bytes.len() && is_b64url(bytes[i]) {
+            i += 1;
+        }
+        if i - start > 20 {
+            cuts.push((start, i));
+        }
+        from = i;
     }
     // Anything shaped like a JWS (`eyJ….….…`): OIDC, REVA and wopiserver tokens.
     let mut from = 0;
@@ -185,6 +205,7 @@ mod tests {
             "tokenheader=opaque-reva-token-456".to_owned(),
             "x-wopi-proof: c2lnbmF0dXJlLWJ5dGVz==".to_owned(),
             format!("something {jwt} else"),
+            "bare wg1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA token".to_owned(),
         ];
         for line in &cases {
             let r = redact(line);

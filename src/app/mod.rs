@@ -118,6 +118,13 @@ pub fn build_state(c: &Config) -> Result<AppState, StartError> {
         wopiserver,
         claims: c.exchange.claims.clone(),
         folder_url_base: c.open.folder_url_base.clone(),
+        wrap: c.tokens.key.as_ref().map(|key| {
+            Arc::new(crate::open::wrap::TokenWrap::new(
+                crate::gwtoken::TokenKeys::new(key, c.tokens.previous_key.as_ref()),
+                c.tokens.ttl,
+                c.tokens.wrap,
+            ))
+        }),
     });
     Ok(AppState {
         open,
@@ -143,7 +150,15 @@ fn build_generation(c: &Config) -> Result<Generation, StartError> {
             discovery: state.discovery.clone(),
             public_url: c.server.public_url.clone(),
             reject_expired_tokens: c.wopi.reject_expired_tokens,
+            wrap: state.open.wrap.clone(),
         },
+        mobile: c
+            .mobile
+            .as_ref()
+            .map(|m| crate::wopi::rewrite::MobileFlags {
+                is_edu_user: m.is_edu_user,
+                license_check_for_edit: m.license_check_for_edit,
+            }),
         normalize_get_lock: c.wopi.normalize_get_lock,
         upstream: upstream.clone(),
         max_api_body_bytes: c.server.max_api_body_bytes,

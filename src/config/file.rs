@@ -25,6 +25,43 @@ pub struct FileConfig {
     pub internal: Option<InternalSection>,
     #[serde(default)]
     pub admin: AdminSection,
+    #[serde(default)]
+    pub tokens: TokensSection,
+    #[serde(default)]
+    pub mobile: MobileSection,
+}
+
+/// Gateway-issued WOPI access tokens.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensSection {
+    /// Key file (any long random text); required when tokens are wrapped or `[mobile]` is on.
+    pub key_file: Option<PathBuf>,
+    /// The key before the last rotation: its tokens still verify, none are issued with it.
+    pub previous_key_file: Option<PathBuf>,
+    /// Hand office apps gateway tokens instead of the wopiserver's (default: on in `mint` mode).
+    pub wrap_tokens: Option<bool>,
+    /// Lifetime of tokens minted from an OIDC login (open API, bootstrapper), seconds.
+    pub ttl_seconds: Option<u64>,
+}
+
+/// Office for iOS/Android: bootstrapper, ecosystem and containers.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MobileSection {
+    pub enabled: bool,
+    /// Override of the IdP's `authorization_endpoint` in the bootstrapper's challenge.
+    pub authorization_uri: Option<String>,
+    /// Override of the IdP's `token_endpoint` (`tokenIssuance_uri`).
+    pub token_uri: Option<String>,
+    /// `providerId` assigned by Microsoft at onboarding (`[a-zA-Z0-9]`).
+    pub provider_id: Option<String>,
+    /// `UrlSchemes` JSON object (`{"iOS": [...], "Android": [...]}`), sent URL-encoded.
+    pub url_schemes: Option<String>,
+    /// `IsEduUser` in CheckFileInfo and CheckContainerInfo.
+    pub is_edu_user: bool,
+    /// `LicenseCheckForEditIsEnabled` (business users); default true.
+    pub license_check_for_edit: Option<bool>,
 }
 
 /// The admin listener: `/metrics`, `/healthz`, `/readyz`.

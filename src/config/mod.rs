@@ -30,6 +30,28 @@ pub struct Config {
     pub internal: Option<Internal>,
     /// The admin listener; `None` when disabled.
     pub admin: Option<Admin>,
+    pub tokens: Tokens,
+    /// Office for iOS/Android; `None` when disabled.
+    pub mobile: Option<Mobile>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    /// Present when tokens are wrapped or `[mobile]` is on.
+    pub key: Option<Secret>,
+    pub previous_key: Option<Secret>,
+    pub wrap: bool,
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mobile {
+    pub authorization_uri: Option<Url>,
+    pub token_uri: Option<Url>,
+    pub provider_id: Option<String>,
+    pub url_schemes: Option<String>,
+    pub is_edu_user: bool,
+    pub license_check_for_edit: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -348,6 +370,8 @@ impl Validator<'_> {
             server.as_ref().map(|s| s.listen),
             internal.as_ref().map(|i| i.listen),
         );
+        let mobile = self.mobile(raw.mobile, exchange.mode);
+        let tokens = self.tokens(raw.tokens, exchange.mode, mobile.is_some());
         let mut app_preference = std::collections::BTreeMap::new();
         for (ext, apps) in raw.open.app_preference {
             if !ext.starts_with('.') {
@@ -383,10 +407,92 @@ impl Validator<'_> {
             open,
             internal,
             admin,
+            tokens,
+            mobile,
             wopi: Wopi {
                 normalize_get_lock: raw.wopi.normalize_get_lock,
                 reject_expired_tokens: raw.wopi.reject_expired_tokens,
             },
+        })
+    }
+
+    fn tokens(&mut self, t: file::TokensSection, mode: ExchangeMode, mobile: bool) -> Tokens {
+        let wrap = match (t.wrap_tokens, mode) {
+            (Some(true), ExchangeMode::Authenticate) => {
+                self.problem(
+                    "tokens.wrap_tokens",
+                    "needs exchange.mode = \"mint\": the gateway renews wopiserver tokens with REVA tokens it mints",
+                );
+                false
+            }
+            (Some(w), _) => w,
+            (None, m) => m == ExchangeMode::Mint,
+        };
+        let key = t
+            .key_file
+            .as_ref()
+            .and_then(|p| self.secret("tokens.key_file", p));
+        let previous_key = t
+            .previous_key_file
+            .as_ref()
+            .and_then(|p| self.secret("tokens.previous_key_file", p));
+        if (wrap || mobile) && key.is_none() && t.key_file.is_none() {
+            self.problem(
+                "tokens.key_file",
+                "required: gateway tokens are on (wrap_tokens defaults to true in mint mode; [mobile] needs them)",
+            );
+        }
+        if key.as_ref().is_some_and(|k| k.expose().len() < 32) {
+            self.problem(
+                "tokens.key_file",
+                "use at least 32 characters of random text",
+            );
+        }
+        let ttl = t.ttl_seconds.unwrap_or(36_000);
+        if ttl < 300 {
+            self.problem("tokens.ttl_seconds", "must be at least 300");
+        }
+        Tokens {
+            key,
+            previous_key,
+            wrap,
+            ttl: Duration::from_secs(ttl),
+        }
+    }
+
+    fn mobile(&mut self, m: file::MobileSection, mode: ExchangeMode) -> Option<Mobile> {
+        if !m.enabled {
+            return None;
+        }
+        if mode != ExchangeMode::Mint {
+            self.problem(
+                "mobile.enabled",
+                "needs exchange.mode = \"mint\" (gateway tokens are turned into REVA tokens here)",
+            );
+        }
+        if let Some(p) = &m.provider_id
+            && (p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            self.problem("mobile.provider_id", "letters, digits and _ only");
+        }
+        if let Some(s) = &m.url_schemes
+            && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(s).is_err()
+        {
+            self.problem("mobile.url_schemes", "must be a JSON object");
+        }
+        Some(Mobile {
+            authorization_uri: m
+                .authorization_uri
+                .as_deref()
+                .and_then(|u| self.url("mobile.authorization_uri", u)),
+            token_uri: m
+                .token_uri
+                .as_deref()
+                .and_then(|u| self.url("mobile.token_uri", u)),
+            provider_id: m.provider_id,
+            url_schemes: m.url_schemes,
+            is_edu_user: m.is_edu_user,
+            license_check_for_edit: m.license_check_for_edit.unwrap_or(true),
         })
     }
 

@@ -23,12 +23,20 @@ iop_secret_file = "iop.secret"
 [[office]]
 name = "Collabora"
 discovery_url = "https://collabora.example/hosting/discovery"
+
+[tokens]
+key_file = "token.key"
 "#;
 
 fn dir() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), "reva.secret", "a-long-random-reva-secret\n");
     write(d.path(), "iop.secret", "a-long-random-iop-secret\n");
+    write(
+        d.path(),
+        "token.key",
+        "a-long-random-token-key-of-48-characters-at-least\n",
+    );
     d
 }
 
@@ -171,6 +179,11 @@ fn the_documented_example_is_valid() {
         creds.path().join("iop-secret"),
     )
     .unwrap();
+    std::fs::rename(
+        creds.path().join("token.key"),
+        creds.path().join("token-key"),
+    )
+    .unwrap();
     std::fs::copy(fixture("server.pem"), creds.path().join("tls.crt")).unwrap();
     std::fs::copy(fixture("server.key"), creds.path().join("tls.key")).unwrap();
     let text = include_str!("../../conf/wopigate.toml");
@@ -274,4 +287,58 @@ fn credentials_directory_paths_resolve_from_the_environment() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("$CREDENTIALS_DIRECTORY/iop-secret"), "{e}");
+}
+
+#[test]
+fn token_and_mobile_settings() {
+    let d = dir();
+    let c = Config::parse(GOOD, d.path()).unwrap();
+    assert!(c.tokens.wrap, "on by default in mint mode");
+    assert_eq!(c.tokens.ttl, Duration::from_secs(36_000));
+    assert!(c.mobile.is_none());
+    // Without a key, wrapping cannot work.
+    let no_key = GOOD.replace("[tokens]\nkey_file = \"token.key\"\n", "");
+    let e = Config::parse(&no_key, d.path()).unwrap_err().to_string();
+    assert!(e.contains("tokens.key_file"), "{e}");
+    let off = format!("{no_key}\n[tokens]\nwrap_tokens = false\n");
+    assert!(!Config::parse(&off, d.path()).unwrap().tokens.wrap);
+    // A short key is refused.
+    write(d.path(), "short.key", "short\n");
+    let e = Config::parse(&GOOD.replace("token.key", "short.key"), d.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at least 32"), "{e}");
+    // Authenticate mode cannot wrap; mobile needs mint.
+    let auth = GOOD.replace("[reva]", "[exchange]\nmode = \"authenticate\"\n\n[reva]");
+    assert!(!Config::parse(&auth, d.path()).unwrap().tokens.wrap);
+    let e = Config::parse(
+        &auth.replace(
+            "key_file = \"token.key\"",
+            "key_file = \"token.key\"\nwrap_tokens = true",
+        ),
+        d.path(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("tokens.wrap_tokens"), "{e}");
+    let e = Config::parse(&format!("{auth}\n[mobile]\nenabled = true\n"), d.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("mobile.enabled"), "{e}");
+    let m = Config::parse(
+        &format!("{GOOD}\n[mobile]\nenabled = true\nprovider_id = \"TP_X\"\nurl_schemes = '{{\"iOS\": [\"x\"]}}'\n"),
+        d.path(),
+    )
+    .unwrap()
+    .mobile
+    .unwrap();
+    assert_eq!(m.provider_id.as_deref(), Some("TP_X"));
+    assert!(m.license_check_for_edit && !m.is_edu_user);
+    let e = Config::parse(
+        &format!("{GOOD}\n[mobile]\nenabled = true\nurl_schemes = \"nope\"\n"),
+        d.path(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("mobile.url_schemes"), "{e}");
 }

@@ -227,6 +227,28 @@ impl Exchanger {
         })
     }
 
+    /// The REVA user a principal maps to (mint mode; authenticate mode leaves that to REVA).
+    pub fn user_of(&self, principal: &Principal) -> Option<UserClaim> {
+        match self {
+            Self::Mint(m) => m.user_of(principal).ok(),
+            Self::Authenticate(_) => None,
+        }
+    }
+
+    /// A REVA token for a user named by a gateway token (mint mode only: authenticate mode has
+    /// no credential to present without the user's OIDC token).
+    pub async fn for_user(&self, user: &UserClaim) -> Result<Arc<RevaToken>, ExchangeError> {
+        let (mode, result) = match self {
+            Self::Mint(m) => ("mint", m.token_for(user).await),
+            Self::Authenticate(_) => ("authenticate", Err(ExchangeError::MintFailed)),
+        };
+        crate::metrics::metrics()
+            .token_exchanges
+            .with_label_values(&[mode, if result.is_ok() { "ok" } else { "mint_failed" }])
+            .inc();
+        result
+    }
+
     pub async fn exchange(
         &self,
         principal: &Principal,

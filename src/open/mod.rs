@@ -4,6 +4,7 @@
 
 pub mod app_list;
 pub mod view_mode;
+pub mod wrap;
 
 use std::sync::Arc;
 
@@ -14,7 +15,9 @@ use crate::auth::{AuthError, OidcValidator};
 use crate::config::ClaimNames;
 use crate::discovery::DiscoveryCache;
 use crate::error::{ApiError, ErrorCode};
-use crate::exchange::{Exchanger, reva_token::unverified_exp};
+use crate::exchange::{Exchanger, RevaToken, reva_token::unverified_exp};
+use crate::gwtoken::{Claims, Kind, Resource};
+use crate::pb::cs3::storage::provider::v1beta1::ResourceId;
 use crate::pb::cs3::storage::provider::v1beta1::{ResourceInfo, ResourceType};
 use crate::reva::RevaClient;
 use crate::reva::resource::{FileIdError, decode_file_id, endpoint_of};
@@ -41,6 +44,8 @@ pub struct OpenResult {
     pub app_name: String,
     pub view_mode: ViewMode,
     pub forced_viewmode_reason: Option<String>,
+    /// The file as REVA names it (from Stat).
+    pub resource: ResourceId,
 }
 
 impl From<FileIdError> for ApiError {
@@ -57,6 +62,21 @@ pub struct OpenService {
     pub wopiserver: Arc<WopiserverClient>,
     pub claims: ClaimNames,
     pub folder_url_base: Option<Url>,
+    /// Gateway-issued tokens; `None` when no token key is configured.
+    pub wrap: Option<Arc<wrap::TokenWrap>>,
+}
+
+/// An open on behalf of a user whose REVA token is already known.
+struct OpenAs<'a> {
+    reva_token: &'a RevaToken,
+    /// `username` for the wopiserver (the display name).
+    username: &'a str,
+    /// `userid` for the wopiserver: `<opaque id>@<idp>`.
+    userid: &'a str,
+    id: ResourceId,
+    app_name: Option<&'a str>,
+    view_mode: Option<ViewMode>,
+    trace_id: &'a str,
 }
 
 /// Lower-case dotted extension of a file name (`.docx`), if any.
@@ -74,6 +94,100 @@ impl OpenService {
         let principal = self.validator.validate(req.bearer).await?;
         let id = decode_file_id(req.file_id)?;
         let reva_token = self.exchanger.exchange(&principal, req.bearer).await?;
+        let username = principal
+            .claim_str(&self.claims.display_name)
+            .unwrap_or_default();
+        let userid = format!(
+            "{}@{}",
+            principal
+                .claim_str(&self.claims.opaque_id)
+                .unwrap_or_default(),
+            principal.claim_str(&self.claims.idp).unwrap_or_default()
+        );
+        let mut result = self
+            .open_as(&OpenAs {
+                reva_token: &reva_token,
+                username,
+                userid: &userid,
+                id,
+                app_name: req.app_name,
+                view_mode: req.view_mode,
+                trace_id: req.trace_id,
+            })
+            .await?;
+        // Wrapped: the office app gets a gateway token; the wopiserver's stays here.
+        if let Some(wrap) = self.wrap.as_ref().filter(|w| w.wrap_open)
+            && let Some(user) = self.exchanger.user_of(&principal)
+        {
+            let exp = wrap::now() + wrap.ttl.as_secs();
+            let claims = Claims {
+                kind: Kind::File,
+                user,
+                resource: Some(Resource::from(&result.resource)),
+                app: Some(result.app_name.clone()),
+                view_mode: Some(result.view_mode.as_str().to_owned()),
+                mobile: false,
+                exp,
+            };
+            let token = wrap.issue(&claims);
+            let upstream_exp = unverified_exp(result.access_token.expose()).unwrap_or(0);
+            wrap.remember(
+                &token,
+                result.access_token.clone(),
+                wrap::upstream_until(upstream_exp, reva_token.expires_at, exp),
+            )
+            .await;
+            result.access_token = Secret::new(token.to_string());
+            result.access_token_ttl_ms = exp * 1000;
+        }
+        Ok(result)
+    }
+
+    /// The wopiserver token behind a gateway token: cached, or a fresh `openinapp` with a REVA
+    /// token minted for the token's user (which also re-checks the user's permissions).
+    pub async fn upstream_token(
+        &self,
+        gateway_token: &str,
+        claims: &Claims,
+        trace_id: &str,
+    ) -> Result<Secret, ApiError> {
+        let wrap = self
+            .wrap
+            .as_ref()
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "gateway tokens are off"))?;
+        if let Some(t) = wrap.cached(gateway_token).await {
+            return Ok(t);
+        }
+        let resource = claims
+            .resource
+            .as_ref()
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "not a file token"))?;
+        let reva_token = self.exchanger.for_user(&claims.user).await?;
+        let userid = format!("{}@{}", claims.user.id.opaque_id, claims.user.id.idp);
+        let result = self
+            .open_as(&OpenAs {
+                reva_token: &reva_token,
+                username: &claims.user.display_name,
+                userid: &userid,
+                id: ResourceId::from(resource),
+                app_name: claims.app.as_deref(),
+                view_mode: claims.view_mode.as_deref().and_then(ViewMode::parse),
+                trace_id,
+            })
+            .await?;
+        let upstream_exp = unverified_exp(result.access_token.expose()).unwrap_or(0);
+        wrap.remember(
+            gateway_token,
+            result.access_token.clone(),
+            wrap::upstream_until(upstream_exp, reva_token.expires_at, claims.exp),
+        )
+        .await;
+        Ok(result.access_token)
+    }
+
+    async fn open_as(&self, req: &OpenAs<'_>) -> Result<OpenResult, ApiError> {
+        let reva_token = req.reva_token;
+        let id = req.id.clone();
         let info = self.reva.stat(&reva_token.token, id.clone()).await?;
         if info.r#type() != ResourceType::File {
             return Err(ApiError::new(
@@ -115,16 +229,6 @@ impl OpenService {
         };
         let resource_id = info.id.clone().unwrap_or(id);
         let endpoint = endpoint_of(&resource_id);
-        let username = principal
-            .claim_str(&self.claims.display_name)
-            .unwrap_or_default();
-        let userid = format!(
-            "{}@{}",
-            principal
-                .claim_str(&self.claims.opaque_id)
-                .unwrap_or_default(),
-            principal.claim_str(&self.claims.idp).unwrap_or_default()
-        );
         let folderurl = self.folder_url(&info);
         let opened = self
             .wopiserver
@@ -136,8 +240,8 @@ impl OpenService {
                     appname: &choice.app_name,
                     appurl,
                     appviewurl,
-                    username,
-                    userid: &userid,
+                    username: req.username,
+                    userid: req.userid,
                     folderurl: folderurl.as_deref(),
                     usertype: "regular",
                 },
@@ -154,6 +258,7 @@ impl OpenService {
             app_name: choice.app_name,
             view_mode,
             forced_viewmode_reason: opened.forced_viewmode_reason,
+            resource: resource_id,
         })
     }
 

@@ -83,7 +83,25 @@ pub struct Gateway {
     pub max_api_body_bytes: usize,
     /// Whether the listener terminates TLS (for `X-Forwarded-Proto`).
     pub tls: bool,
+    /// Office for iOS/Android flags for CheckFileInfo; `None` when `[mobile]` is off.
+    pub mobile: Option<crate::wopi::rewrite::MobileFlags>,
 }
+
+/// A request with a gateway token, and the wopiserver token it is swapped for.
+struct Wrapped {
+    token: String,
+    claims: crate::gwtoken::Claims,
+    upstream: crate::secret::Secret,
+}
+
+/// A JSON answer held back until complete, to be rewritten for a gateway-token holder.
+struct BodyRewrite {
+    buf: Vec<u8>,
+    put_relative: bool,
+}
+
+/// Larger answers are not a CheckFileInfo or PutRelativeFile JSON: refused, not passed through.
+const MAX_REWRITE_BYTES: usize = 1024 * 1024;
 
 /// The error answer for a failed proxy attempt; `None` when the client is gone.
 pub(crate) fn fail_status(e: &pingora::Error) -> Option<ApiError> {
@@ -151,6 +169,8 @@ pub struct RequestCtx {
     upstream_started: Option<Instant>,
     /// Time until the wopiserver's response headers arrived.
     upstream_took: Option<Duration>,
+    wrapped: Option<Wrapped>,
+    rewrite: Option<BodyRewrite>,
     _in_flight: crate::metrics::InFlight,
 }
 
@@ -275,6 +295,8 @@ impl ProxyHttp for Gateway {
             app: None,
             upstream_started: None,
             upstream_took: None,
+            wrapped: None,
+            rewrite: None,
             _in_flight: crate::metrics::InFlight::enter("public"),
         }
     }
@@ -309,9 +331,28 @@ impl ProxyHttp for Gateway {
                     );
                     ctx.get_lock = ctx.operation == "GetLock";
                     match self.wopi_files.check(req).await {
-                        Ok(app) => {
-                            ctx.app = app;
-                            return Ok(false);
+                        Ok(admitted) => {
+                            ctx.app = admitted.app;
+                            match admitted.gateway {
+                                None => return Ok(false),
+                                Some((token, claims)) => {
+                                    match self
+                                        .open
+                                        .upstream_token(&token, &claims, &ctx.request_id)
+                                        .await
+                                    {
+                                        Ok(upstream) => {
+                                            ctx.wrapped = Some(Wrapped {
+                                                token,
+                                                claims,
+                                                upstream,
+                                            });
+                                            return Ok(false);
+                                        }
+                                        Err(e) => Err(wopi_error(e)),
+                                    }
+                                }
+                            }
                         }
                         Err(e) => Err(e),
                     }
@@ -350,6 +391,9 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        if let Some(w) = &ctx.wrapped {
+            swap_token(upstream_request, w)?;
+        }
         let client_ip = headers::client_ip(session).map(|ip| ip.to_string());
         let host = session
             .req_header()
@@ -392,7 +436,66 @@ impl ProxyHttp for Gateway {
         {
             upstream_response.set_status(200)?;
         }
+        // JSON answers that embed wopiserver tokens are rewritten whole for gateway-token holders.
+        if ctx.wrapped.is_some()
+            && upstream_response.status == http::StatusCode::OK
+            && matches!(ctx.operation, "CheckFileInfo" | "PutRelativeFile")
+        {
+            upstream_response.remove_header(&http::header::CONTENT_LENGTH);
+            ctx.rewrite = Some(BodyRewrite {
+                buf: Vec::new(),
+                put_relative: ctx.operation == "PutRelativeFile",
+            });
+        }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Option<Duration>> {
+        let (Some(rw), Some(w)) = (ctx.rewrite.as_mut(), ctx.wrapped.as_ref()) else {
+            return Ok(None);
+        };
+        if let Some(chunk) = body.take() {
+            if rw.buf.len() + chunk.len() > MAX_REWRITE_BYTES {
+                return Err(pingora::Error::explain(
+                    ErrorType::InternalError,
+                    "wopiserver JSON answer too large to rewrite",
+                ));
+            }
+            rw.buf.extend_from_slice(&chunk);
+        }
+        if !end_of_stream {
+            return Ok(None);
+        }
+        let rewritten = if rw.put_relative {
+            let wrap = self.open.wrap.as_ref();
+            crate::wopi::rewrite::put_relative(&rw.buf, &w.claims, |c| {
+                wrap.map(|k| k.keys.issue(c)).unwrap_or_default()
+            })
+        } else {
+            crate::wopi::rewrite::check_file_info(
+                &rw.buf,
+                w.upstream.expose(),
+                &w.token,
+                self.mobile.filter(|_| w.claims.mobile),
+            )
+        };
+        match rewritten {
+            Some(b) => *body = Some(bytes::Bytes::from(b)),
+            // Never pass on an answer that may still carry the wopiserver token.
+            None => {
+                return Err(pingora::Error::explain(
+                    ErrorType::InternalError,
+                    "wopiserver answer is not the expected JSON",
+                ));
+            }
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(
@@ -482,6 +585,57 @@ impl ProxyHttp for Gateway {
             "request"
         );
     }
+}
+
+/// An open-flow error as a WOPI client should see it: no permission or not a file is 404
+/// (wopi.md §1.6: do not leak existence).
+fn wopi_error(e: ApiError) -> ApiError {
+    match e.code {
+        ErrorCode::Forbidden | ErrorCode::BadRequest | ErrorCode::UnsupportedExtension => {
+            ApiError::new(ErrorCode::NotFound, "file not found")
+        }
+        _ => e,
+    }
+}
+
+/// Points the upstream request at the wopiserver's inode and its token, and drops the gateway
+/// token from `Authorization` (Office for the web repeats it there).
+fn swap_token(req: &mut pingora::http::RequestHeader, w: &Wrapped) -> pingora::Result<()> {
+    let Some(resource) = &w.claims.resource else {
+        return Ok(());
+    };
+    let path = req.uri.path();
+    let rest = path
+        .strip_prefix("/wopi/files/")
+        .and_then(|p| p.find('/').map(|i| &p[i..]))
+        .unwrap_or("");
+    let encoded: String =
+        url::form_urlencoded::byte_serialize(w.upstream.expose().as_bytes()).collect();
+    let query: Vec<String> = req
+        .uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            if p.starts_with("access_token=") {
+                format!("access_token={encoded}")
+            } else {
+                p.to_owned()
+            }
+        })
+        .collect();
+    let target = format!(
+        "/wopi/files/{}{rest}?{}",
+        crate::wopi::rewrite::inode_of(resource),
+        query.join("&")
+    );
+    let uri: http::Uri = target.parse().map_err(|_| {
+        pingora::Error::explain(ErrorType::InternalError, "cannot build the upstream URI")
+    })?;
+    req.set_uri(uri);
+    req.remove_header(&http::header::AUTHORIZATION);
+    Ok(())
 }
 
 /// A bounded name for why a proxied call to the wopiserver failed; `None` when it did not.

@@ -90,6 +90,16 @@ where
         c.svc.upstream_response_filter(s, r, &mut c.ctx).await
     }
 
+    fn response_body_filter(
+        &self,
+        s: &mut Session,
+        body: &mut Option<Bytes>,
+        end: bool,
+        c: &mut Pinned<T>,
+    ) -> pingora::Result<Option<std::time::Duration>> {
+        c.svc.response_body_filter(s, body, end, &mut c.ctx)
+    }
+
     async fn fail_to_proxy(
         &self,
         s: &mut Session,

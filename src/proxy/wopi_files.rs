@@ -11,14 +11,61 @@ use pingora::http::RequestHeader;
 use crate::config::{OfficeApp, ProofMode};
 use crate::discovery::DiscoveryCache;
 use crate::error::{ApiError, ErrorCode};
+use crate::gwtoken::{self, Claims, Kind, Resource};
+use crate::open::wrap::TokenWrap;
 use crate::wopi::access_token;
 use crate::wopi::proof::{self, ProofKeys, Verdict};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// Settings and shared state the checks need.
 pub struct WopiFilesGuard {
     pub discovery: Arc<DiscoveryCache>,
     pub public_url: String,
     pub reject_expired_tokens: bool,
+    /// Gateway tokens are verified with these keys.
+    pub wrap: Option<Arc<TokenWrap>>,
+}
+
+/// A request the checks let through.
+pub struct Admitted {
+    /// The configured office app the token belongs to, for metrics and the access log.
+    pub app: Option<String>,
+    /// Set when the request carries a gateway token (to be swapped before proxying).
+    pub gateway: Option<(String, Claims)>,
+}
+
+/// The resource a `/wopi/files/<id>` or `/wopi/containers/<id>` path segment names: the
+/// gateway's own id (URL-safe base64 of `storage$space!opaque`) or the wopiserver's inode.
+pub fn resource_of_path_id(id: &str) -> Option<Resource> {
+    if id.contains('!') {
+        return crate::wopi::rewrite::resource_of_inode(id, "");
+    }
+    let text = URL_SAFE_NO_PAD
+        .decode(id)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())?;
+    let r = crate::reva::resource::decode_file_id(&text).ok()?;
+    Some(Resource::from(&r))
+}
+
+/// The gateway's id for a resource in URLs it hands out.
+pub fn path_id_of(r: &Resource) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}${}!{}", r.storage_id, r.space_id, r.opaque_id))
+}
+
+/// Whether a path id names the token's resource (the inode form carries no space id).
+pub fn path_matches(id: &str, r: &Resource) -> bool {
+    resource_of_path_id(id).is_some_and(|p| {
+        p.storage_id == r.storage_id
+            && p.opaque_id == r.opaque_id
+            && (p.space_id.is_empty() || p.space_id == r.space_id)
+    })
+}
+
+/// The id segment of a `/wopi/files/<id>[/…]` path.
+pub fn file_id_of_path(path: &str) -> Option<&str> {
+    path.strip_prefix("/wopi/files/")?.split('/').next()
 }
 
 fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
@@ -53,9 +100,8 @@ fn now_secs() -> u64 {
 }
 
 impl WopiFilesGuard {
-    /// Checks the request; on success returns the configured office app the token belongs to
-    /// (`None` when the token names no configured app), for metrics and the access log.
-    pub async fn check(&self, req: &RequestHeader) -> Result<Option<String>, ApiError> {
+    /// Checks the request before anything reaches the wopiserver.
+    pub async fn check(&self, req: &RequestHeader) -> Result<Admitted, ApiError> {
         let invalid = |m: &str| ApiError::new(ErrorCode::InvalidToken, m);
         let raw = raw_access_token(req.uri.query().unwrap_or_default())?;
         // The token as issued: the query parameter after percent-decoding (wopi.md §10.2).
@@ -65,18 +111,58 @@ impl WopiFilesGuard {
                 .into_owned(),
             None => return Err(invalid("access_token missing")),
         };
+        if gwtoken::is_gateway_token(&token) {
+            return self.check_gateway_token(req, token).await;
+        }
         let claims = access_token::read(&token)
             .ok_or_else(|| invalid("access token is not a WOPI token"))?;
         if self.reject_expired_tokens && access_token::effective_exp(&claims) <= now_secs() {
             return Err(invalid("access token expired"));
         }
-        match self.discovery.app(&claims.appname) {
+        let app = match self.discovery.app(&claims.appname) {
             Some(app) => {
                 self.check_proof(req, app, &token).await?;
-                Ok(Some(app.name.clone()))
+                Some(app.name.clone())
             }
-            None => Ok(None),
+            None => None,
+        };
+        Ok(Admitted { app, gateway: None })
+    }
+
+    /// A gateway token: sealed by our key, unexpired, for a file, and for *this* file.
+    async fn check_gateway_token(
+        &self,
+        req: &RequestHeader,
+        token: String,
+    ) -> Result<Admitted, ApiError> {
+        let invalid = |m: &str| ApiError::new(ErrorCode::InvalidToken, m);
+        let wrap = self
+            .wrap
+            .as_ref()
+            .ok_or_else(|| invalid("gateway tokens are not accepted here"))?;
+        let claims = wrap
+            .keys
+            .verify(&token, now_secs())
+            .map_err(|e| invalid(&e.to_string()))?;
+        let resource = match (claims.kind, &claims.resource) {
+            (Kind::File, Some(r)) => r,
+            _ => return Err(invalid("the token is not for a file")),
+        };
+        let id = file_id_of_path(req.uri.path()).unwrap_or_default();
+        if !path_matches(id, resource) {
+            return Err(invalid("the token is not for this file"));
         }
+        let app = match claims.app.as_deref().and_then(|a| self.discovery.app(a)) {
+            Some(app) => {
+                self.check_proof(req, app, &token).await?;
+                Some(app.name.clone())
+            }
+            None => None,
+        };
+        Ok(Admitted {
+            app,
+            gateway: Some((token, claims)),
+        })
     }
 
     async fn check_proof(

@@ -243,6 +243,14 @@ impl FakeWopiserver {
     }
 }
 
+/// The raw `access_token` value of a request.
+fn token_of(uri: &Uri) -> String {
+    url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
 fn file_key(c: &WopiClaims) -> (String, String) {
     let storage = c.endpoint.split('$').next().unwrap_or_default().to_owned();
     (storage, c.fileid.clone())
@@ -422,6 +430,11 @@ async fn check_file_info(
         "SupportsUpdate": true,
         "SupportsExtendedLockLength": true,
         "AccessTokenExpiry": c.exp * 1000,
+        "ServerTime": 0,
+        "SupportsCoauth": false,
+        // Like the real one: its own token inside URLs (cs3-wopiserver.md §6.2).
+        "HostEditUrl": format!("{}?WOPISrc=x&access_token={}", c.appediturl, url::form_urlencoded::byte_serialize(token_of(&uri).as_bytes()).collect::<String>()),
+        "DownloadUrl": format!("{}/wopi/iop/download?access_token={}", s.inner.wopi_url, token_of(&uri)),
     }))
     .into_response()
 }

@@ -30,6 +30,8 @@ pub struct StackOptions {
     pub gateway_port: u16,
     /// Appended to the generated configuration (extra sections).
     pub extra_config: String,
+    /// Hand out gateway tokens (`tokens.wrap_tokens`; mint mode only).
+    pub wrap_tokens: bool,
 }
 
 impl Default for StackOptions {
@@ -42,6 +44,7 @@ impl Default for StackOptions {
             ],
             gateway_port: 0,
             extra_config: String::new(),
+            wrap_tokens: true,
         }
     }
 }
@@ -62,6 +65,9 @@ pub struct Stack {
     pub admin_port: u16,
     pub mode: ExchangeMode,
     pub extra_config: String,
+    pub wrap_tokens: bool,
+    /// The gateway's token key (`tokens.key_file`).
+    pub token_key: String,
     pub reva_secret: String,
     pub iop_secret: String,
     pub wopi_secret: String,
@@ -180,6 +186,8 @@ impl Stack {
         super::hygiene::register("REVA JWT secret", &reva_secret);
         super::hygiene::register("IOP secret", &iop_secret);
         super::hygiene::register("wopiserver secret", &wopi_secret);
+        let token_key = random_secret("token-key-with-enough-entropy");
+        super::hygiene::register("gateway token key", &token_key);
         let reva = FakeReva::new(
             &reva_secret,
             tree.clone(),
@@ -215,6 +223,8 @@ impl Stack {
             admin_port: free_port(),
             mode: opts.mode,
             extra_config: opts.extra_config,
+            wrap_tokens: opts.wrap_tokens && opts.mode == ExchangeMode::Mint,
+            token_key,
             reva_secret,
             iop_secret,
             wopi_secret,
@@ -299,7 +309,13 @@ folder_url_base = "https://cloud.example/files"
 [admin]
 listen = "127.0.0.1:{admin_port}"
 probe_timeout_ms = 1000
+
+[tokens]
+key_file = {token_key:?}
+wrap_tokens = {wrap}
 "#,
+            token_key = self.write_secret("token.key", &self.token_key),
+            wrap = self.wrap_tokens,
             admin_port = self.admin_port,
             port = self.gateway_port,
             issuer = self.idp.issuer(),

@@ -4,3 +4,4 @@
 pub mod access_token;
 pub mod operation;
 pub mod proof;
+pub mod rewrite;

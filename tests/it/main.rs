@@ -9,6 +9,7 @@ mod open_flow;
 mod ops;
 mod wopi_edge;
 mod wopi_proxy;
+mod wrapped;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,6 +57,9 @@ pub async fn legacy_open(stack: &Stack, token: &str, file_id: &str) -> (u16, ser
         .json::<serde_json::Value>()
         .await
         .unwrap_or(serde_json::Value::Null);
+    if let Some(t) = body["accesstoken"].as_str() {
+        wopigate::testkit::hygiene::register("access token from an open", t);
+    }
     (status, body)
 }
 

@@ -70,7 +70,12 @@ fn assert_upstreams_saw_one_open(stack: &Stack, oidc_token: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_open_mints_a_reva_token_and_returns_the_app_url() {
-    let (stack, gw) = start(StackOptions::default()).await;
+    // Unwrapped: the office app gets the wopiserver's own token (tokens.wrap_tokens = false).
+    let (stack, gw) = start(StackOptions {
+        wrap_tokens: false,
+        ..Default::default()
+    })
+    .await;
     let token = stack.idp.token("alice");
     let (status, body) = legacy_open(&stack, &token, &encode_legacy(STORAGE, "file-odt")).await;
     assert_eq!(status, 200, "{body}");
@@ -150,7 +155,11 @@ fn wopi_claims(stack: &Stack, body: &serde_json::Value) -> WopiClaims {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_open_answers_in_revas_shape_with_the_chosen_app_and_mode() {
-    let (stack, _gw) = start(StackOptions::default()).await;
+    let (stack, _gw) = start(StackOptions {
+        wrap_tokens: false,
+        ..Default::default()
+    })
+    .await;
     let token = stack.idp.token("alice");
     let open = |query: String| {
         let c = client();

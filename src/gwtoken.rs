@@ -1,0 +1,305 @@
+//! Gateway-issued WOPI access tokens. Office apps get these instead of the wopiserver's tokens,
+//! which carry the user's REVA token in clear and run to ~2 KB. A gateway token names the user,
+//! the resource, the office app, the view mode and the expiry; it is sealed with
+//! XChaCha20-Poly1305 under a key from a file (so it is both authenticated and opaque), and stays
+//! far below Microsoft's 1500-character limit. Nothing in it is a credential: the gateway turns
+//! it into a wopiserver token itself (see [`crate::wrap`]), so any replica with the same key can
+//! serve any token; no shared state is needed.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::exchange::UserClaim;
+use crate::pb::cs3::storage::provider::v1beta1::ResourceId;
+use crate::secret::Secret;
+
+/// Every gateway token starts with this; wopiserver tokens are JWTs (`eyJ…`).
+pub const PREFIX: &str = "wg1.";
+/// Microsoft's limit for a token after URL encoding.
+pub const MAX_URL_ENCODED: usize = 1500;
+const AAD: &[u8] = b"wopigate access token v1";
+const KID_LEN: usize = 4;
+const NONCE_LEN: usize = 24;
+/// Longer input is refused before any decoding.
+const MAX_TOKEN_LEN: usize = 4096;
+
+/// What a token grants access to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    #[serde(rename = "f")]
+    File,
+    #[serde(rename = "c")]
+    Container,
+    #[serde(rename = "e")]
+    Ecosystem,
+}
+
+/// A REVA resource id, in short field names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    #[serde(rename = "s")]
+    pub storage_id: String,
+    #[serde(rename = "p", default, skip_serializing_if = "String::is_empty")]
+    pub space_id: String,
+    #[serde(rename = "o")]
+    pub opaque_id: String,
+}
+
+impl From<&ResourceId> for Resource {
+    fn from(id: &ResourceId) -> Self {
+        Self {
+            storage_id: id.storage_id.clone(),
+            space_id: id.space_id.clone(),
+            opaque_id: id.opaque_id.clone(),
+        }
+    }
+}
+
+impl From<&Resource> for ResourceId {
+    fn from(r: &Resource) -> Self {
+        ResourceId {
+            storage_id: r.storage_id.clone(),
+            space_id: r.space_id.clone(),
+            opaque_id: r.opaque_id.clone(),
+        }
+    }
+}
+
+/// The sealed content of a gateway token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claims {
+    #[serde(rename = "k")]
+    pub kind: Kind,
+    /// The user, as a REVA token would name them (to mint one when needed).
+    #[serde(rename = "u")]
+    pub user: UserClaim,
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Resource>,
+    /// The office app (`appname`) a file token was opened for.
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// The view mode a file token was opened with (`VIEW_MODE_*`).
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    pub view_mode: Option<String>,
+    /// Issued to Office for iOS/Android (bootstrapper, containers): CheckFileInfo is amended.
+    #[serde(rename = "b", default, skip_serializing_if = "std::ops::Not::not")]
+    pub mobile: bool,
+    /// Expiry, Unix seconds.
+    #[serde(rename = "x")]
+    pub exp: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("not a gateway token")]
+    Malformed,
+    #[error("token does not verify")]
+    BadSeal,
+    #[error("token expired")]
+    Expired,
+}
+
+struct Key {
+    id: [u8; KID_LEN],
+    cipher: XChaCha20Poly1305,
+}
+
+impl Key {
+    /// The key is SHA-256 of the file's content, so any long random text works as a key file.
+    fn from_secret(secret: &Secret) -> Self {
+        let key: [u8; 32] = Sha256::digest(secret.expose().as_bytes()).into();
+        let mut h = Sha256::new();
+        h.update(b"wopigate token key id");
+        h.update(key);
+        let digest = h.finalize();
+        let mut id = [0u8; KID_LEN];
+        id.copy_from_slice(&digest[..KID_LEN]);
+        Self {
+            id,
+            cipher: XChaCha20Poly1305::new(&key.into()),
+        }
+    }
+}
+
+/// The current key (issues and verifies) and the previous one (verifies only), for rotation.
+pub struct TokenKeys {
+    current: Key,
+    previous: Option<Key>,
+}
+
+impl TokenKeys {
+    pub fn new(current: &Secret, previous: Option<&Secret>) -> Self {
+        Self {
+            current: Key::from_secret(current),
+            previous: previous.map(Key::from_secret),
+        }
+    }
+
+    pub fn issue(&self, claims: &Claims) -> String {
+        let plain = serde_json::to_vec(claims).unwrap_or_default();
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self
+            .current
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: &plain,
+                    aad: AAD,
+                },
+            )
+            .unwrap_or_default();
+        let mut raw = Vec::with_capacity(KID_LEN + NONCE_LEN + sealed.len());
+        raw.extend_from_slice(&self.current.id);
+        raw.extend_from_slice(&nonce);
+        raw.extend_from_slice(&sealed);
+        format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(raw))
+    }
+
+    /// Opens and checks a token; `now` is Unix seconds.
+    pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Malformed);
+        }
+        let body = token.strip_prefix(PREFIX).ok_or(TokenError::Malformed)?;
+        let raw = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| TokenError::Malformed)?;
+        if raw.len() < KID_LEN + NONCE_LEN + 16 {
+            return Err(TokenError::Malformed);
+        }
+        let (kid, rest) = raw.split_at(KID_LEN);
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| TokenError::Malformed)?;
+        let key = [Some(&self.current), self.previous.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|k| k.id == kid)
+            .ok_or(TokenError::BadSeal)?;
+        let plain = key
+            .cipher
+            .decrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: AAD,
+                },
+            )
+            .map_err(|_| TokenError::BadSeal)?;
+        let claims: Claims = serde_json::from_slice(&plain).map_err(|_| TokenError::Malformed)?;
+        if claims.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+/// A (possibly percent-encoded) `access_token` value that is a gateway token.
+pub fn is_gateway_token(token: &str) -> bool {
+    token.starts_with(PREFIX)
+}
+
+/// The token's length once URL-encoded (base64url and `.` need no encoding, but measure).
+pub fn url_encoded_len(token: &str) -> usize {
+    url::form_urlencoded::byte_serialize(token.as_bytes())
+        .map(str::len)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::UserIdClaim;
+
+    pub(crate) fn claims(exp: u64) -> Claims {
+        Claims {
+            kind: Kind::File,
+            user: UserClaim {
+                id: UserIdClaim {
+                    idp: "https://idp.example.org/realms/a-rather-long-realm-name".into(),
+                    opaque_id: "f7fbf8c8-139b-4376-b307-cf0a8c2d0d9c".into(),
+                    user_type: 1,
+                },
+                username: "alice.example".into(),
+                mail: "alice@example.org".into(),
+                mail_verified: true,
+                display_name: "Alice Example-Longname".into(),
+                groups: Vec::new(),
+            },
+            resource: Some(Resource {
+                storage_id: "1284d238-aa92-42ce-bdc4-0b0000009157".into(),
+                space_id: "c3cf23bb-8f47-4719-a150-1d25a1f6fb56".into(),
+                opaque_id: "7a7a5f9e-4a4f-4b3a-9a0e-2d1f3c4b5a69".into(),
+            }),
+            app: Some("Microsoft Office Online".into()),
+            view_mode: Some("VIEW_MODE_READ_WRITE".into()),
+            mobile: true,
+            exp,
+        }
+    }
+
+    #[test]
+    fn round_trip_is_short_opaque_and_bound_to_its_key() {
+        let keys = TokenKeys::new(&Secret::new("current key material"), None);
+        let c = claims(2_000_000_000);
+        let t = keys.issue(&c);
+        assert!(t.starts_with(PREFIX));
+        assert!(
+            url_encoded_len(&t) <= MAX_URL_ENCODED,
+            "{}",
+            url_encoded_len(&t)
+        );
+        assert!(!t.contains("alice"), "sealed, not just signed");
+        assert_eq!(keys.verify(&t, 1_000).unwrap(), c);
+        // Two issues of the same claims differ (random nonce).
+        assert_ne!(keys.issue(&c), t);
+        // Another key refuses it.
+        let other = TokenKeys::new(&Secret::new("another key"), None);
+        assert_eq!(other.verify(&t, 1_000), Err(TokenError::BadSeal));
+    }
+
+    #[test]
+    fn tampering_expiry_and_garbage_are_refused() {
+        let keys = TokenKeys::new(&Secret::new("k"), None);
+        let t = keys.issue(&claims(2_000));
+        assert_eq!(keys.verify(&t, 2_000), Err(TokenError::Expired));
+        // Flip one character of the sealed part.
+        let mut bytes = t.clone().into_bytes();
+        let i = bytes.len() - 10;
+        bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(bytes).unwrap();
+        assert_eq!(keys.verify(&tampered, 1_000), Err(TokenError::BadSeal));
+        for junk in [
+            "",
+            "wg1.",
+            "wg1.!!!",
+            "eyJhbGciOiJIUzI1NiJ9.e30.x",
+            &"wg1.A".repeat(2000),
+        ] {
+            assert!(keys.verify(junk, 1_000).is_err(), "{junk}");
+        }
+    }
+
+    #[test]
+    fn rotation_keeps_tokens_of_the_previous_key_valid() {
+        let old = TokenKeys::new(&Secret::new("old"), None);
+        let t = old.issue(&claims(2_000_000_000));
+        let rotated = TokenKeys::new(&Secret::new("new"), Some(&Secret::new("old")));
+        assert!(rotated.verify(&t, 1_000).is_ok());
+        let fresh = rotated.issue(&claims(2_000_000_000));
+        assert!(
+            TokenKeys::new(&Secret::new("new"), None)
+                .verify(&fresh, 1_000)
+                .is_ok()
+        );
+        // Once the old key is dropped, its tokens stop working.
+        assert_eq!(
+            TokenKeys::new(&Secret::new("new"), None).verify(&t, 1_000),
+            Err(TokenError::BadSeal)
+        );
+    }
+}

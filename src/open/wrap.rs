@@ -1,0 +1,107 @@
+//! The wopiserver tokens behind gateway tokens: obtained by `openinapp` (at the open itself, or
+//! on first use of a gateway token on this replica) and cached until shortly before the earliest
+//! of the wopiserver token, the REVA token inside it and the gateway token expire. The cache is
+//! only a cache: any replica rebuilds an entry from the gateway token alone (with a REVA token it
+//! mints), so replicas need no shared store and a REVA token never expires under a live gateway
+//! token.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use crate::gwtoken::{Claims, TokenKeys};
+use crate::secret::Secret;
+
+/// Renew this long before the upstream token or the REVA token in it expires.
+const RENEW_MARGIN: u64 = 120;
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[derive(Clone)]
+struct Upstream {
+    token: Secret,
+    until: u64,
+}
+
+struct UntilRenewal;
+
+impl moka::Expiry<[u8; 32], Upstream> for UntilRenewal {
+    fn expire_after_create(
+        &self,
+        _: &[u8; 32],
+        v: &Upstream,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(Duration::from_secs(v.until.saturating_sub(now())))
+    }
+}
+
+pub struct TokenWrap {
+    pub keys: TokenKeys,
+    /// Lifetime of tokens minted from an OIDC login.
+    pub ttl: Duration,
+    /// Whether the open API hands out gateway tokens.
+    pub wrap_open: bool,
+    upstream: moka::future::Cache<[u8; 32], Upstream>,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl TokenWrap {
+    pub fn new(keys: TokenKeys, ttl: Duration, wrap_open: bool) -> Self {
+        Self {
+            keys,
+            ttl,
+            wrap_open,
+            upstream: moka::future::Cache::builder()
+                .max_capacity(200_000)
+                .expire_after(UntilRenewal)
+                .build(),
+        }
+    }
+
+    pub fn issue(&self, claims: &Claims) -> Arc<str> {
+        Arc::from(self.keys.issue(claims))
+    }
+
+    /// Remembers the wopiserver token for a gateway token until `until` (Unix seconds, already
+    /// the earliest relevant expiry).
+    pub async fn remember(&self, gateway_token: &str, upstream: Secret, until: u64) {
+        let until = until.saturating_sub(RENEW_MARGIN);
+        if until > now() {
+            self.upstream
+                .insert(
+                    digest(gateway_token),
+                    Upstream {
+                        token: upstream,
+                        until,
+                    },
+                )
+                .await;
+        }
+    }
+
+    pub async fn cached(&self, gateway_token: &str) -> Option<Secret> {
+        let hit = self
+            .upstream
+            .get(&digest(gateway_token))
+            .await
+            .filter(|u| u.until > now())
+            .map(|u| u.token);
+        crate::metrics::metrics().cache("upstream_token", hit.is_some());
+        hit
+    }
+}
+
+/// The earliest expiry that bounds an upstream token's use.
+pub fn upstream_until(upstream_exp: u64, reva_exp: u64, gateway_exp: u64) -> u64 {
+    upstream_exp.min(reva_exp).min(gateway_exp)
+}

@@ -1,0 +1,237 @@
+//! JSON answers of the wopiserver that must change on their way to an office app holding a
+//! gateway token: CheckFileInfo (its `HostEditUrl`/`HostViewUrl`/`DownloadUrl` embed the
+//! wopiserver token, and Office for iOS/Android needs properties the wopiserver does not send,
+//! wopi.md §4.6–4.7) and PutRelativeFile (its URLs carry a wopiserver token for the new file).
+
+use base64::Engine;
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use serde_json::{Map, Value};
+
+use crate::gwtoken::{Claims, Resource};
+
+/// The WOPI+ properties the CSPP schema forbids (wopi.md §4.7).
+const CSPP_PLUS_ONLY: &[&str] = &[
+    "SupportsCoauth",
+    "SequenceNumber",
+    "OfficeCollaborationServiceEndpointUrl",
+    "RealTimeChannelEndpointUrl",
+    "AccessTokenExpiry",
+    "ServerTime",
+    "SharingStatus",
+    "FileGeoLocationCode",
+];
+
+/// Characters Office for iOS refuses in names and ids (wopi.md §1.5).
+const IOS_FORBIDDEN: &[char] = &[
+    '\\', '/', ':', '*', '?', '"', '<', '>', '|', '#', '{', '}', '^', '[', ']', '`', '%',
+];
+
+pub fn sanitise(s: &str) -> String {
+    s.chars()
+        .map(|c| if IOS_FORBIDDEN.contains(&c) { '-' } else { c })
+        .collect()
+}
+
+/// What the mobile additions say about the user (same values as CheckContainerInfo).
+#[derive(Debug, Clone, Copy)]
+pub struct MobileFlags {
+    pub is_edu_user: bool,
+    pub license_check_for_edit: bool,
+}
+
+fn encoded(token: &str) -> String {
+    url::form_urlencoded::byte_serialize(token.as_bytes()).collect()
+}
+
+/// Replaces the wopiserver token, raw or URL-encoded, in every string of `v`.
+fn replace_token(v: &mut Value, upstream: &str, gateway: &str) {
+    match v {
+        Value::String(s) => {
+            if s.contains(upstream) {
+                *s = s.replace(upstream, gateway);
+            }
+            let enc = encoded(upstream);
+            if enc != upstream && s.contains(&enc) {
+                *s = s.replace(&enc, &encoded(gateway));
+            }
+        }
+        Value::Array(a) => a
+            .iter_mut()
+            .for_each(|v| replace_token(v, upstream, gateway)),
+        Value::Object(o) => o
+            .values_mut()
+            .for_each(|v| replace_token(v, upstream, gateway)),
+        _ => {}
+    }
+}
+
+/// CheckFileInfo for a gateway-token holder. `None` when the body is not a JSON object (it is
+/// then withheld rather than passed on with the wopiserver token inside).
+pub fn check_file_info(
+    body: &[u8],
+    upstream_token: &str,
+    gateway_token: &str,
+    mobile: Option<MobileFlags>,
+) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let o = v.as_object_mut()?;
+    // The wopiserver's download endpoint is /wopi/iop/*, never reachable from the public side.
+    for k in ["DownloadUrl", "FileUrl"] {
+        if o.get(k)
+            .and_then(Value::as_str)
+            .is_some_and(|u| u.contains("/wopi/iop/"))
+        {
+            o.remove(k);
+        }
+    }
+    if let Some(flags) = mobile {
+        amend_for_mobile(o, flags);
+    }
+    replace_token(&mut v, upstream_token, gateway_token);
+    serde_json::to_vec(&v).ok()
+}
+
+fn amend_for_mobile(o: &mut Map<String, Value>, flags: MobileFlags) {
+    for k in CSPP_PLUS_ONLY {
+        o.remove(*k);
+    }
+    let set = |o: &mut Map<String, Value>, k: &str, b: bool| {
+        o.insert(k.to_owned(), Value::Bool(b));
+    };
+    set(o, "IsEduUser", flags.is_edu_user);
+    set(
+        o,
+        "LicenseCheckForEditIsEnabled",
+        flags.license_check_for_edit,
+    );
+    set(o, "SupportsContainers", true);
+    set(o, "SupportsEcosystem", true);
+    set(o, "SupportsGetLock", true);
+    set(o, "SupportsDeleteFile", true);
+    for k in ["BaseFileName", "UserId", "OwnerId"] {
+        if let Some(Value::String(s)) = o.get_mut(k) {
+            *s = sanitise(s);
+        }
+    }
+    // Never emit null (wopi.md §1.4).
+    o.retain(|_, v| !v.is_null());
+}
+
+/// The file a wopiserver WOPISrc names: `/wopi/files/<storage>!<urlsafe b64(opaque)>`.
+pub fn resource_of_inode(inode: &str, space_id: &str) -> Option<Resource> {
+    let (storage, b64) = inode.split_once('!')?;
+    let opaque = URL_SAFE
+        .decode(b64)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(b64))
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())?;
+    (!storage.is_empty() && !opaque.is_empty()).then(|| Resource {
+        storage_id: storage.to_owned(),
+        space_id: space_id.to_owned(),
+        opaque_id: opaque,
+    })
+}
+
+/// The wopiserver's inode for a resource (cs3-wopiserver.md §8).
+pub fn inode_of(r: &Resource) -> String {
+    format!("{}!{}", r.storage_id, URL_SAFE.encode(&r.opaque_id))
+}
+
+/// PutRelativeFile's answer for a gateway-token holder: the new file's URLs get a gateway token
+/// for the new file (same user, app, view mode and expiry as the calling token; its wopiserver
+/// token is obtained again on first use). `None` when the answer cannot be made safe.
+pub fn put_relative(
+    body: &[u8],
+    caller: &Claims,
+    issue: impl Fn(&Claims) -> String,
+) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let url = v.get("Url").and_then(Value::as_str)?.to_owned();
+    let parsed = url::Url::parse(&url).ok()?;
+    let new_upstream = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, t)| t.into_owned())?;
+    let inode = parsed.path().rsplit('/').next()?;
+    let space = caller
+        .resource
+        .as_ref()
+        .map(|r| r.space_id.clone())
+        .unwrap_or_default();
+    let resource = resource_of_inode(inode, &space)?;
+    let claims = Claims {
+        resource: Some(resource),
+        ..caller.clone()
+    };
+    let token = issue(&claims);
+    replace_token(&mut v, &new_upstream, &token);
+    // Whatever still carries the upstream token (it should not) is dropped, not leaked.
+    if let Some(o) = v.as_object_mut() {
+        o.retain(|_, v| !v.as_str().is_some_and(|s| s.contains(&new_upstream)));
+    }
+    serde_json::to_vec(&v).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_file_info_loses_the_upstream_token_and_gains_mobile_properties() {
+        let up = "eyJ.up+stream/token=";
+        let body = serde_json::json!({
+            "BaseFileName": "a:b?.docx", "OwnerId": "o#1", "UserId": "u/1", "Size": 5,
+            "Version": "v1", "SupportsCoauth": false, "AccessTokenExpiry": 5, "ServerTime": 6,
+            "HostEditUrl": format!("https://office/edit?WOPISrc=x&access_token={}", encoded(up)),
+            "DownloadUrl": format!("https://gw/wopi/iop/download?access_token={}", encoded(up)),
+            "Raw": up,
+        });
+        let out = check_file_info(
+            body.to_string().as_bytes(),
+            up,
+            "wg1.GATEWAY",
+            Some(MobileFlags {
+                is_edu_user: false,
+                license_check_for_edit: true,
+            }),
+        )
+        .unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(!text.contains("eyJ.up"), "{text}");
+        assert!(!text.contains(&encoded(up)), "{text}");
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["HostEditUrl"],
+            "https://office/edit?WOPISrc=x&access_token=wg1.GATEWAY"
+        );
+        assert_eq!(v["Raw"], "wg1.GATEWAY");
+        assert!(v.get("DownloadUrl").is_none());
+        for k in CSPP_PLUS_ONLY {
+            assert!(v.get(*k).is_none(), "{k}");
+        }
+        assert_eq!(v["IsEduUser"], false);
+        assert_eq!(v["LicenseCheckForEditIsEnabled"], true);
+        assert_eq!(v["SupportsContainers"], true);
+        assert_eq!(v["SupportsEcosystem"], true);
+        assert_eq!(v["BaseFileName"], "a-b-.docx");
+        assert_eq!(v["OwnerId"], "o-1");
+        assert_eq!(v["UserId"], "u-1");
+        // Web holders keep the wopiserver's property set (minus the token).
+        let web = check_file_info(body.to_string().as_bytes(), up, "wg1.G", None).unwrap();
+        let v: Value = serde_json::from_slice(&web).unwrap();
+        assert_eq!(v["SupportsCoauth"], false);
+        assert!(v.get("IsEduUser").is_none());
+        assert!(check_file_info(b"not json", up, "g", None).is_none());
+    }
+
+    #[test]
+    fn inodes_round_trip() {
+        let r = Resource {
+            storage_id: "st".into(),
+            space_id: "sp".into(),
+            opaque_id: "op/x+1".into(),
+        };
+        assert_eq!(resource_of_inode(&inode_of(&r), "sp").unwrap(), r);
+        assert!(resource_of_inode("no-bang", "").is_none());
+    }
+}
