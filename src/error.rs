@@ -21,6 +21,8 @@ pub enum ErrorCode {
     UpstreamTimeout,
     /// WOPI proof-key check failed: 500 as the WOPI spec requires (wopi.md §10.3).
     ProofInvalid,
+    /// A WOPI operation wopigate does not implement (wopi.md §1.2).
+    NotImplemented,
     Internal,
 }
 
@@ -38,6 +40,7 @@ impl ErrorCode {
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::ProofInvalid | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotImplemented => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -54,6 +57,7 @@ impl ErrorCode {
             Self::Unavailable => "unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::ProofInvalid => "proof_invalid",
+            Self::NotImplemented => "not_implemented",
             Self::Internal => "internal",
         }
     }

@@ -22,6 +22,7 @@ pub mod gwtoken;
 pub mod http_client;
 pub mod iop;
 pub mod metrics;
+pub mod mobile;
 pub mod open;
 pub mod proxy;
 pub mod reva;

@@ -152,6 +152,14 @@ fn build_generation(c: &Config) -> Result<Generation, StartError> {
             reject_expired_tokens: c.wopi.reject_expired_tokens,
             wrap: state.open.wrap.clone(),
         },
+        mobile_service: c.mobile.as_ref().map(|m| {
+            Arc::new(crate::mobile::MobileService {
+                open: state.open.clone(),
+                jwks: state.jwks.clone(),
+                public_url: c.server.public_url.clone(),
+                settings: m.clone(),
+            })
+        }),
         mobile: c
             .mobile
             .as_ref()

@@ -44,6 +44,14 @@ struct KeyEntry {
 #[derive(Default)]
 pub struct KeySet {
     keys: HashMap<String, KeyEntry>,
+    /// The IdP's OAuth2 endpoints from the same discovery document (for the bootstrapper).
+    pub endpoints: OAuthEndpoints,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OAuthEndpoints {
+    pub authorization: Option<String>,
+    pub token: Option<String>,
 }
 
 impl KeySet {
@@ -69,7 +77,10 @@ impl KeySet {
                 keys.insert(kid, KeyEntry { key, family, alg });
             }
         }
-        Ok(Self { keys })
+        Ok(Self {
+            keys,
+            endpoints: OAuthEndpoints::default(),
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -100,6 +111,10 @@ impl KeySet {
 struct DiscoveryDocument {
     issuer: String,
     jwks_uri: String,
+    #[serde(default)]
+    authorization_endpoint: Option<String>,
+    #[serde(default)]
+    token_endpoint: Option<String>,
 }
 
 /// Where keys come from and the last good set.
@@ -275,7 +290,11 @@ async fn fetch_once(
     let jwks_uri =
         Url::parse(&doc.jwks_uri).map_err(|e| FetchError::Invalid(format!("jwks_uri: {e}")))?;
     let jwks = get_bounded(http, &jwks_uri, MAX_DOCUMENT_BYTES).await?;
-    let set = KeySet::from_jwks_json(&jwks)?;
+    let mut set = KeySet::from_jwks_json(&jwks)?;
+    set.endpoints = OAuthEndpoints {
+        authorization: doc.authorization_endpoint,
+        token: doc.token_endpoint,
+    };
     tracing::info!(keys = set.len(), "loaded IdP signing keys");
     Ok(Arc::new(set))
 }

@@ -85,6 +85,8 @@ pub struct Gateway {
     pub tls: bool,
     /// Office for iOS/Android flags for CheckFileInfo; `None` when `[mobile]` is off.
     pub mobile: Option<crate::wopi::rewrite::MobileFlags>,
+    /// Bootstrapper, ecosystem and containers; `None` when `[mobile]` is off.
+    pub mobile_service: Option<Arc<crate::mobile::MobileService>>,
 }
 
 /// A request with a gateway token, and the wopiserver token it is swapped for.
@@ -193,6 +195,55 @@ fn query_params(
 }
 
 impl Gateway {
+    /// The Office mobile endpoints, answered here from REVA.
+    async fn mobile(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
+        let Some(service) = self.mobile_service.clone() else {
+            let e = ApiError::new(ErrorCode::NotFound, "no such endpoint");
+            respond::error(session, &e, &ctx.request_id).await?;
+            return Ok(true);
+        };
+        let req = session.req_header();
+        ctx.operation = crate::wopi::operation::mobile_operation(
+            &req.method,
+            req.uri.path(),
+            req.headers
+                .get("x-wopi-ecosystemoperation")
+                .map(|v| v.as_bytes()),
+        );
+        let access_token = raw_query_token(req.uri.query());
+        let headers = req.headers.clone();
+        let authorization = req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes().to_vec());
+        let (method, path) = (req.method.clone(), req.uri.path().to_owned());
+        let mreq = crate::mobile::MobileRequest {
+            method: &method,
+            path: &path,
+            access_token,
+            authorization: authorization.as_deref(),
+            headers: &headers,
+            trace_id: &ctx.request_id,
+        };
+        let answer = if ctx.route == Route::Bootstrapper {
+            Ok(service.bootstrapper(&mreq).await)
+        } else {
+            service.wopi(&mreq).await
+        };
+        match answer {
+            Ok(a) => {
+                let extra: Vec<(&'static str, &str)> = a
+                    .challenge
+                    .as_deref()
+                    .map(|c| vec![("WWW-Authenticate", c)])
+                    .unwrap_or_default();
+                respond::json(session, a.status, a.body, &ctx.request_id, &extra).await?
+            }
+            Err(e) => respond::error(session, &e, &ctx.request_id).await?,
+        }
+        Ok(true)
+    }
+
     async fn read_form(&self, session: &mut Session) -> Result<Vec<(String, String)>, ApiError> {
         let is_form = session
             .req_header()
@@ -358,6 +409,9 @@ impl ProxyHttp for Gateway {
                     }
                 }
             }
+            Route::Bootstrapper | Route::MobileWopi => {
+                return self.mobile(session, ctx).await;
+            }
             Route::LegacyOpen | Route::AppOpen => self.open(session, ctx).await,
             Route::AppList => Ok(crate::open::app_list::app_list(&self.open.discovery).await),
             Route::Internal | Route::NotFound => {
@@ -482,7 +536,12 @@ impl ProxyHttp for Gateway {
                 &rw.buf,
                 w.upstream.expose(),
                 &w.token,
-                self.mobile.filter(|_| w.claims.mobile),
+                self.mobile.filter(|_| w.claims.mobile).map(|flags| {
+                    crate::wopi::rewrite::MobileAmend {
+                        flags,
+                        user_id: &w.claims.user.id.opaque_id,
+                    }
+                }),
             )
         };
         match rewritten {
@@ -551,7 +610,11 @@ impl ProxyHttp for Gateway {
             .with_label_values(&["public", ctx.route.label(), class])
             .inc();
         let app = ctx.app.as_deref().unwrap_or("unknown");
-        if ctx.route == Route::WopiFile && !ctx.operation.is_empty() {
+        if matches!(
+            ctx.route,
+            Route::WopiFile | Route::Bootstrapper | Route::MobileWopi
+        ) && !ctx.operation.is_empty()
+        {
             let labels = [ctx.operation, app];
             m.wopi_requests
                 .with_label_values(&[ctx.operation, app, class])
@@ -585,6 +648,13 @@ impl ProxyHttp for Gateway {
             "request"
         );
     }
+}
+
+/// The percent-decoded `access_token` query value, if present once.
+fn raw_query_token(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, v)| v.into_owned())
 }
 
 /// An open-flow error as a WOPI client should see it: no permission or not a file is 404

@@ -15,6 +15,10 @@ pub enum Route {
     AppList,
     /// `/wopi/files/<id>[/contents]`, proxied to the wopiserver.
     WopiFile,
+    /// `/wopibootstrapper` (Office for iOS/Android, OAuth-authenticated).
+    Bootstrapper,
+    /// Ecosystem, container, and file ancestry/ecosystem endpoints served from REVA.
+    MobileWopi,
     /// `/wopi/iop/*`, `/wopi/cbox/*`: internal only, never served here.
     Internal,
     NotFound,
@@ -30,6 +34,8 @@ impl Route {
             Self::AppOpen => "app_open",
             Self::AppList => "app_list",
             Self::WopiFile => "wopi_file",
+            Self::Bootstrapper => "bootstrapper",
+            Self::MobileWopi => "mobile_wopi",
             Self::Internal => "internal",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -90,6 +96,20 @@ pub fn classify(method: &Method, path: &str) -> Route {
         ["app", "list"] => (Route::AppList, &[Method::GET]),
         ["wopi", "files", id] | ["wopi", "files", id, "contents"] if !id.is_empty() => {
             (Route::WopiFile, &[Method::GET, Method::POST])
+        }
+        ["wopibootstrapper"] => (Route::Bootstrapper, &[Method::GET, Method::POST]),
+        ["wopi", "ecosystem"] | ["wopi", "containers", _] => {
+            (Route::MobileWopi, &[Method::GET, Method::POST])
+        }
+        ["wopi", "ecosystem", "root_container_pointer"]
+        | [
+            "wopi",
+            "containers",
+            _,
+            "children" | "ancestry" | "ecosystem_pointer",
+        ]
+        | ["wopi", "files", _, "ancestry" | "ecosystem_pointer"] => {
+            (Route::MobileWopi, &[Method::GET])
         }
         _ => return Route::NotFound,
     };

@@ -176,6 +176,42 @@ impl RevaClient {
             .ok_or_else(|| RevaError::Upstream("Stat without info".into()))
     }
 
+    /// The children of a container (all of them: WOPI has no paging).
+    pub async fn list_container(
+        &self,
+        token: &Secret,
+        id: sp::ResourceId,
+    ) -> Result<Vec<sp::ResourceInfo>, RevaError> {
+        let req = self.request(
+            sp::ListContainerRequest {
+                r#ref: Some(sp::Reference {
+                    resource_id: Some(id),
+                    path: String::new(),
+                }),
+                ..Default::default()
+            },
+            Some(token),
+        )?;
+        let mut client = self.client.clone();
+        let resp = self
+            .call("ListContainer", client.list_container(req))
+            .await?;
+        check(resp.status.as_ref())?;
+        Ok(resp.infos)
+    }
+
+    /// The user's home path (`GatewayAPI/GetHome`).
+    pub async fn get_home(&self, token: &Secret) -> Result<String, RevaError> {
+        let req = self.request(sp::GetHomeRequest { opaque: None }, Some(token))?;
+        let mut client = self.client.clone();
+        let resp = self.call("GetHome", client.get_home(req)).await?;
+        check(resp.status.as_ref())?;
+        if resp.path.is_empty() {
+            return Err(RevaError::Upstream("GetHome without path".into()));
+        }
+        Ok(resp.path)
+    }
+
     /// `GatewayAPI/Authenticate` (reva.md §4); returns REVA's token and user.
     pub async fn authenticate(
         &self,

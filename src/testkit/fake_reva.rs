@@ -304,6 +304,20 @@ impl GatewayApi for FakeReva {
         Ok(Response::new(resp))
     }
 
+    async fn get_home(
+        &self,
+        req: Request<sp::GetHomeRequest>,
+    ) -> Result<Response<sp::GetHomeResponse>, Status> {
+        self.pause().await;
+        self.authenticated("GetHome", &req, None)?;
+        // One shared home folder in the fake tree (REVA answers per user).
+        Ok(Response::new(sp::GetHomeResponse {
+            status: status(Code::Ok, ""),
+            opaque: None,
+            path: "/home".into(),
+        }))
+    }
+
     async fn list_container(
         &self,
         req: Request<sp::ListContainerRequest>,

@@ -118,6 +118,31 @@ pub fn seed(tree: &Tree) {
     );
     tree.set_perms(STORAGE, "file-none", ResourcePermissions::default());
     tree.add_folder(STORAGE, "folder-docs", Some("home"), "Documents");
+    // Two levels to browse from Office mobile: Documents/{plan.xlsx, minutes.docx, notes.txt,
+    // Archive/{2023.docx, old.pptx}}.
+    for (id, name) in [
+        ("docs-plan", "plan.xlsx"),
+        ("docs-minutes", "minutes.docx"),
+        ("docs-notes", "notes.txt"),
+    ] {
+        tree.add_file(
+            STORAGE,
+            id,
+            Some("folder-docs"),
+            name,
+            Content::Bytes(name.as_bytes().to_vec()),
+        );
+    }
+    tree.add_folder(STORAGE, "folder-archive", Some("folder-docs"), "Archive");
+    for (id, name) in [("archive-2023", "2023.docx"), ("archive-old", "old.pptx")] {
+        tree.add_file(
+            STORAGE,
+            id,
+            Some("folder-archive"),
+            name,
+            Content::Bytes(name.as_bytes().to_vec()),
+        );
+    }
     tree.add_file(
         STORAGE,
         "file-xyz",

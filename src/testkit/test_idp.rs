@@ -69,7 +69,14 @@ struct Inner {
     audience: String,
     keys: RwLock<Vec<Arc<SigningKey>>>,
     jwks_fetches: AtomicUsize,
+    /// Authorization codes not yet redeemed: code → (user, redirect_uri).
+    codes: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
 }
+
+/// The OAuth2 client registered for Office mobile (as onboarding with Microsoft would).
+pub const MOBILE_CLIENT_ID: &str = "office-mobile";
+pub const MOBILE_CLIENT_SECRET: &str = "office-mobile-client-secret";
+pub const MOBILE_REDIRECT_URI: &str = "https://localhost";
 
 #[derive(Clone)]
 pub struct TestIdp {
@@ -95,6 +102,7 @@ impl TestIdp {
                     Arc::new(SigningKey::ec("ec-1")),
                 ]),
                 jwks_fetches: AtomicUsize::new(0),
+                codes: Default::default(),
             }),
         }
     }
@@ -139,6 +147,7 @@ impl TestIdp {
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
             .route("/token", post(token))
+            .route("/authorize", get(authorize))
             .with_state(self.clone())
     }
 
@@ -207,11 +216,100 @@ async fn jwks(State(s): State<TestIdp>) -> axum::Json<Value> {
     axum::Json(s.jwks())
 }
 
-/// Demo only: `POST /token?username=alice` returns an access token for that user.
+fn oauth_error(status: axum::http::StatusCode, error: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (status, axum::Json(json!({"error": error}))).into_response()
+}
+
+/// `GET /authorize`: the login page, reduced to `login_hint=<user>` (the user "signs in" as
+/// that name). Only the registered client and its exact redirect URI get a code.
+async fn authorize(
+    State(s): State<TestIdp>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    if q.get("client_id").map(String::as_str) != Some(MOBILE_CLIENT_ID) {
+        return oauth_error(StatusCode::BAD_REQUEST, "unauthorized_client");
+    }
+    let Some(redirect) = q
+        .get("redirect_uri")
+        .filter(|r| r.as_str() == MOBILE_REDIRECT_URI)
+    else {
+        // Never redirect to an unregistered URI (RFC 6749 §4.1.2.1).
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    };
+    let mut location = url::Url::parse(redirect).expect("registered URI");
+    if q.get("response_type").map(String::as_str) != Some("code") {
+        location
+            .query_pairs_mut()
+            .append_pair("error", "unsupported_response_type");
+    } else {
+        let user = q
+            .get("login_hint")
+            .cloned()
+            .unwrap_or_else(|| "alice".into());
+        let code = uuid::Uuid::new_v4().simple().to_string();
+        s.inner
+            .codes
+            .lock()
+            .unwrap()
+            .insert(code.clone(), (user, redirect.clone()));
+        location.query_pairs_mut().append_pair("code", &code);
+        if let Some(state) = q.get("state") {
+            location.query_pairs_mut().append_pair("state", state);
+        }
+    }
+    (StatusCode::FOUND, [("location", location.to_string())]).into_response()
+}
+
+/// `POST /token`: RFC 6749 §4.1.3 code exchange (client credentials in the body or HTTP
+/// Basic). Demo shortcut: `?username=alice` with no body returns a token for that user.
 async fn token(
     State(s): State<TestIdp>,
     Query(q): Query<std::collections::HashMap<String, String>>,
-) -> axum::Json<Value> {
-    let user = q.get("username").map(String::as_str).unwrap_or("alice");
-    axum::Json(json!({"access_token": s.token(user), "token_type": "Bearer", "expires_in": 3600}))
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let form: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+    if form.is_empty() {
+        let user = q.get("username").map(String::as_str).unwrap_or("alice");
+        return axum::Json(
+            json!({"access_token": s.token(user), "token_type": "Bearer", "expires_in": 3600}),
+        )
+        .into_response();
+    }
+    let basic = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|b| b.split_once(':').map(|(i, s)| (i.to_owned(), s.to_owned())));
+    let (id, secret) = basic.unwrap_or_else(|| {
+        (
+            form.get("client_id").cloned().unwrap_or_default(),
+            form.get("client_secret").cloned().unwrap_or_default(),
+        )
+    });
+    if id != MOBILE_CLIENT_ID || secret != MOBILE_CLIENT_SECRET {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
+        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    }
+    let code = form.get("code").cloned().unwrap_or_default();
+    let Some((user, redirect)) = s.inner.codes.lock().unwrap().remove(&code) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    };
+    if form.get("redirect_uri") != Some(&redirect) {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    }
+    axum::Json(json!({"access_token": s.token(&user), "token_type": "bearer", "expires_in": 3600}))
+        .into_response()
 }

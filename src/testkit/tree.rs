@@ -90,6 +90,10 @@ impl Entry {
             size: self.content.len(),
             parent_id: self.parent.clone(),
             name: self.name.clone(),
+            mtime: Some(crate::pb::cs3::types::v1beta1::Timestamp {
+                seconds: 1_700_000_000 + self.version,
+                nanos: 0,
+            }),
             ..Default::default()
         }
     }

@@ -34,6 +34,28 @@ pub fn operation(
     }
 }
 
+/// The operation of a mobile endpoint (bootstrapper, ecosystem, containers).
+pub fn mobile_operation(method: &Method, path: &str, ecosystem_op: Option<&[u8]>) -> &'static str {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let get = method == Method::GET;
+    match (segs.as_slice(), get) {
+        (["wopibootstrapper"], true) => "Bootstrap",
+        (["wopibootstrapper"], false) => match ecosystem_op {
+            Some(b"GET_ROOT_CONTAINER") => "GetRootContainer",
+            Some(b"GET_NEW_ACCESS_TOKEN") => "GetNewAccessToken",
+            None => "Bootstrap",
+            Some(_) => "Other",
+        },
+        (["wopi", "ecosystem"], true) => "CheckEcosystem",
+        (["wopi", "ecosystem", "root_container_pointer"], true) => "GetRootContainer",
+        (["wopi", "containers", _], true) => "CheckContainerInfo",
+        (["wopi", "containers", _, "children"], true) => "EnumerateChildren",
+        ([.., "ancestry"], true) => "EnumerateAncestors",
+        ([.., "ecosystem_pointer"], true) => "GetEcosystem",
+        _ => "Other",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +106,35 @@ mod tests {
             "Other"
         );
         assert_eq!(operation(&Method::POST, f, None, false), "Other");
+    }
+
+    #[test]
+    fn mobile_operations() {
+        let g = Method::GET;
+        assert_eq!(mobile_operation(&g, "/wopibootstrapper", None), "Bootstrap");
+        assert_eq!(
+            mobile_operation(
+                &Method::POST,
+                "/wopibootstrapper",
+                Some(b"GET_NEW_ACCESS_TOKEN")
+            ),
+            "GetNewAccessToken"
+        );
+        assert_eq!(
+            mobile_operation(&g, "/wopi/containers/x/children", None),
+            "EnumerateChildren"
+        );
+        assert_eq!(
+            mobile_operation(&g, "/wopi/files/x/ancestry", None),
+            "EnumerateAncestors"
+        );
+        assert_eq!(
+            mobile_operation(&g, "/wopi/ecosystem", None),
+            "CheckEcosystem"
+        );
+        assert_eq!(
+            mobile_operation(&Method::POST, "/wopi/containers/x", None),
+            "Other"
+        );
     }
 }

@@ -39,6 +39,12 @@ pub struct MobileFlags {
     pub license_check_for_edit: bool,
 }
 
+/// The mobile amendments for one user: their flags and the `UserId` the bootstrapper reported.
+pub struct MobileAmend<'a> {
+    pub flags: MobileFlags,
+    pub user_id: &'a str,
+}
+
 fn encoded(token: &str) -> String {
     url::form_urlencoded::byte_serialize(token.as_bytes()).collect()
 }
@@ -71,7 +77,7 @@ pub fn check_file_info(
     body: &[u8],
     upstream_token: &str,
     gateway_token: &str,
-    mobile: Option<MobileFlags>,
+    mobile: Option<MobileAmend<'_>>,
 ) -> Option<Vec<u8>> {
     let mut v: Value = serde_json::from_slice(body).ok()?;
     let o = v.as_object_mut()?;
@@ -84,8 +90,10 @@ pub fn check_file_info(
             o.remove(k);
         }
     }
-    if let Some(flags) = mobile {
-        amend_for_mobile(o, flags);
+    if let Some(m) = mobile {
+        amend_for_mobile(o, m.flags);
+        // Bootstrap's UserId and CheckFileInfo's must be the same value (wopi.md §7.2).
+        o.insert("UserId".into(), Value::String(sanitise(m.user_id)));
     }
     replace_token(&mut v, upstream_token, gateway_token);
     serde_json::to_vec(&v).ok()
@@ -190,9 +198,12 @@ mod tests {
             body.to_string().as_bytes(),
             up,
             "wg1.GATEWAY",
-            Some(MobileFlags {
-                is_edu_user: false,
-                license_check_for_edit: true,
+            Some(MobileAmend {
+                flags: MobileFlags {
+                    is_edu_user: false,
+                    license_check_for_edit: true,
+                },
+                user_id: "u/1",
             }),
         )
         .unwrap();

@@ -25,13 +25,36 @@ pub fn client() -> reqwest::Client {
     wopigate::http_client::client(Duration::from_secs(5), Duration::from_secs(60))
 }
 
-/// Starts the doubles and a gateway in front of them.
+/// Starts the doubles and a gateway in front of them, and waits (bounded) until the gateway
+/// holds the IdP keys: on a loaded CI machine the 5 s start-up warm-up can run out first.
 pub async fn start(opts: StackOptions) -> (Stack, GatewayProcess) {
     let stack = Stack::start(opts).await;
     let config = stack.write_config();
     let gw = GatewayProcess::start(&bin(), &config, stack.gateway_port)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        let ready = async {
+            let body: serde_json::Value = client()
+                .get(format!("{}/readyz", stack.admin_url()))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            body["checks"]
+                .as_array()?
+                .iter()
+                .find(|c| c["name"] == "jwks")
+                .map(|c| c["ok"] == true)
+        };
+        if ready.await == Some(true) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     (stack, gw)
 }
 
