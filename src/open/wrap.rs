@@ -105,3 +105,32 @@ impl TokenWrap {
 pub fn upstream_until(upstream_exp: u64, reva_exp: u64, gateway_exp: u64) -> u64 {
     upstream_exp.min(reva_exp).min(gateway_exp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wrap() -> TokenWrap {
+        TokenWrap::new(
+            TokenKeys::new(&Secret::new("k".repeat(40)), None),
+            Duration::from_secs(3600),
+            true,
+        )
+    }
+
+    #[tokio::test]
+    async fn upstream_tokens_are_dropped_before_the_reva_token_inside_expires() {
+        let w = wrap();
+        // The REVA token inside ends in 10 minutes: usable now, renewed 2 minutes before.
+        let until = upstream_until(now() + 86_400, now() + 600, now() + 36_000);
+        w.remember("g1", Secret::new("upstream-1"), until).await;
+        assert_eq!(w.cached("g1").await.unwrap().expose(), "upstream-1");
+        // Within the renewal margin: not cached at all, so the next use renews.
+        let soon = upstream_until(now() + 86_400, now() + RENEW_MARGIN - 1, now() + 36_000);
+        w.remember("g2", Secret::new("upstream-2"), soon).await;
+        assert!(w.cached("g2").await.is_none());
+        // Bounded by the gateway token too.
+        assert_eq!(upstream_until(10, 20, 5), 5);
+        assert!(w.cached("unknown").await.is_none());
+    }
+}

@@ -420,6 +420,7 @@ async fn check_file_info(
     };
     axum::Json(serde_json::json!({
         "BaseFileName": e.name,
+        "OwnerId": "owner-of-the-home",
         "Size": e.content.len(),
         "Version": format!("v{}", e.version),
         "UserCanWrite": c.viewmode == "VIEW_MODE_READ_WRITE",

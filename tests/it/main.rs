@@ -4,6 +4,7 @@ mod check;
 mod discovery;
 mod errors;
 mod iop;
+mod mobile;
 mod oidc_keys;
 mod open_flow;
 mod ops;
