@@ -34,24 +34,24 @@ pub async fn start(opts: StackOptions) -> (Stack, GatewayProcess) {
     let gw = GatewayProcess::start(&bin(), &config, stack.gateway_port)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // Watch the key-count gauge rather than /readyz: readiness probes would open connections
+    // to REVA and the wopiserver that tests stopping those doubles do not expect.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while std::time::Instant::now() < deadline {
-        let ready = async {
-            let body: serde_json::Value = client()
-                .get(format!("{}/readyz", stack.admin_url()))
+        let keys = async {
+            let text = client()
+                .get(format!("{}/metrics", stack.admin_url()))
                 .send()
                 .await
                 .ok()?
-                .json()
+                .text()
                 .await
                 .ok()?;
-            body["checks"]
-                .as_array()?
-                .iter()
-                .find(|c| c["name"] == "jwks")
-                .map(|c| c["ok"] == true)
+            text.lines()
+                .find_map(|l| l.strip_prefix("wopigate_jwks_keys "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
         };
-        if ready.await == Some(true) {
+        if keys.await.is_some_and(|k| k >= 1.0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -277,6 +277,22 @@ async fn metrics_follow_a_scripted_session_pass_promtool_and_logs_hold_no_secret
         .iter()
         .find_map(|r| r.header("tokenheader").map(str::to_owned))
         .expect("the wopiserver saw a REVA token");
+    // The wopiserver's own token, behind the gateway token the client holds.
+    let upstream_token = stack
+        .wopiserver
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/wopi/files/"))
+        .find_map(|r| {
+            url::form_urlencoded::parse(r.query.as_bytes())
+                .find(|(k, _)| k == "access_token")
+                .map(|(_, v)| v.into_owned())
+        })
+        .expect("the wopiserver saw its token");
+    assert!(
+        wopi_token.starts_with("wg1."),
+        "the client holds a gateway token"
+    );
     let log = gw.logs();
     assert!(log.contains("wopigate::access"), "access log lines present");
     let haystacks = [
@@ -290,7 +306,7 @@ async fn metrics_follow_a_scripted_session_pass_promtool_and_logs_hold_no_secret
         ("wopiserver secret", stack.wopi_secret.as_str()),
         ("OIDC token", oidc.as_str()),
         ("forged OIDC token", forged.as_str()),
-        ("WOPI token", wopi_token.as_str()),
+        ("wopiserver token", upstream_token.as_str()),
         ("REVA token", reva_token.as_str()),
     ] {
         // The signature part alone must not leak either.
@@ -302,6 +318,13 @@ async fn metrics_follow_a_scripted_session_pass_promtool_and_logs_hold_no_secret
                 "{what} signature found in {name}"
             );
         }
+    }
+    // The client's own gateway token is in the answers meant for it, never in logs or metrics.
+    for (name, hay) in &haystacks[..2] {
+        assert!(
+            !hay.contains(wopi_token.as_str()),
+            "gateway token found in {name}"
+        );
     }
 }
 
