@@ -162,6 +162,24 @@ pub fn describe(c: &Config) -> Vec<String> {
         tls_summary(&c.oidc.tls)
     ));
     out.push(format!("token exchange:  {:?}", c.exchange.mode));
+    out.push(format!(
+        "access tokens:   {}",
+        match (c.tokens.wrap, &c.tokens.key, &c.tokens.previous_key) {
+            (true, _, None) => "gateway-issued (wrap_tokens)".to_owned(),
+            (true, _, Some(_)) =>
+                "gateway-issued (wrap_tokens), previous key still accepted".to_owned(),
+            (false, Some(_), _) =>
+                "the wopiserver's (wrap_tokens = false); gateway tokens for mobile only".to_owned(),
+            (false, None, _) => "the wopiserver's (wrap_tokens = false)".to_owned(),
+        }
+    ));
+    out.push(match &c.mobile {
+        Some(_) => format!(
+            "Office mobile:   {}/wopibootstrapper (ecosystem, containers)",
+            c.server.public_url
+        ),
+        None => "Office mobile:   off".to_owned(),
+    });
     for app in &c.office {
         out.push(format!(
             "office app:      {} ({})",
