@@ -62,6 +62,9 @@ pub struct MobileSection {
     pub is_edu_user: bool,
     /// `LicenseCheckForEditIsEnabled` (business users); default true.
     pub license_check_for_edit: Option<bool>,
+    /// The `[[office]]` app mobile file tokens are opened with (`appname` for the wopiserver);
+    /// default: the first app whose discovery lists the extension.
+    pub app: Option<String>,
 }
 
 /// The admin listener: `/metrics`, `/healthz`, `/readyz`.

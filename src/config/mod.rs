@@ -52,6 +52,7 @@ pub struct Mobile {
     pub url_schemes: Option<String>,
     pub is_edu_user: bool,
     pub license_check_for_edit: bool,
+    pub app: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -371,6 +372,14 @@ impl Validator<'_> {
             internal.as_ref().map(|i| i.listen),
         );
         let mobile = self.mobile(raw.mobile, exchange.mode);
+        if let Some(app) = mobile.as_ref().and_then(|m| m.app.as_ref())
+            && !office.iter().any(|o| o.name.eq_ignore_ascii_case(app))
+        {
+            self.problem(
+                "mobile.app",
+                format!("{app:?} is not a configured [[office]] app"),
+            );
+        }
         let tokens = self.tokens(raw.tokens, exchange.mode, mobile.is_some());
         let mut app_preference = std::collections::BTreeMap::new();
         for (ext, apps) in raw.open.app_preference {
@@ -493,6 +502,7 @@ impl Validator<'_> {
             url_schemes: m.url_schemes,
             is_edu_user: m.is_edu_user,
             license_check_for_edit: m.license_check_for_edit.unwrap_or(true),
+            app: m.app,
         })
     }
 

@@ -341,4 +341,11 @@ fn token_and_mobile_settings() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("mobile.url_schemes"), "{e}");
+    let e = Config::parse(
+        &format!("{GOOD}\n[mobile]\nenabled = true\napp = \"Nope\"\n"),
+        d.path(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("mobile.app"), "{e}");
 }

@@ -211,13 +211,21 @@ impl MobileService {
         exp: u64,
     ) -> Result<String, ApiError> {
         let ext = crate::open::extension_of(&display_name(info)).unwrap_or_default();
-        let app = self
-            .open
-            .discovery
-            .choose(&ext, None)
-            .await
-            .ok()
-            .map(|c| c.app_name);
+        // The configured mobile app when it opens this type, else the first that does.
+        let preferred = match &self.settings.app {
+            Some(a) => self.open.discovery.choose(&ext, Some(a)).await.ok(),
+            None => None,
+        };
+        let app = match preferred {
+            Some(c) => Some(c.app_name),
+            None => self
+                .open
+                .discovery
+                .choose(&ext, None)
+                .await
+                .ok()
+                .map(|c| c.app_name),
+        };
         let mode = view_mode::resolve(info.permission_set.as_ref(), None);
         let r = Resource::from(&info.id.clone().unwrap_or_default());
         Ok(self.wrap()?.keys.issue(&Claims {
