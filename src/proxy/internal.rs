@@ -207,20 +207,6 @@ impl ProxyHttp for InternalGateway {
         e: &pingora::Error,
         ctx: &mut InternalCtx,
     ) -> FailToProxy {
-        if let Some(kind) = super::upstream_error_kind(e) {
-            crate::metrics::metrics().upstream_error("wopiserver", kind);
-        }
-        let code = super::fail_status(e);
-        let mut written = 0;
-        if let Some(api) = code
-            && session.response_written().is_none()
-            && respond::error(session, &api, &ctx.request_id).await.is_ok()
-        {
-            written = api.status().as_u16();
-        }
-        FailToProxy {
-            error_code: written,
-            can_reuse_downstream: false,
-        }
+        super::answer_failure(session, e, &ctx.request_id).await
     }
 }

@@ -144,6 +144,29 @@ pub(crate) fn fail_status(e: &pingora::Error) -> Option<ApiError> {
     }
 }
 
+/// Both listeners' `fail_to_proxy`: count the upstream failure and answer with its JSON error
+/// while nothing has been written yet.
+pub(crate) async fn answer_failure(
+    session: &mut Session,
+    e: &pingora::Error,
+    request_id: &str,
+) -> FailToProxy {
+    if let Some(kind) = upstream_error_kind(e) {
+        crate::metrics::metrics().upstream_error("wopiserver", kind);
+    }
+    let mut written = 0;
+    if let Some(api) = fail_status(e)
+        && session.response_written().is_none()
+        && respond::error(session, &api, request_id).await.is_ok()
+    {
+        written = api.status().as_u16();
+    }
+    FailToProxy {
+        error_code: written,
+        can_reuse_downstream: false,
+    }
+}
+
 /// The wopiserver as a pingora peer with the configured deadlines.
 pub(crate) fn upstream_peer(u: &Upstream) -> Box<HttpPeer> {
     let mut peer = HttpPeer::new(u.addr, u.tls, u.sni.clone());
@@ -563,26 +586,7 @@ impl ProxyHttp for Gateway {
         e: &pingora::Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let api = fail_status(e);
-        if let Some(kind) = upstream_error_kind(e) {
-            crate::metrics::metrics().upstream_error("wopiserver", kind);
-        }
-        let mut code = 0;
-        if let Some(api) = api
-            && session.response_written().is_none()
-        {
-            code = api.status().as_u16();
-            if respond::error(session, &api, &ctx.request_id)
-                .await
-                .is_err()
-            {
-                code = 0;
-            }
-        }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
-        }
+        answer_failure(session, e, &ctx.request_id).await
     }
 
     /// pingora's error log line; the default includes the query string, which carries tokens.

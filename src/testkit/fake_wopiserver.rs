@@ -418,6 +418,8 @@ async fn check_file_info(
         Ok(r) => r,
         Err(r) => return r,
     };
+    let token = token_of(&uri);
+    let encoded: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
     axum::Json(serde_json::json!({
         "BaseFileName": e.name,
         "OwnerId": "owner-of-the-home",
@@ -434,8 +436,8 @@ async fn check_file_info(
         "ServerTime": 0,
         "SupportsCoauth": false,
         // Like the real one: its own token inside URLs (cs3-wopiserver.md §6.2).
-        "HostEditUrl": format!("{}?WOPISrc=x&access_token={}", c.appediturl, url::form_urlencoded::byte_serialize(token_of(&uri).as_bytes()).collect::<String>()),
-        "DownloadUrl": format!("{}/wopi/iop/download?access_token={}", s.inner.wopi_url, token_of(&uri)),
+        "HostEditUrl": format!("{}?WOPISrc=x&access_token={encoded}", c.appediturl),
+        "DownloadUrl": format!("{}/wopi/iop/download?access_token={encoded}", s.inner.wopi_url),
     }))
     .into_response()
 }
