@@ -236,6 +236,58 @@ mod tests {
     }
 
     #[test]
+    fn put_relative_hands_out_a_gateway_token_for_the_new_file() {
+        let caller = Claims {
+            kind: crate::gwtoken::Kind::File,
+            user: Default::default(),
+            resource: Some(Resource {
+                storage_id: "st".into(),
+                space_id: "sp".into(),
+                opaque_id: "old".into(),
+            }),
+            app: Some("Collabora".into()),
+            view_mode: Some("VIEW_MODE_READ_WRITE".into()),
+            mobile: false,
+            exp: 123,
+        };
+        let new_inode = inode_of(&Resource {
+            storage_id: "st".into(),
+            space_id: String::new(),
+            opaque_id: "new-file".into(),
+        });
+        let up = "eyJnew.upstream.token";
+        let body = serde_json::json!({
+            "Name": "copy.docx",
+            "Url": format!("https://gw/wopi/files/{new_inode}?access_token={}", encoded(up)),
+            "HostEditUrl": format!("https://office/edit?access_token={}", encoded(up)),
+            "HostViewUrl": format!("https://office/view?access_token={up}"),
+        });
+        let issued = std::cell::RefCell::new(Vec::new());
+        let out = put_relative(body.to_string().as_bytes(), &caller, |c| {
+            issued.borrow_mut().push(c.clone());
+            "wg1.NEW".to_owned()
+        })
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("eyJnew"), "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v["Url"],
+            format!("https://gw/wopi/files/{new_inode}?access_token=wg1.NEW")
+        );
+        assert_eq!(v["HostViewUrl"], "https://office/view?access_token=wg1.NEW");
+        let new = &issued.borrow()[0];
+        let r = new.resource.as_ref().unwrap();
+        assert_eq!(
+            (r.opaque_id.as_str(), r.space_id.as_str()),
+            ("new-file", "sp")
+        );
+        assert_eq!((new.exp, new.app.as_deref()), (123, Some("Collabora")));
+        // Without a usable Url nothing is passed on.
+        assert!(put_relative(br#"{"Name":"x"}"#, &caller, |_| String::new()).is_none());
+    }
+
+    #[test]
     fn inodes_round_trip() {
         let r = Resource {
             storage_id: "st".into(),
