@@ -134,8 +134,22 @@ impl OidcValidator {
         })?;
         // No JWS extension is supported, so any `crit` entry must fail (RFC 7515 §4.1.11);
         // compression and encryption headers have no place in an access token.
-        if header.crit.is_some() || header.zip.is_some() || header.enc.is_some() {
+        // A nested JWT (`cty: JWT`) is not an access token (security.md J21).
+        let nested = header
+            .cty
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case("JWT"));
+        if header.crit.is_some() || header.zip.is_some() || header.enc.is_some() || nested {
             return Err(AuthError::UnsupportedHeader);
+        }
+        // Two readings of one token are one too many: duplicate claim names are refused rather
+        // than resolved last-wins (security.md J22).
+        let payload = token.split('.').nth(1).unwrap_or_default();
+        let payload =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                .map_err(|_| AuthError::Malformed)?;
+        if has_duplicate_keys(&payload) {
+            return Err(AuthError::Malformed);
         }
         let validation = self
             .validations
@@ -149,16 +163,57 @@ impl OidcValidator {
                     .map_err(map_error)
             })
             .await?;
-        let expires_at = data
-            .claims
-            .get("exp")
-            .and_then(|v| v.as_u64())
-            .ok_or(AuthError::InvalidClaims)?;
+        let time = |name: &str| {
+            data.claims
+                .get(name)
+                .map(|v| v.as_u64().filter(|t| *t <= MAX_SAFE_TIME))
+        };
+        // Times must be integers a JSON parser reads exactly (security.md J18).
+        let expires_at = time("exp").flatten().ok_or(AuthError::InvalidClaims)?;
+        let now = now();
+        match time("iat") {
+            Some(None) => return Err(AuthError::InvalidClaims),
+            // Issued in the future: a clock or forgery problem, not a usable token (J17).
+            Some(Some(iat)) if iat > now + self.settings.leeway.as_secs() => {
+                return Err(AuthError::NotYetValid);
+            }
+            _ => {}
+        }
+        if matches!(time("nbf"), Some(None)) {
+            return Err(AuthError::InvalidClaims);
+        }
         Ok(Principal {
             claims: data.claims,
             expires_at,
         })
     }
+}
+
+/// 2^53: larger JSON integers are not read exactly by every parser.
+const MAX_SAFE_TIME: u64 = 1 << 53;
+
+/// Whether a JSON object repeats a member name at its top level.
+fn has_duplicate_keys(json: &[u8]) -> bool {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Keys;
+    impl<'de> Visitor<'de> for Keys {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            let mut duplicate = false;
+            while let Some(key) = map.next_key::<String>()? {
+                duplicate |= !seen.insert(key);
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(duplicate)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(json);
+    // Not an object, or not JSON: the decoder refuses it anyway.
+    de.deserialize_map(Keys).unwrap_or(false)
 }
 
 fn map_error(e: jsonwebtoken::errors::Error) -> AuthError {

@@ -1,5 +1,6 @@
 //! Integration tests: the real `wopigate` binary on 127.0.0.1 in front of the testkit doubles.
 
+mod attacks;
 mod check;
 mod discovery;
 mod errors;
