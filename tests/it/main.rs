@@ -4,6 +4,7 @@ mod attacks;
 mod check;
 mod discovery;
 mod errors;
+mod faults;
 mod iop;
 mod mobile;
 mod oidc_keys;
