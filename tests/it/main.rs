@@ -5,6 +5,7 @@ mod check;
 mod discovery;
 mod errors;
 mod faults;
+mod framing;
 mod iop;
 mod mobile;
 mod oidc_keys;
