@@ -2,7 +2,7 @@
 //! renewed certificate to new connections while established ones finish on the old one, and
 //! the client settings (CA bundle, client certificate) for upstreams.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -52,7 +52,6 @@ pub fn read_certs(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 /// The listener's certificate; [`ReloadableCert::reload`] swaps it atomically.
 #[derive(Debug)]
 pub struct ReloadableCert {
-    cert_file: ArcSwap<(PathBuf, PathBuf)>,
     current: ArcSwap<CertifiedKey>,
 }
 
@@ -61,18 +60,16 @@ impl ReloadableCert {
         let key = load_certified_key(cert_file, key_file)?;
         export_expiry(&key);
         Ok(Self {
-            cert_file: ArcSwap::from_pointee((cert_file.to_owned(), key_file.to_owned())),
             current: ArcSwap::from_pointee(key),
         })
     }
 
-    /// Re-reads the files (possibly new paths); on any problem the old certificate stays.
+    /// Reads the files (the configuration may name new paths); on any problem the old
+    /// certificate stays.
     pub fn reload(&self, cert_file: &Path, key_file: &Path) -> Result<(), String> {
         let key = load_certified_key(cert_file, key_file)?;
         export_expiry(&key);
         self.current.store(Arc::new(key));
-        self.cert_file
-            .store(Arc::new((cert_file.to_owned(), key_file.to_owned())));
         Ok(())
     }
 }
@@ -101,6 +98,7 @@ pub struct ClientTls {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))

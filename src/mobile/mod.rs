@@ -49,22 +49,26 @@ pub struct MobileService {
     pub settings: Mobile,
 }
 
-/// The pieces of a request the mobile endpoints read.
+/// A request to the mobile endpoints: its head and its (decoded) `access_token` parameter.
 pub struct MobileRequest<'a> {
-    pub method: &'a http::Method,
-    pub path: &'a str,
+    pub head: &'a pingora::http::RequestHeader,
     pub access_token: Option<String>,
-    pub authorization: Option<&'a [u8]>,
-    pub headers: &'a http::HeaderMap,
-    pub trace_id: &'a str,
 }
 
 impl MobileRequest<'_> {
     fn header(&self, name: &str) -> Option<String> {
-        self.headers
+        self.head
+            .headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
+    }
+
+    fn authorization(&self) -> Option<&[u8]> {
+        self.head
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes())
     }
 }
 
@@ -332,7 +336,7 @@ impl MobileService {
 
     /// `/wopibootstrapper`, authorised by the user's OAuth (OIDC) access token.
     pub async fn bootstrapper(&self, req: &MobileRequest<'_>) -> Answer {
-        let Some(token) = req.authorization.and_then(oauth_bearer) else {
+        let Some(token) = req.authorization().and_then(oauth_bearer) else {
             return self.unauthorized("sign in required");
         };
         let principal = match self.open.validator.validate(&token).await {
@@ -363,7 +367,7 @@ impl MobileService {
         let exp = now() + self.wrap()?.ttl.as_secs();
         let bootstrap = self.bootstrap(&user, exp)?;
         let operation = req.header("x-wopi-ecosystemoperation");
-        if *req.method == http::Method::GET || operation.is_none() {
+        if req.head.method == http::Method::GET || operation.is_none() {
             return Ok(Answer::ok(json!({ "Bootstrap": bootstrap })));
         }
         let reva = self.reva_token(&user).await?;
@@ -430,7 +434,7 @@ impl MobileService {
             .access_token
             .clone()
             .or_else(|| {
-                req.authorization
+                req.authorization()
                     .and_then(|a| bearer_token(a).ok().map(str::to_owned))
             })
             .ok_or_else(|| invalid("access_token missing"))?;
@@ -456,8 +460,8 @@ impl MobileService {
 
     /// `/wopi/ecosystem…`, `/wopi/containers/…` and `/wopi/files/<id>/{ancestry,ecosystem_pointer}`.
     pub async fn wopi(&self, req: &MobileRequest<'_>) -> Result<Answer, ApiError> {
-        let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
-        let get = *req.method == http::Method::GET;
+        let segs: Vec<&str> = req.head.uri.path().trim_matches('/').split('/').collect();
+        let get = req.head.method == http::Method::GET;
         match (segs.as_slice(), get) {
             (["wopi", "ecosystem"], true) => {
                 self.claims(req, Kind::Ecosystem, None)?;

@@ -233,20 +233,9 @@ impl Gateway {
                 .get("x-wopi-ecosystemoperation")
                 .map(|v| v.as_bytes()),
         );
-        let access_token = raw_query_token(req.uri.query());
-        let headers = req.headers.clone();
-        let authorization = req
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes().to_vec());
-        let (method, path) = (req.method.clone(), req.uri.path().to_owned());
         let mreq = crate::mobile::MobileRequest {
-            method: &method,
-            path: &path,
-            access_token,
-            authorization: authorization.as_deref(),
-            headers: &headers,
-            trace_id: &ctx.request_id,
+            head: req,
+            access_token: raw_query_token(req.uri.query()),
         };
         let answer = if ctx.route == Route::Bootstrapper {
             Ok(service.bootstrapper(&mreq).await)
