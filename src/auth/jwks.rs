@@ -162,6 +162,14 @@ impl JwksSource {
         }
     }
 
+    /// Whether the last good key set still holds `kid` (a retired key's tokens stop validating
+    /// even where they were cached).
+    pub fn publishes(&self, kid: &str) -> bool {
+        self.current
+            .read()
+            .is_ok_and(|g| g.as_ref().is_some_and(|set| set.keys.contains_key(kid)))
+    }
+
     pub fn current(&self) -> Option<Arc<KeySet>> {
         self.current.read().ok().and_then(|g| g.clone())
     }

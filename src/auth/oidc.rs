@@ -36,16 +36,26 @@ impl ValidatorSettings {
     }
 }
 
+/// A validated token as cached: the identity and the key that signed it, so a token outlives
+/// neither its `exp` nor its key's removal from the IdP's JWKS.
+#[derive(Clone)]
+struct Validated {
+    principal: Arc<Principal>,
+    kid: Arc<str>,
+}
+
 struct UntilExp;
 
-impl moka::Expiry<[u8; 32], Arc<Principal>> for UntilExp {
+impl moka::Expiry<[u8; 32], Validated> for UntilExp {
     fn expire_after_create(
         &self,
         _key: &[u8; 32],
-        value: &Arc<Principal>,
+        value: &Validated,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(Duration::from_secs(value.expires_at.saturating_sub(now())))
+        Some(Duration::from_secs(
+            value.principal.expires_at.saturating_sub(now()),
+        ))
     }
 }
 
@@ -53,7 +63,7 @@ pub struct OidcValidator {
     settings: ValidatorSettings,
     validations: HashMap<Algorithm, Validation>,
     jwks: Arc<JwksSource>,
-    cache: moka::future::Cache<[u8; 32], Arc<Principal>>,
+    cache: moka::future::Cache<[u8; 32], Validated>,
 }
 
 fn now() -> u64 {
@@ -109,21 +119,28 @@ impl OidcValidator {
             return Err(AuthError::TokenTooLarge);
         }
         let digest = token_digest(token);
-        if let Some(p) = self.cache.get(&digest).await
-            && p.expires_at + self.settings.leeway.as_secs() >= now()
+        if let Some(v) = self.cache.get(&digest).await
+            && v.principal.expires_at + self.settings.leeway.as_secs() >= now()
+            && self.jwks.publishes(&v.kid)
         {
             crate::metrics::metrics().cache("oidc_token", true);
-            return Ok(p);
+            return Ok(v.principal);
         }
         crate::metrics::metrics().cache("oidc_token", false);
-        let principal = Arc::new(self.validate_uncached(token).await?);
+        let (principal, kid) = self.validate_uncached(token).await?;
+        let principal = Arc::new(principal);
         if principal.expires_at > now() {
-            self.cache.insert(digest, principal.clone()).await;
+            let entry = Validated {
+                principal: principal.clone(),
+                kid: kid.into(),
+            };
+            self.cache.insert(digest, entry).await;
         }
         Ok(principal)
     }
 
-    async fn validate_uncached(&self, token: &str) -> Result<Principal, AuthError> {
+    /// The identity in `token` and the `kid` that signed it.
+    async fn validate_uncached(&self, token: &str) -> Result<(Principal, String), AuthError> {
         // Compact JWS only: JWE (five parts) and anything else is refused before parsing.
         if token.split('.').count() != 3 {
             return Err(AuthError::Malformed);
@@ -182,10 +199,13 @@ impl OidcValidator {
         if matches!(time("nbf"), Some(None)) {
             return Err(AuthError::InvalidClaims);
         }
-        Ok(Principal {
-            claims: data.claims,
-            expires_at,
-        })
+        Ok((
+            Principal {
+                claims: data.claims,
+                expires_at,
+            },
+            kid.to_owned(),
+        ))
     }
 }
 

@@ -8,6 +8,7 @@ pub mod fake_wopiserver;
 pub mod gateway;
 pub mod hygiene;
 pub mod proof_signer;
+pub mod real_idp;
 pub mod stack;
 pub mod test_idp;
 pub mod tree;

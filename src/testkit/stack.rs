@@ -32,6 +32,8 @@ pub struct StackOptions {
     pub extra_config: String,
     /// Hand out gateway tokens (`tokens.wrap_tokens`; mint mode only).
     pub wrap_tokens: bool,
+    /// Another OpenID provider as (issuer, audience) instead of the stack's test IdP.
+    pub oidc: Option<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -45,6 +47,7 @@ impl Default for StackOptions {
             gateway_port: 0,
             extra_config: String::new(),
             wrap_tokens: true,
+            oidc: None,
         }
     }
 }
@@ -66,6 +69,8 @@ pub struct Stack {
     pub mode: ExchangeMode,
     pub extra_config: String,
     pub wrap_tokens: bool,
+    /// (issuer, audience) of the OpenID provider the gateway trusts.
+    pub oidc: (String, String),
     /// The gateway's token key (`tokens.key_file`).
     pub token_key: String,
     pub reva_secret: String,
@@ -233,6 +238,9 @@ impl Stack {
             office_servers.push(office.serve(localhost(0)).await.expect("office"));
             offices.push((name.to_owned(), office));
         }
+        let oidc = opts
+            .oidc
+            .unwrap_or_else(|| (idp.issuer(), AUDIENCE.to_owned()));
         Stack {
             dir,
             tree,
@@ -249,6 +257,7 @@ impl Stack {
             mode: opts.mode,
             extra_config: opts.extra_config,
             wrap_tokens: opts.wrap_tokens && opts.mode == ExchangeMode::Mint,
+            oidc,
             token_key,
             reva_secret,
             iop_secret,
@@ -312,7 +321,7 @@ graceful_shutdown_timeout_seconds = 1
 
 [oidc]
 issuer = "{issuer}"
-audience = "{AUDIENCE}"
+audience = "{audience}"
 jwks_min_refetch_seconds = 1
 
 [exchange]
@@ -343,7 +352,8 @@ wrap_tokens = {wrap}
             wrap = self.wrap_tokens,
             admin_port = self.admin_port,
             port = self.gateway_port,
-            issuer = self.idp.issuer(),
+            issuer = self.oidc.0,
+            audience = self.oidc.1,
             reva = self.reva_server.url(),
             wopi = self.wopi_server.url(),
         );

@@ -11,6 +11,7 @@ mod mobile;
 mod oidc_keys;
 mod open_flow;
 mod ops;
+mod real_idp;
 mod wopi_edge;
 mod wopi_proxy;
 mod wrapped;
