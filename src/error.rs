@@ -15,6 +15,12 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
+    /// The request target is longer than `server.max_uri_bytes`.
+    UriTooLong,
+    /// The request head is over `server.max_header_bytes` or `max_header_count`.
+    HeadersTooLarge,
+    /// The client paused too long or sent its body too slowly.
+    RequestTimeout,
     UnsupportedExtension,
     UpstreamError,
     Unavailable,
@@ -35,6 +41,9 @@ impl ErrorCode {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedExtension => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::UpstreamError => StatusCode::BAD_GATEWAY,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -52,6 +61,9 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::UriTooLong => "uri_too_long",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::UnsupportedExtension => "unsupported_extension",
             Self::UpstreamError => "upstream_error",
             Self::Unavailable => "unavailable",

@@ -22,6 +22,7 @@ use crate::exchange::Exchanger;
 use crate::http_client;
 use crate::open::OpenService;
 use crate::proxy::admin::AdminService;
+use crate::proxy::client_limits::{ClientLimits, LimitedHttp};
 use crate::proxy::internal::InternalGateway;
 use crate::proxy::reloadable::Reloadable;
 use crate::proxy::{Gateway, Upstream};
@@ -170,6 +171,7 @@ fn build_generation(c: &Config) -> Result<Generation, StartError> {
         normalize_get_lock: c.wopi.normalize_get_lock,
         upstream: upstream.clone(),
         max_api_body_bytes: c.server.max_api_body_bytes,
+        limits: c.server.limits,
         tls: c.server.tls.is_some(),
     };
     let internal = c.internal.as_ref().map(|internal| InternalGateway {
@@ -242,6 +244,21 @@ struct Live {
 }
 
 /// Settings a reload cannot change: the listeners are bound once.
+/// A pingora proxy service whose connections obey the client limits (slow or huge heads).
+fn limited_service<SV>(
+    conf: &Arc<ServerConf>,
+    svc: SV,
+    name: &str,
+    limits: ClientLimits,
+) -> pingora::services::listening::Service<LimitedHttp<pingora::proxy::HttpProxy<SV>>>
+where
+    SV: pingora::proxy::ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    let proxy = pingora::proxy::http_proxy(conf, svc);
+    pingora::services::listening::Service::new(name.to_owned(), LimitedHttp::new(proxy, limits))
+}
+
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
     if old.server.listen != new.server.listen {
@@ -258,6 +275,13 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen) {
         out.push("admin.listen");
+    }
+    let connection_limits = |c: &Config| {
+        let l = c.server.limits;
+        (l.header_timeout, l.keepalive_timeout)
+    };
+    if connection_limits(old) != connection_limits(new) {
+        out.push("server.header_timeout_ms / keepalive_timeout_seconds");
     }
     if old.server.log_json != new.server.log_json {
         out.push("server.log_format");
@@ -336,8 +360,11 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), StartError> {
     let mut listening = vec![config.server.listen];
 
     let (public, public_slot) = Reloadable::new(generation.public);
-    let mut service =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, public, "public");
+    let limits = ClientLimits {
+        header_timeout: config.server.limits.header_timeout,
+        keepalive_timeout: config.server.limits.keepalive_timeout,
+    };
+    let mut service = limited_service(&server.configuration, public, "public", limits);
     let cert = match &config.server.tls {
         Some(tls) => {
             let cert = Arc::new(
@@ -359,11 +386,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), StartError> {
     let internal_slot = match (generation.internal, &config.internal) {
         (Some(gw), Some(internal)) => {
             let (svc, slot) = Reloadable::new(gw);
-            let mut service = pingora::proxy::http_proxy_service_with_name(
-                &server.configuration,
-                svc,
-                "internal",
-            );
+            let mut service = limited_service(&server.configuration, svc, "internal", limits);
             service.add_tcp(&internal.listen.to_string());
             server.add_service(service);
             listening.push(internal.listen);
@@ -375,8 +398,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), StartError> {
     let admin_slot = match (generation.admin, &config.admin) {
         (Some(admin), Some(a)) => {
             let (svc, slot) = Reloadable::new(admin);
-            let mut service =
-                pingora::proxy::http_proxy_service_with_name(&server.configuration, svc, "admin");
+            let mut service = limited_service(&server.configuration, svc, "admin", limits);
             service.add_tcp(&a.listen.to_string());
             // One thread is plenty for scrapes and probes.
             service.threads = Some(1);

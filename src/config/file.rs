@@ -182,6 +182,26 @@ pub struct ServerSection {
     pub public_url: Option<String>,
     /// `[server.tls]`: serve HTTPS on `listen`.
     pub tls: Option<ServerTlsSection>,
+    /// A request head (line and headers) must arrive whole within this, counted from the
+    /// connection's accept or, on a kept-alive connection, from the head's first byte, ms.
+    pub header_timeout_ms: u64,
+    /// Idle time allowed between requests on a kept-alive connection, seconds.
+    pub keepalive_timeout_seconds: u64,
+    /// Longest pause while reading a request body, ms.
+    pub body_read_timeout_ms: u64,
+    /// Longest a write to a client may wait (a client not reading its answer), ms.
+    pub send_timeout_ms: u64,
+    /// Largest request head (line and headers), bytes: 431 above it.
+    pub max_header_bytes: usize,
+    /// Most header fields in a request: 431 above it.
+    pub max_header_count: usize,
+    /// Longest request target (path and query), bytes: 414 above it.
+    pub max_uri_bytes: usize,
+    /// Bytes per second a request body must average once `min_body_rate_after_ms` have passed
+    /// since its first bytes (slow POST); 0 turns the floor off. Pauses are bounded by
+    /// `body_read_timeout_ms` either way.
+    pub min_body_rate_bytes_per_second: u64,
+    pub min_body_rate_after_ms: u64,
 }
 
 impl Default for ServerSection {
@@ -195,6 +215,15 @@ impl Default for ServerSection {
             max_api_body_bytes: 16 * 1024,
             public_url: None,
             tls: None,
+            header_timeout_ms: 10_000,
+            keepalive_timeout_seconds: 60,
+            body_read_timeout_ms: 60_000,
+            send_timeout_ms: 60_000,
+            max_header_bytes: 64 * 1024,
+            max_header_count: 100,
+            max_uri_bytes: 16 * 1024,
+            min_body_rate_bytes_per_second: 1024,
+            min_body_rate_after_ms: 10_000,
         }
     }
 }

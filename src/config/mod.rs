@@ -91,6 +91,24 @@ pub struct Server {
     /// External origin without trailing slash, e.g. `https://wopi.example.org`.
     pub public_url: String,
     pub tls: Option<ServerTls>,
+    pub limits: Limits,
+}
+
+/// What a client may take of a listener: time to send a head, idle time, pauses in bodies,
+/// sizes. The same for every listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub send_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_header_count: usize,
+    pub max_uri_bytes: usize,
+    /// Bytes per second a request body must average once `min_body_rate_after` has passed
+    /// since its first bytes; 0: no floor.
+    pub min_body_rate: u64,
+    pub min_body_rate_after: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -625,7 +643,39 @@ impl Validator<'_> {
             (None, Some(l)) => Some(format!("{scheme}://{l}")),
             (None, None) => None,
         };
+        let limits = Limits {
+            header_timeout: self.positive("server.header_timeout_ms", s.header_timeout_ms),
+            keepalive_timeout: Duration::from_secs(s.keepalive_timeout_seconds),
+            body_read_timeout: self.positive("server.body_read_timeout_ms", s.body_read_timeout_ms),
+            send_timeout: self.positive("server.send_timeout_ms", s.send_timeout_ms),
+            max_header_bytes: s.max_header_bytes,
+            max_header_count: s.max_header_count,
+            max_uri_bytes: s.max_uri_bytes,
+            min_body_rate: s.min_body_rate_bytes_per_second,
+            min_body_rate_after: Duration::from_millis(s.min_body_rate_after_ms),
+        };
+        // pingora parses at most 256 headers (400 above).
+        if !(16..=256).contains(&s.max_header_count) {
+            self.problem("server.max_header_count", "must be between 16 and 256");
+        }
+        if s.keepalive_timeout_seconds == 0 {
+            self.problem("server.keepalive_timeout_seconds", "must be at least 1");
+        }
+        // pingora itself refuses heads over 1 MiB; below 4 KiB ordinary WOPI requests fail.
+        if !(4096..=1024 * 1024).contains(&s.max_header_bytes) {
+            self.problem(
+                "server.max_header_bytes",
+                "must be between 4096 and 1048576",
+            );
+        }
+        if s.max_uri_bytes < 1024 || s.max_uri_bytes > s.max_header_bytes {
+            self.problem(
+                "server.max_uri_bytes",
+                "must be at least 1024 and at most server.max_header_bytes",
+            );
+        }
         Some(Server {
+            limits,
             public_url: public_url?,
             listen: listen?,
             threads: s.threads.max(1),

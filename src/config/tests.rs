@@ -349,3 +349,29 @@ fn token_and_mobile_settings() {
     .to_string();
     assert!(e.contains("mobile.app"), "{e}");
 }
+
+#[test]
+fn client_limits_have_defaults_and_bounds() {
+    let d = dir();
+    let c = Config::parse(GOOD, d.path()).unwrap();
+    let l = c.server.limits;
+    assert_eq!(l.header_timeout, Duration::from_secs(10));
+    assert_eq!(l.keepalive_timeout, Duration::from_secs(60));
+    assert_eq!((l.max_header_bytes, l.max_header_count), (65536, 100));
+    assert_eq!((l.max_uri_bytes, l.min_body_rate), (16384, 1024));
+    let bad = GOOD.replace(
+        "listen = \"127.0.0.1:8080\"",
+        "listen = \"127.0.0.1:8080\"\nheader_timeout_ms = 0\nkeepalive_timeout_seconds = 0\nmax_header_bytes = 2000000\nmax_header_count = 1000\nmax_uri_bytes = 100",
+    );
+    let e = Config::parse(&bad, d.path()).unwrap_err();
+    let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();
+    for key in [
+        "server.header_timeout_ms",
+        "server.keepalive_timeout_seconds",
+        "server.max_header_bytes",
+        "server.max_header_count",
+        "server.max_uri_bytes",
+    ] {
+        assert!(keys.contains(&key), "{key} not reported: {keys:?}");
+    }
+}

@@ -2,6 +2,7 @@
 //! and let only `/wopi/files/*` reach `upstream_peer` (style.md principle 3).
 
 pub mod admin;
+pub mod client_limits;
 pub mod headers;
 pub mod internal;
 pub mod reloadable;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use pingora::ErrorType;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -81,6 +82,7 @@ pub struct Gateway {
     pub normalize_get_lock: bool,
     pub upstream: Upstream,
     pub max_api_body_bytes: usize,
+    pub limits: crate::config::Limits,
     /// Whether the listener terminates TLS (for `X-Forwarded-Proto`).
     pub tls: bool,
     /// Office for iOS/Android flags for CheckFileInfo; `None` when `[mobile]` is off.
@@ -137,6 +139,10 @@ pub(crate) fn fail_status(e: &pingora::Error) -> Option<ApiError> {
             }
             pingora::ErrorSource::Downstream => match e.etype() {
                 ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => None,
+                ErrorType::ReadTimedout => Some(ApiError::new(
+                    ErrorCode::RequestTimeout,
+                    "request body not received in time",
+                )),
                 _ => Some(ApiError::new(ErrorCode::BadRequest, "invalid request")),
             },
             _ => Some(ApiError::new(ErrorCode::Internal, "internal error")),
@@ -180,6 +186,41 @@ pub(crate) fn upstream_peer(u: &Upstream) -> Box<HttpPeer> {
     Box::new(peer)
 }
 
+/// The head-size limits (security.md P5): 414 for a long target, 431 for a large head.
+pub(crate) fn within_limits(
+    req: &pingora::http::RequestHeader,
+    limits: &crate::config::Limits,
+) -> Result<(), ApiError> {
+    if req.raw_path().len() > limits.max_uri_bytes {
+        return Err(ApiError::new(
+            ErrorCode::UriTooLong,
+            "request target too long",
+        ));
+    }
+    let head_bytes = req.method.as_str().len()
+        + req.raw_path().len()
+        + 12
+        + req
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if head_bytes > limits.max_header_bytes || req.headers.len() > limits.max_header_count {
+        return Err(ApiError::new(
+            ErrorCode::HeadersTooLarge,
+            "request headers too large",
+        ));
+    }
+    Ok(())
+}
+
+/// Bodies get `min_body_rate_after` to get going; after that they must average `min_body_rate`.
+fn too_slow(bytes: u64, elapsed: Duration, limits: &crate::config::Limits) -> bool {
+    limits.min_body_rate > 0
+        && elapsed > limits.min_body_rate_after
+        && (bytes as f64) < limits.min_body_rate as f64 * elapsed.as_secs_f64()
+}
+
 /// Per-request state.
 pub struct RequestCtx {
     route: Route,
@@ -196,6 +237,9 @@ pub struct RequestCtx {
     upstream_took: Option<Duration>,
     wrapped: Option<Wrapped>,
     rewrite: Option<BodyRewrite>,
+    /// Request body progress: when its first bytes came and how many so far (minimum rate).
+    body_started: Option<Instant>,
+    body_bytes: u64,
     _in_flight: crate::metrics::InFlight,
 }
 
@@ -360,6 +404,8 @@ impl ProxyHttp for Gateway {
             upstream_took: None,
             wrapped: None,
             rewrite: None,
+            body_started: None,
+            body_bytes: 0,
             _in_flight: crate::metrics::InFlight::enter("public"),
         }
     }
@@ -377,6 +423,15 @@ impl ProxyHttp for Gateway {
             .map(str::to_owned)
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         ctx.route = route::classify(&req.method, req.uri.path());
+        if let Err(e) = within_limits(req, &self.limits) {
+            respond::error(session, &e, &ctx.request_id).await?;
+            return Ok(true);
+        }
+        // Bodies may pause this long between reads (slow POST), answers wait this long for a
+        // client that does not read.
+        session.set_read_timeout(Some(self.limits.body_read_timeout));
+        session.set_write_timeout(Some(self.limits.send_timeout));
+        let req = session.req_header();
         let outcome = match &ctx.route {
             Route::WopiFile => {
                 // WOPI never upgrades; an early-data upgrade is a smuggling vector (security.md P4).
@@ -440,6 +495,27 @@ impl ProxyHttp for Gateway {
             Err(e) => respond::error(session, &e, &ctx.request_id).await?,
         }
         Ok(true)
+    }
+
+    /// Enforces the minimum body rate: after a grace period, a body arriving slower than
+    /// `min_body_rate` is cut off (408) before it completes upstream.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
+        let started = *ctx.body_started.get_or_insert_with(Instant::now);
+        if !end_of_stream && too_slow(ctx.body_bytes, started.elapsed(), &self.limits) {
+            return Err(pingora::Error::explain(
+                ErrorType::ReadTimedout,
+                "request body arrives below the minimum rate",
+            )
+            .into_down());
+        }
+        Ok(())
     }
 
     async fn upstream_peer(

@@ -34,6 +34,8 @@ pub struct StackOptions {
     pub wrap_tokens: bool,
     /// Another OpenID provider as (issuer, audience) instead of the stack's test IdP.
     pub oidc: Option<(String, String)>,
+    /// Extra `key = value` lines for the `[server]` section.
+    pub server_extra: String,
 }
 
 impl Default for StackOptions {
@@ -48,6 +50,7 @@ impl Default for StackOptions {
             extra_config: String::new(),
             wrap_tokens: true,
             oidc: None,
+            server_extra: String::new(),
         }
     }
 }
@@ -69,8 +72,9 @@ pub struct Stack {
     pub mode: ExchangeMode,
     pub extra_config: String,
     pub wrap_tokens: bool,
-    /// (issuer, audience) of the OpenID provider the gateway trusts.
-    pub oidc: (String, String),
+    /// (issuer, audience) of another OpenID provider the gateway trusts instead of `idp`.
+    pub oidc: Option<(String, String)>,
+    pub server_extra: String,
     /// The gateway's token key (`tokens.key_file`).
     pub token_key: String,
     pub reva_secret: String,
@@ -238,9 +242,7 @@ impl Stack {
             office_servers.push(office.serve(localhost(0)).await.expect("office"));
             offices.push((name.to_owned(), office));
         }
-        let oidc = opts
-            .oidc
-            .unwrap_or_else(|| (idp.issuer(), AUDIENCE.to_owned()));
+        let oidc = opts.oidc;
         Stack {
             dir,
             tree,
@@ -258,6 +260,7 @@ impl Stack {
             extra_config: opts.extra_config,
             wrap_tokens: opts.wrap_tokens && opts.mode == ExchangeMode::Mint,
             oidc,
+            server_extra: opts.server_extra,
             token_key,
             reva_secret,
             iop_secret,
@@ -318,7 +321,7 @@ listen = "127.0.0.1:{port}"
 threads = 2
 grace_period_seconds = 0
 graceful_shutdown_timeout_seconds = 1
-
+{server_extra}
 [oidc]
 issuer = "{issuer}"
 audience = "{audience}"
@@ -352,8 +355,12 @@ wrap_tokens = {wrap}
             wrap = self.wrap_tokens,
             admin_port = self.admin_port,
             port = self.gateway_port,
-            issuer = self.oidc.0,
-            audience = self.oidc.1,
+            server_extra = self.server_extra,
+            issuer = self
+                .oidc
+                .as_ref()
+                .map_or_else(|| self.idp.issuer(), |o| o.0.clone()),
+            audience = self.oidc.as_ref().map_or(AUDIENCE, |o| o.1.as_str()),
             reva = self.reva_server.url(),
             wopi = self.wopi_server.url(),
         );

@@ -167,7 +167,11 @@ async fn bad_input_table() {
         auth("garbage", Some("not.a.token".into())),
         auth("one segment", Some("abc".into())),
         // 1 MB: larger than the gateway's token limit (16 KiB) but inside the HTTP header limit.
-        auth("1 MB token", Some("a".repeat(1_000_000))),
+        Case {
+            status: 431,
+            code: "headers_too_large",
+            ..auth("1 MB token", Some("a".repeat(1_000_000)))
+        },
         Case {
             name: "malformed fileId",
             token: Some(good.clone()),

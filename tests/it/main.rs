@@ -12,6 +12,7 @@ mod oidc_keys;
 mod open_flow;
 mod ops;
 mod real_idp;
+mod slow_clients;
 mod wopi_edge;
 mod wopi_proxy;
 mod wrapped;
