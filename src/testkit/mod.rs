@@ -5,6 +5,7 @@
 pub mod fake_office;
 pub mod fake_reva;
 pub mod fake_wopiserver;
+pub mod fault_proxy;
 pub mod gateway;
 pub mod hygiene;
 pub mod proof_signer;

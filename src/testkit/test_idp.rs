@@ -107,6 +107,11 @@ impl TestIdp {
         }
     }
 
+    /// Names another origin as the issuer (a proxy in front of this IdP).
+    pub fn set_issuer(&self, issuer: &str) {
+        *self.inner.issuer.write().unwrap() = issuer.to_owned();
+    }
+
     pub fn issuer(&self) -> String {
         self.inner.issuer.read().unwrap().clone()
     }

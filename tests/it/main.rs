@@ -4,6 +4,7 @@ mod attacks;
 mod check;
 mod discovery;
 mod errors;
+mod fault_matrix;
 mod faults;
 mod framing;
 mod iop;
@@ -36,7 +37,13 @@ pub fn client() -> reqwest::Client {
 pub async fn start(opts: StackOptions) -> (Stack, GatewayProcess) {
     let stack = Stack::start(opts).await;
     let config = stack.write_config();
-    let gw = GatewayProcess::start(&bin(), &config, stack.gateway_port)
+    let gw = start_gateway(&stack, &config).await;
+    (stack, gw)
+}
+
+/// Starts a gateway on `config` in front of `stack` and waits (bounded) for the IdP keys.
+pub async fn start_gateway(stack: &Stack, config: &std::path::Path) -> GatewayProcess {
+    let gw = GatewayProcess::start(&bin(), config, stack.gateway_port)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // Watch the key-count gauge rather than /readyz: readiness probes would open connections
@@ -61,7 +68,7 @@ pub async fn start(opts: StackOptions) -> (Stack, GatewayProcess) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    (stack, gw)
+    gw
 }
 
 /// Query-string value encoding for test URLs.

@@ -1,0 +1,173 @@
+//! A TCP proxy put between the gateway and one of its upstreams to break it on demand: stopped
+//! (connections refused, open ones cut), slow (every answer held back), garbage (answers
+//! replaced by bytes no protocol accepts) or reset mid-response (half an answer, then a TCP
+//! RST). Faults apply to pooled connections already open as well as to new ones, as a real
+//! failing server would.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    Stopped,
+    Slow(Duration),
+    Garbage,
+    ResetMidResponse,
+}
+
+impl Fault {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "healthy",
+            Self::Stopped => "stopped",
+            Self::Slow(_) => "slow",
+            Self::Garbage => "garbage",
+            Self::ResetMidResponse => "reset mid-response",
+        }
+    }
+}
+
+pub const GARBAGE: &[u8] = b"\x00\xff\xfe garbage, not HTTP, not HTTP/2 \x01\x02\r\n\r\n";
+
+pub struct FaultProxy {
+    pub addr: SocketAddr,
+    target: SocketAddr,
+    fault: Arc<Mutex<Fault>>,
+    acceptor: Mutex<Option<JoinHandle<()>>>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl FaultProxy {
+    /// Listens on an ephemeral 127.0.0.1 port and relays to `target`.
+    pub async fn start(target: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let proxy = Self {
+            addr: listener.local_addr()?,
+            target,
+            fault: Arc::new(Mutex::new(Fault::None)),
+            acceptor: Mutex::new(None),
+            connections: Arc::new(Mutex::new(Vec::new())),
+        };
+        proxy.accept_on(listener);
+        Ok(proxy)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn accept_on(&self, listener: TcpListener) {
+        let (target, fault, connections) =
+            (self.target, self.fault.clone(), self.connections.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let fault = fault.clone();
+                let conn = tokio::spawn(relay(client, target, fault));
+                let mut all = connections.lock().unwrap();
+                all.retain(|c| !c.is_finished());
+                all.push(conn);
+            }
+        });
+        *self.acceptor.lock().unwrap() = Some(task);
+    }
+
+    fn cut_all(&self) {
+        if let Some(a) = self.acceptor.lock().unwrap().take() {
+            a.abort();
+        }
+        for c in self.connections.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    /// Switches to `fault`. Stopping closes the port and every open connection; leaving
+    /// `Stopped` listens on the same port again.
+    pub async fn set(&self, fault: Fault) {
+        let was = std::mem::replace(&mut *self.fault.lock().unwrap(), fault);
+        if fault == Fault::Stopped {
+            self.cut_all();
+            // Let the aborted tasks drop their sockets before anyone connects again.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        } else if was == Fault::Stopped {
+            let mut tries = 0;
+            let listener = loop {
+                match TcpListener::bind(self.addr).await {
+                    Ok(l) => break l,
+                    Err(e) if tries < 50 => {
+                        tries += 1;
+                        let _ = e;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => panic!("cannot listen on {} again: {e}", self.addr),
+                }
+            };
+            self.accept_on(listener);
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.cut_all();
+    }
+}
+
+/// Relays one connection; the answer direction obeys the current fault chunk by chunk.
+async fn relay(mut client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Fault>>) {
+    let Ok(mut upstream) = TcpStream::connect(target).await else {
+        return;
+    };
+    let reset = {
+        let (mut client_read, mut client_write) = client.split();
+        let (mut upstream_read, mut upstream_write) = upstream.split();
+        let requests = async {
+            let _ = tokio::io::copy(&mut client_read, &mut upstream_write).await;
+            let _ = upstream_write.shutdown().await;
+            std::future::pending::<()>().await;
+        };
+        let answers = async {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match upstream_read.read(&mut buf).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => n,
+                };
+                let current = *fault.lock().unwrap();
+                let chunk = match current {
+                    Fault::None | Fault::Stopped => &buf[..n],
+                    Fault::Slow(d) => {
+                        tokio::time::sleep(d).await;
+                        &buf[..n]
+                    }
+                    Fault::Garbage => GARBAGE,
+                    Fault::ResetMidResponse => {
+                        let _ = client_write.write_all(&buf[..n.div_ceil(2)]).await;
+                        let _ = client_write.flush().await;
+                        return true;
+                    }
+                };
+                if client_write.write_all(chunk).await.is_err() {
+                    return false;
+                }
+                if current == Fault::Garbage {
+                    let _ = client_write.shutdown().await;
+                    return false;
+                }
+            }
+        };
+        tokio::select! {
+            reset = answers => reset,
+            _ = requests => false,
+        }
+    };
+    if reset {
+        // Closing with a zero linger sends RST instead of FIN.
+        let _ = client.set_zero_linger();
+    }
+}
