@@ -29,6 +29,8 @@ fn main() -> ExitCode {
         rt.block_on(async move {
             let stack = Stack::start(StackOptions {
                 gateway_port: port,
+                // The demo's gateway listens on the port it prints.
+                tap: false,
                 ..Default::default()
             })
             .await;

@@ -385,7 +385,7 @@ async fn openinapp(
         &EncodingKey::from_secret(s.inner.wopi_secret.as_bytes()),
     )
     .unwrap();
-    super::hygiene::register("WOPI access token", &token);
+    super::hygiene::register_handed_out("WOPI access token", &token);
     super::hygiene::register("REVA token (TokenHeader)", reva_token);
     let inode = format!("{storage}!{}", URL_SAFE.encode(fileid));
     let wopisrc = utf8_percent_encode(

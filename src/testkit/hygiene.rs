@@ -1,21 +1,63 @@
 //! Secret hygiene across the whole test suite: every secret and token a double creates or sees
-//! is registered here, and every gateway log is scanned for all of them when its process ends
-//! ([`crate::testkit::gateway::GatewayProcess`]'s drop). One leak fails the test that caused it.
+//! is registered here. Every gateway log is scanned for all of them when its process ends
+//! ([`crate::testkit::gateway::GatewayProcess`]'s drop), and every response the gateway sends a
+//! test (headers and bodies, through [`crate::testkit::tap::ResponseTap`]) for all of them but
+//! the WOPI tokens the gateway is meant to hand out. One leak fails the test that caused it.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-static REGISTERED: Mutex<Vec<(&'static str, String)>> = Mutex::new(Vec::new());
+/// (description, value, may the gateway hand it to a client?)
+static REGISTERED: Mutex<Vec<(&'static str, String, bool)>> = Mutex::new(Vec::new());
+static VERSION: AtomicUsize = AtomicUsize::new(0);
 
-/// Remembers `value` (a secret or token) under a description.
+/// Remembers `value` (a secret or token) under a description: it may appear in no gateway log
+/// and no gateway response.
 pub fn register(what: &'static str, value: &str) {
+    add(what, value, false);
+}
+
+/// Remembers a token the gateway hands to its client (a WOPI access token from an open): it
+/// may appear in responses, never in logs.
+pub fn register_handed_out(what: &'static str, value: &str) {
+    add(what, value, true);
+}
+
+fn add(what: &'static str, value: &str, handed_out: bool) {
     if value.len() < 12 {
         return; // too short to scan for without false hits
     }
     if let Ok(mut g) = REGISTERED.lock()
-        && !g.iter().any(|(_, v)| v == value)
+        && !g.iter().any(|(_, v, _)| v == value)
     {
-        g.push((what, value.to_owned()));
+        g.push((what, value.to_owned(), handed_out));
+        VERSION.fetch_add(1, Ordering::Release);
     }
+}
+
+/// Changes whenever something is registered (scanners rebuild their patterns then).
+pub fn version() -> usize {
+    VERSION.load(Ordering::Acquire)
+}
+
+/// What no response may contain, as (description, pattern): each value, and a JWT's signature
+/// on its own.
+pub fn never_sent() -> Vec<(&'static str, String)> {
+    let Ok(g) = REGISTERED.lock() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (what, v, handed_out) in g.iter() {
+        if *handed_out {
+            continue;
+        }
+        out.push((*what, v.clone()));
+        let tail = v.rsplit('.').next().unwrap_or(v);
+        if tail.len() >= 16 && tail != v {
+            out.push((*what, tail.to_owned()));
+        }
+    }
+    out
 }
 
 /// What of the registered values `text` contains: descriptions only, never the values. A JWT's
@@ -25,11 +67,11 @@ pub fn leaks_in(text: &str) -> Vec<&'static str> {
         return Vec::new();
     };
     g.iter()
-        .filter(|(_, v)| {
+        .filter(|(_, v, _)| {
             let tail = v.rsplit('.').next().unwrap_or(v);
             text.contains(v.as_str()) || (tail.len() >= 16 && text.contains(tail))
         })
-        .map(|(what, _)| *what)
+        .map(|(what, _, _)| *what)
         .collect()
 }
 

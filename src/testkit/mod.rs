@@ -11,6 +11,7 @@ pub mod hygiene;
 pub mod proof_signer;
 pub mod real_idp;
 pub mod stack;
+pub mod tap;
 pub mod test_idp;
 pub mod tree;
 

@@ -10,6 +10,7 @@ use jsonwebtoken::{DecodingKey, Validation};
 use super::fake_office::{COLLABORA_DISCOVERY, FakeOffice, MICROSOFT_DISCOVERY};
 use super::fake_reva::{Authenticator, FakeReva};
 use super::fake_wopiserver::FakeWopiserver;
+use super::tap::ResponseTap;
 use super::test_idp::TestIdp;
 use super::tree::{Content, Tree, read_only_perms};
 use super::{Running, free_port, localhost};
@@ -36,6 +37,10 @@ pub struct StackOptions {
     pub oidc: Option<(String, String)>,
     /// Extra `key = value` lines for the `[server]` section.
     pub server_extra: String,
+    /// Put a [`ResponseTap`] in front of the gateway: clients use its port, and every response
+    /// is scanned for secrets and tokens. Off for tests that need the gateway's own socket
+    /// (closing listeners, TLS on the public listener).
+    pub tap: bool,
 }
 
 impl Default for StackOptions {
@@ -51,6 +56,7 @@ impl Default for StackOptions {
             wrap_tokens: true,
             oidc: None,
             server_extra: String::new(),
+            tap: true,
         }
     }
 }
@@ -67,6 +73,10 @@ pub struct Stack {
     pub wopi_server: Running,
     pub office_servers: Vec<Running>,
     pub gateway_port: u16,
+    /// The port the gateway itself listens on (`gateway_port` unless tapped).
+    pub listen_port: u16,
+    /// Reads every response on its way to the tests (see [`StackOptions::tap`]).
+    pub tap: Option<ResponseTap>,
     /// The gateway's admin listener (`/metrics`, `/healthz`, `/readyz`).
     pub admin_port: u16,
     pub mode: ExchangeMode,
@@ -205,11 +215,17 @@ fn oidc_authenticator(idp: TestIdp) -> Authenticator {
 impl Stack {
     pub async fn start(opts: StackOptions) -> Stack {
         let dir = tempfile::tempdir().expect("tempdir");
-        let gateway_port = if opts.gateway_port == 0 {
+        let listen_port = if opts.gateway_port == 0 {
             free_port()
         } else {
             opts.gateway_port
         };
+        let tap = if opts.tap {
+            Some(ResponseTap::start(listen_port).await.expect("response tap"))
+        } else {
+            None
+        };
+        let gateway_port = tap.as_ref().map_or(listen_port, |t| t.port);
         let tree = Tree::default();
         seed(&tree);
         let idp = TestIdp::new(AUDIENCE);
@@ -255,6 +271,8 @@ impl Stack {
             wopi_server,
             office_servers,
             gateway_port,
+            listen_port,
+            tap,
             admin_port: free_port(),
             mode: opts.mode,
             extra_config: opts.extra_config,
@@ -321,7 +339,7 @@ listen = "127.0.0.1:{port}"
 threads = 2
 grace_period_seconds = 0
 graceful_shutdown_timeout_seconds = 1
-{server_extra}
+{public_url}{server_extra}
 [oidc]
 issuer = "{issuer}"
 audience = "{audience}"
@@ -354,7 +372,12 @@ wrap_tokens = {wrap}
             token_key = self.write_secret("token.key", &self.token_key),
             wrap = self.wrap_tokens,
             admin_port = self.admin_port,
-            port = self.gateway_port,
+            port = self.listen_port,
+            public_url = if self.tap.is_some() {
+                format!("public_url = \"http://127.0.0.1:{}\"\n", self.gateway_port)
+            } else {
+                String::new()
+            },
             server_extra = self.server_extra,
             issuer = self
                 .oidc
@@ -384,5 +407,18 @@ wrap_tokens = {wrap}
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+impl Drop for Stack {
+    /// Every response this stack's gateway sent the tests was read: one with a secret or a
+    /// token the gateway must not hand out fails the test.
+    fn drop(&mut self) {
+        if let Some(tap) = &self.tap {
+            let leaks = tap.take_leaks();
+            if !leaks.is_empty() && !std::thread::panicking() {
+                panic!("a gateway response contained: {leaks:?}");
+            }
+        }
     }
 }

@@ -30,7 +30,7 @@ async fn check_accepts_good_and_rejects_bad_configs() {
     assert!(
         out.contains(&format!(
             "public listener: http://127.0.0.1:{}",
-            stack.gateway_port
+            stack.listen_port
         )),
         "{out}"
     );
@@ -151,7 +151,7 @@ async fn check_covers_tls_listeners_and_the_admin_listener() {
         ),
         &format!(
             "listen = \"127.0.0.1:{}\"\nprobe_timeout_ms",
-            stack.gateway_port
+            stack.listen_port
         ),
     );
     let (ok, _, err) = check(&clash, stack.dir());

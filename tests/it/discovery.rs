@@ -96,7 +96,7 @@ async fn outage_recovery_and_cold_start_per_app() {
     );
     let path = stack.dir().join("refresh.toml");
     std::fs::write(&path, config).unwrap();
-    let gw = GatewayProcess::start(&bin(), &path, stack.gateway_port)
+    let gw = GatewayProcess::start(&bin(), &path, stack.listen_port)
         .await
         .unwrap();
     let collabora_port = stack.office_servers[0].addr.port();
@@ -123,7 +123,7 @@ async fn outage_recovery_and_cold_start_per_app() {
     // Cold start with Collabora down: 503 for Collabora only.
     let mut stack = Stack::start(StackOptions::default()).await;
     stack.office_servers[0].stop().await;
-    let _gw = GatewayProcess::start(&bin(), &stack.write_config(), stack.gateway_port)
+    let _gw = GatewayProcess::start(&bin(), &stack.write_config(), stack.listen_port)
         .await
         .unwrap();
     let open = |app: &'static str| {
@@ -208,7 +208,7 @@ async fn pinned_ca_is_the_only_trust_for_discovery() {
         );
         let path = stack.dir().join("tls.toml");
         std::fs::write(&path, config).unwrap();
-        let _gw = GatewayProcess::start(&bin(), &path, stack.gateway_port)
+        let _gw = GatewayProcess::start(&bin(), &path, stack.listen_port)
             .await
             .unwrap();
         let (s, body) = open_as_alice(&stack, "file-odt").await;

@@ -384,7 +384,7 @@ async fn discovery_down_warm_cache_still_opens_cold_cache_is_503() {
     for s in &mut stack.office_servers {
         s.stop().await;
     }
-    let gw = GatewayProcess::start(&bin(), &stack.write_config(), stack.gateway_port)
+    let gw = GatewayProcess::start(&bin(), &stack.write_config(), stack.listen_port)
         .await
         .unwrap();
     let (s, b, took) = status_of_open(&stack).await;

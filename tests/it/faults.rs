@@ -163,7 +163,7 @@ async fn an_upstream_dying_mid_get_file_gives_a_truncated_transfer() {
             &format!("url = \"http://127.0.0.1:{port}\""),
         );
         std::fs::write(&config, text).unwrap();
-        let _gw = GatewayProcess::start(&bin(), &config, stack.gateway_port)
+        let _gw = GatewayProcess::start(&bin(), &config, stack.listen_port)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let r = client()

@@ -173,7 +173,7 @@ async fn allow_list_and_passthrough() {
         ),
     )
     .unwrap();
-    let gw = GatewayProcess::start(&bin(), &path, stack.gateway_port)
+    let gw = GatewayProcess::start(&bin(), &path, stack.listen_port)
         .await
         .unwrap();
     let r = client()
@@ -197,7 +197,7 @@ async fn allow_list_and_passthrough() {
         ),
     )
     .unwrap();
-    let _gw = GatewayProcess::start(&bin(), &path, stack.gateway_port)
+    let _gw = GatewayProcess::start(&bin(), &path, stack.listen_port)
         .await
         .unwrap();
     stack.wopiserver.clear_requests();

@@ -7,6 +7,7 @@ mod errors;
 mod fault_matrix;
 mod faults;
 mod framing;
+mod hygiene;
 mod iop;
 mod mobile;
 mod oidc_keys;
@@ -43,7 +44,7 @@ pub async fn start(opts: StackOptions) -> (Stack, GatewayProcess) {
 
 /// Starts a gateway on `config` in front of `stack` and waits (bounded) for the IdP keys.
 pub async fn start_gateway(stack: &Stack, config: &std::path::Path) -> GatewayProcess {
-    let gw = GatewayProcess::start(&bin(), config, stack.gateway_port)
+    let gw = GatewayProcess::start(&bin(), config, stack.listen_port)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // Watch the key-count gauge rather than /readyz: readiness probes would open connections
@@ -94,7 +95,7 @@ pub async fn legacy_open(stack: &Stack, token: &str, file_id: &str) -> (u16, ser
         .await
         .unwrap_or(serde_json::Value::Null);
     if let Some(t) = body["accesstoken"].as_str() {
-        wopigate::testkit::hygiene::register("access token from an open", t);
+        wopigate::testkit::hygiene::register_handed_out("access token from an open", t);
     }
     (status, body)
 }

@@ -74,7 +74,7 @@ async fn metrics_follow_a_scripted_session_pass_promtool_and_logs_hold_no_secret
     let gw = GatewayProcess::start_with_env(
         &bin(),
         &config,
-        stack.gateway_port,
+        stack.listen_port,
         &[("RUST_LOG", "debug")],
     )
     .await
@@ -484,7 +484,7 @@ async fn sd_notify_ready_reloading_and_stopping() {
     let mut gw = GatewayProcess::start_with_env(
         &bin(),
         &config,
-        stack.gateway_port,
+        stack.listen_port,
         &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())],
     )
     .await
@@ -553,7 +553,12 @@ fn https_client() -> reqwest::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_certificate_reload_serves_the_new_one_while_a_long_get_file_completes() {
-    let stack = Stack::start(StackOptions::default()).await;
+    // Untapped: the public listener speaks TLS here.
+    let stack = Stack::start(StackOptions {
+        tap: false,
+        ..Default::default()
+    })
+    .await;
     let (cert, key) = (stack.dir().join("tls.crt"), stack.dir().join("tls.key"));
     std::fs::copy(fixture("server.pem"), &cert).unwrap();
     std::fs::copy(fixture("server.key"), &key).unwrap();
@@ -564,7 +569,7 @@ async fn https_certificate_reload_serves_the_new_one_while_a_long_get_file_compl
         1,
     );
     std::fs::write(&config, text).unwrap();
-    let gw = GatewayProcess::start(&bin(), &config, stack.gateway_port)
+    let gw = GatewayProcess::start(&bin(), &config, stack.listen_port)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let base = format!("https://127.0.0.1:{}", stack.gateway_port);
@@ -652,7 +657,7 @@ async fn load_across_a_reload_and_a_sigterm_loses_no_request() {
         .unwrap()
         .replace("grace_period_seconds = 0", "grace_period_seconds = 60");
     std::fs::write(&config, text).unwrap();
-    let mut gw = GatewayProcess::start(&bin(), &config, stack.gateway_port)
+    let mut gw = GatewayProcess::start(&bin(), &config, stack.listen_port)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (file, token, _) = open_docx(&stack, &stack.gateway_url()).await;
@@ -804,7 +809,7 @@ async fn wopiserver_over_mutual_tls_with_a_pinned_ca() {
     };
     let config = stack.dir().join("mtls.toml");
     std::fs::write(&config, with_tls(true)).unwrap();
-    let gw = GatewayProcess::start(&bin(), &config, stack.gateway_port)
+    let gw = GatewayProcess::start(&bin(), &config, stack.listen_port)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (file, token, _) = open_docx(&stack, &stack.gateway_url()).await;
@@ -822,7 +827,7 @@ async fn wopiserver_over_mutual_tls_with_a_pinned_ca() {
     // Without the client certificate the wopiserver refuses the handshake: a clean 5xx.
     let seen = stack.wopiserver.requests().len();
     std::fs::write(&config, with_tls(false)).unwrap();
-    let _gw = GatewayProcess::start(&bin(), &config, stack.gateway_port)
+    let _gw = GatewayProcess::start(&bin(), &config, stack.listen_port)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let id =
@@ -889,7 +894,7 @@ async fn reva_over_mutual_tls_and_the_idp_over_https_with_pinned_cas() {
     assert!(stack.idp.issuer().starts_with("https://"));
     let config = stack.dir().join("tls-upstreams.toml");
     std::fs::write(&config, config_with(true)).unwrap();
-    let gw = GatewayProcess::start(&bin(), &config, stack.gateway_port)
+    let gw = GatewayProcess::start(&bin(), &config, stack.listen_port)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // JWKS over HTTPS, Stat over gRPC with mutual TLS.
@@ -905,7 +910,7 @@ async fn reva_over_mutual_tls_and_the_idp_over_https_with_pinned_cas() {
     // REVA demands a client certificate: without one, a clean 5xx and no Stat.
     stack.reva.clear_calls();
     std::fs::write(&config, config_with(false)).unwrap();
-    let _gw = GatewayProcess::start(&bin(), &config, stack.gateway_port)
+    let _gw = GatewayProcess::start(&bin(), &config, stack.listen_port)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let id =

@@ -289,7 +289,7 @@ async fn log_only_and_off_let_unsigned_requests_through() {
         let gw = wopigate::testkit::gateway::GatewayProcess::start(
             &crate::bin(),
             &path,
-            stack.gateway_port,
+            stack.listen_port,
         )
         .await
         .unwrap();
