@@ -207,6 +207,7 @@ impl Metrics {
         self.upstream_duration
             .with_label_values(&[upstream, call])
             .observe(took.as_secs_f64());
+        let _ = UPSTREAM_WAIT.try_with(|w| w.set(w.get() + took));
     }
 
     pub fn upstream_error(&self, upstream: &str, kind: &str) {
@@ -329,4 +330,21 @@ mod dashboard_tests {
         }
         assert!(queried >= 18, "{queried}");
     }
+}
+
+tokio::task_local! {
+    /// Time the current request has spent waiting on upstream calls (REVA, wopiserver, IdP,
+    /// discovery); the calls of one request run one after another.
+    static UPSTREAM_WAIT: std::cell::Cell<Duration>;
+}
+
+/// Runs `f` and returns its output with the time it spent waiting on upstreams, so the access
+/// log of the gateway's own endpoints can tell its own time from its upstreams'.
+pub async fn timing_upstreams<F: std::future::Future>(f: F) -> (F::Output, Duration) {
+    UPSTREAM_WAIT
+        .scope(std::cell::Cell::new(Duration::ZERO), async {
+            let out = f.await;
+            (out, UPSTREAM_WAIT.with(std::cell::Cell::get))
+        })
+        .await
 }

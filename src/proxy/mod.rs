@@ -479,7 +479,12 @@ impl ProxyHttp for Gateway {
             Route::Bootstrapper | Route::MobileWopi => {
                 return self.mobile(session, ctx).await;
             }
-            Route::LegacyOpen | Route::AppOpen => self.open(session, ctx).await,
+            Route::LegacyOpen | Route::AppOpen => {
+                let (outcome, waited) =
+                    crate::metrics::timing_upstreams(self.open(session, ctx)).await;
+                ctx.upstream_took = Some(waited);
+                outcome
+            }
             Route::AppList => Ok(crate::open::app_list::app_list(&self.open.discovery).await),
             Route::Internal | Route::NotFound => {
                 Err(ApiError::new(ErrorCode::NotFound, "no such endpoint"))

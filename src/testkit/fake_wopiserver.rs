@@ -162,7 +162,8 @@ impl FakeWopiserver {
         super::serve_tls(self.router(), addr, cert_pem, key_pem, client_ca_pem).await
     }
 
-    fn router(&self) -> Router {
+    /// The routes, for serving elsewhere (the load benchmark puts fast file routes in front).
+    pub fn router(&self) -> Router {
         Router::new()
             .route("/wopi", get(health))
             .route("/wopi/iop/openinapp", get(openinapp))

@@ -24,8 +24,13 @@ pub fn register_handed_out(what: &'static str, value: &str) {
 }
 
 fn add(what: &'static str, value: &str, handed_out: bool) {
-    if value.len() < 12 {
-        return; // too short to scan for without false hits
+    // Too short, or too uniform (a forged token of dots, say), to scan for without false hits.
+    let distinct = value
+        .bytes()
+        .collect::<std::collections::HashSet<u8>>()
+        .len();
+    if value.len() < 12 || distinct < 8 {
+        return;
     }
     if let Ok(mut g) = REGISTERED.lock()
         && !g.iter().any(|(_, v, _)| v == value)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Load benchmark (issue #8): the same WOPI-shaped upstream measured directly, through nginx and
+# through wopigate in one run; prints the table and writes docs/benchmarks.md.
+# BENCH_QUICK=1 runs a short smoke version (its figures are not for quoting).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+need=()
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+export PATH="$PATH:/usr/sbin"
+cargo bench --features testkit --bench load -- --bench
