@@ -75,6 +75,7 @@ fn main() {
     }
     pin_self_to_core(1);
     raise_fd_limit();
+    wopigate::http_client::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -334,21 +335,39 @@ async fn start_wopigate(stack: &Stack, upstream: &str) -> (Proc, PathBuf) {
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("threads = 2", "threads = 1\nlog_format = \"json\"")
-        .replace(&stack.wopi_server.url(), upstream);
+        .replace(&stack.wopi_server.url(), upstream)
+        // BENCH_WRAP=0: the open API hands out the wopiserver's own tokens (no gateway tokens).
+        .replace(
+            "wrap_tokens = true",
+            &format!(
+                "wrap_tokens = {}",
+                std::env::var("BENCH_WRAP").map_or(true, |v| v != "0")
+            ),
+        );
     std::fs::write(&config, text).unwrap();
     let log = config.with_extension("log");
     let file = std::fs::File::create(&log).unwrap();
+    // WOPIGATE_BIN measures another build (benches/load.sh passes the release binary).
+    let bin =
+        std::env::var("WOPIGATE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_wopigate").into());
     let child = Command::new("taskset")
         .args(["-c", "0"])
-        .arg(env!("CARGO_BIN_EXE_wopigate"))
+        .arg(bin)
         .arg("run")
         .arg("--config")
         .arg(&config)
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdout(file.try_clone().unwrap())
         .stderr(file)
         .spawn()
         .expect("wopigate");
+    let proc = Proc {
+        child,
+        port: stack.listen_port,
+    };
     wait_listening(stack.listen_port).await;
     // Ready once it holds the IdP keys (warm-up).
     let admin = format!("{}/readyz", stack.admin_url());
@@ -359,13 +378,7 @@ async fn start_wopigate(stack: &Stack, upstream: &str) -> (Proc, PathBuf) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    (
-        Proc {
-            child,
-            port: stack.listen_port,
-        },
-        log,
-    )
+    (proc, log)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -773,6 +786,7 @@ async fn idle_connections(
             u.query().unwrap()
         );
         let port = u.port().unwrap();
+        let before = proc.rss();
         let mut conns = Vec::with_capacity(n);
         for _ in 0..n {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -785,7 +799,14 @@ async fn idle_connections(
             conns.push(s);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        rss.push(proc.rss());
+        let after = proc.rss();
+        eprintln!(
+            "{n} idle connections to {url_port}: RSS {:.1} MiB before, {:.1} MiB with them",
+            before as f64 / 1048576.0,
+            after as f64 / 1048576.0,
+            url_port = port
+        );
+        rss.push(after);
         drop(conns);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -66,7 +66,12 @@ where
         }
         let keepalive = self.limits.keepalive_timeout.as_secs().max(1);
         let phase = Arc::new(AtomicU8::new(IN_HEAD));
-        let stream: Stream = Box::new(LimitedStream::new(stream, self.limits, phase.clone()));
+        let mut stream: Stream = Box::new(LimitedStream::new(stream, self.limits, phase.clone()));
+        // The proxy's per-request future is large (tens of KiB); it is only created once a
+        // request has begun to arrive, so an idle connection costs little more than its socket.
+        if !first_byte(&mut stream, self.limits.header_timeout, shutdown).await {
+            return None;
+        }
         let mut session = ServerSession::new_http1(stream);
         session.set_keepalive(if *shutdown.borrow() {
             None
@@ -78,22 +83,41 @@ where
                 .server_options()
                 .and_then(|o| o.keepalive_request_limit),
         );
-        let mut reused = self.inner.process_new_http(session, shutdown).await;
-        while let Some((stream, settings)) = reused.map(|r| r.consume()) {
+        let mut reused = Box::pin(self.inner.process_new_http(session, shutdown)).await;
+        while let Some((mut stream, settings)) = reused.map(|r| r.consume()) {
             // The next head's clock starts with its first byte; idling before it is bounded by
             // the keep-alive timeout.
             phase.store(IN_HEAD, Ordering::Release);
+            if !first_byte(&mut stream, self.limits.keepalive_timeout, shutdown).await {
+                return None;
+            }
             let mut session = ServerSession::new_http1(stream);
             if let Some(settings) = settings {
                 settings.apply_to_session(&mut session);
             }
-            reused = self.inner.process_new_http(session, shutdown).await;
+            reused = Box::pin(self.inner.process_new_http(session, shutdown)).await;
         }
         None
     }
 
     async fn cleanup(&self) {
         self.inner.http_cleanup().await;
+    }
+}
+
+/// Waits until the client sends something (true), or closes, stays silent for `limit`, or the
+/// server shuts down (false). Streams that cannot peek (TLS) return at once.
+async fn first_byte(stream: &mut Stream, limit: Duration, shutdown: &ShutdownWatch) -> bool {
+    if *shutdown.borrow() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    let mut shutdown = shutdown.clone();
+    tokio::select! {
+        peeked = tokio::time::timeout(limit, stream.try_peek(&mut byte)) => {
+            matches!(peeked, Ok(Ok(_)))
+        }
+        _ = shutdown.changed() => false,
     }
 }
 
