@@ -136,6 +136,19 @@ fn chunk() -> Bytes {
         .clone()
 }
 
+/// `len` bytes as a stream of shared 256 KiB chunks (no copying, nothing buffered).
+fn body_of(len: u64) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::unfold(0u64, move |sent| async move {
+        if sent >= len {
+            return None;
+        }
+        let mut c = chunk();
+        c.truncate((len - sent).min(c.len() as u64) as usize);
+        let n = c.len() as u64;
+        Some((Ok(c), sent + n))
+    })
+}
+
 /// A CheckFileInfo answer like the wopiserver's: its own token inside the URLs.
 async fn check_file_info(req: Request) -> Response {
     let token = req
@@ -164,15 +177,7 @@ fn size_of(headers: &HeaderMap) -> u64 {
 
 async fn get_file(headers: HeaderMap) -> Response {
     let len = size_of(&headers);
-    let stream = futures_util::stream::unfold(0u64, move |sent| async move {
-        if sent >= len {
-            return None;
-        }
-        let mut c = chunk();
-        c.truncate((len - sent).min(c.len() as u64) as usize);
-        let n = c.len() as u64;
-        Some((Ok::<_, std::io::Error>(c), sent + n))
-    });
+    let stream = body_of(len);
     Response::builder()
         .header("content-length", len)
         .body(Body::from_stream(stream))
@@ -499,15 +504,7 @@ async fn transfer(base: &str, len: u64, put: bool, proc: Option<&Proc>) -> Trans
     let url = format!("{path}/contents?{query}");
     let started = Instant::now();
     if put {
-        let stream = futures_util::stream::unfold(0u64, move |sent| async move {
-            if sent >= len {
-                return None;
-            }
-            let mut c = chunk();
-            c.truncate((len - sent).min(c.len() as u64) as usize);
-            let n = c.len() as u64;
-            Some((Ok::<_, std::io::Error>(c), sent + n))
-        });
+        let stream = body_of(len);
         let r = client
             .post(&url)
             .header("X-WOPI-Override", "PUT")

@@ -3,11 +3,11 @@
 //! holds a connection forever (slowloris). This wraps a listener's HTTP/1 application: every
 //! request head must arrive completely within `header_timeout` — counted from the connection's
 //! accept for its first request, from the head's first byte on a kept-alive connection —
-//! otherwise the connection is closed. (Heads are read up to pingora's fixed 1 MiB, 400 beyond;
-//! the gateway answers 431 above `max_header_bytes`, see `proxy::within_limits`.) Idle keep-alive connections
-//! close after `keepalive_timeout` (pingora itself would keep an HTTP/1.1 connection without a
-//! `Keep-Alive` header open forever). Request bodies are bounded per read by the gateway
-//! (`body_read_timeout`, see `Gateway::request_filter`).
+//! otherwise the connection is closed. Idle keep-alive connections close after
+//! `keepalive_timeout` (pingora itself keeps an HTTP/1.1 connection without a `Keep-Alive`
+//! header open forever). Heads are read up to pingora's fixed 1 MiB (400 beyond); sizes below
+//! that and request bodies are the gateway's business (`proxy::within_limits`,
+//! `Gateway::request_body_filter`).
 
 use std::fmt;
 use std::future::Future;

@@ -77,17 +77,6 @@ async fn open(stack: &Stack, token: &str) -> (u16, serde_json::Value, Duration) 
     (s, b, started.elapsed())
 }
 
-async fn metrics(stack: &Stack) -> String {
-    client()
-        .get(format!("{}/metrics", stack.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 fn sample(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series))
@@ -99,7 +88,7 @@ fn sample(text: &str, series: &str) -> f64 {
 async fn assert_nothing_in_flight(stack: &Stack, case: &str) {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        let m = metrics(stack).await;
+        let m = crate::ops::scrape(stack).await;
         let in_flight = sample(&m, "wopigate_requests_in_flight{listener=\"public\"} ");
         if in_flight == 0.0 {
             return;
@@ -297,9 +286,9 @@ async fn discovery_faults() {
         proxy.set(fault).await;
         let case = format!("discovery {}", fault.name());
         // Refreshes (every second, 2 s deadline) fail and are counted …
-        let before = sample(&metrics(&stack).await, failed);
+        let before = sample(&crate::ops::scrape(&stack).await, failed);
         let started = Instant::now();
-        while sample(&metrics(&stack).await, failed) <= before {
+        while sample(&crate::ops::scrape(&stack).await, failed) <= before {
             assert!(
                 started.elapsed() < Duration::from_secs(8),
                 "{case}: no failed refresh counted"
@@ -319,9 +308,9 @@ async fn discovery_faults() {
         );
         assert_nothing_in_flight(&stack, &case).await;
         proxy.set(Fault::None).await;
-        let ok_before = sample(&metrics(&stack).await, ok);
+        let ok_before = sample(&crate::ops::scrape(&stack).await, ok);
         let took = recovers(&case, || async {
-            sample(&metrics(&stack).await, ok) > ok_before
+            sample(&crate::ops::scrape(&stack).await, ok) > ok_before
         })
         .await;
         eprintln!("{case}: opens unaffected, refresh ok again after {took:?}");

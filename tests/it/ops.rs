@@ -40,7 +40,8 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-async fn scrape(stack: &Stack) -> String {
+/// The admin listener's `/metrics` text.
+pub(crate) async fn scrape(stack: &Stack) -> String {
     client()
         .get(format!("{}/metrics", stack.admin_url()))
         .send()
