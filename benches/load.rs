@@ -5,6 +5,12 @@
 //! On 2 cores the proxy under test gets core 0 to itself; this process (the upstream, the test
 //! doubles, the Rust clients) and `wrk` share core 1. Small-call figures come from rounds that
 //! interleave direct / nginx / wopigate and are reported as medians with their range.
+//!
+//! Knobs for investigations (the defaults are what `docs/benchmarks.md` reports):
+//! `BENCH_QUICK=1` (short smoke run), `WOPIGATE_BIN` (another gateway build), `BENCH_WRAP=0`
+//! (wopiserver tokens instead of gateway tokens), `BENCH_RUST_LOG` (gateway log level),
+//! `BENCH_IDLE_SILENT=1` (idle connections that never send a request), `BENCH_BUILD` (how the
+//! measured build was made, for the report).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -352,7 +358,7 @@ async fn start_wopigate(stack: &Stack, upstream: &str) -> (Proc, PathBuf) {
     std::fs::write(&config, text).unwrap();
     let log = config.with_extension("log");
     let file = std::fs::File::create(&log).unwrap();
-    // WOPIGATE_BIN measures another build (benches/load.sh passes the release binary).
+    // WOPIGATE_BIN measures another build of the gateway.
     let bin =
         std::env::var("WOPIGATE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_wopigate").into());
     let child = Command::new("taskset")
@@ -844,8 +850,9 @@ impl Report<'_> {
                     .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
             })
             .unwrap_or_default();
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
+        // Not available_parallelism(): this process is pinned to one core.
+        let cores = std::fs::read_to_string("/proc/cpuinfo")
+            .map(|c| c.lines().filter(|l| l.starts_with("processor")).count())
             .unwrap_or(0);
         let date = Command::new("date")
             .arg("-u")
@@ -865,9 +872,11 @@ impl Report<'_> {
             s,
             "Written by `benches/load.sh` ({date}); every figure below is from that one run.\n"
         );
+        let build = std::env::var("BENCH_BUILD")
+            .unwrap_or_else(|_| "the bench profile = release (fat LTO, 1 codegen unit)".into());
         let _ = writeln!(
             s,
-            "- Command: `benches/load.sh` (`cargo bench --features testkit --bench load`, release profile)"
+            "- Command: `benches/load.sh` (`cargo bench --features testkit --bench load`); build: {build}"
         );
         let _ = writeln!(
             s,
