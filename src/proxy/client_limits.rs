@@ -205,7 +205,8 @@ impl AsyncRead for LimitedStream {
         if phase == PAST_HEAD {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
-        // pingora keeps HTTP/1.1 connections alive without limit; the idle clock runs here.
+        // pingora keeps HTTP/1.1 connections alive without limit. `first_byte` bounds the idle
+        // time of streams it can peek; this clock covers the others (TLS).
         let deadline = this.deadline.get_or_insert_with(|| {
             this.idle = true;
             Box::pin(tokio::time::sleep(this.limits.keepalive_timeout))

@@ -134,6 +134,15 @@ fn check(case: &str, got: (u16, &serde_json::Value, Duration), want: &Expect) {
     assert!(took < want.within, "{case}: answered after {took:?}");
 }
 
+/// What a client is told when an upstream it needs has `fault`.
+fn expected_from_upstream(fault: Fault) -> (u16, &'static str) {
+    match fault {
+        Fault::Stopped => (503, "unavailable"),
+        Fault::Slow(_) => (504, "upstream_timeout"),
+        _ => (502, "upstream_error"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reva_faults() {
     let (stack, _gw, proxy) = fronted(Upstream::Reva).await;
@@ -144,11 +153,7 @@ async fn reva_faults() {
     for fault in FAULTS {
         proxy.set(fault).await;
         let case = format!("REVA {}", fault.name());
-        let want = match fault {
-            Fault::Stopped => (503, "unavailable"),
-            Fault::Slow(_) => (504, "upstream_timeout"),
-            _ => (502, "upstream_error"),
-        };
+        let want = expected_from_upstream(fault);
         let (s, b, took) = open(&stack, &token).await;
         check(
             &case,
@@ -194,11 +199,7 @@ async fn wopiserver_faults() {
     let mut rows = 0;
     for fault in FAULTS {
         proxy.set(fault).await;
-        let want = match fault {
-            Fault::Stopped => (503, "unavailable"),
-            Fault::Slow(_) => (504, "upstream_timeout"),
-            _ => (502, "upstream_error"),
-        };
+        let want = expected_from_upstream(fault);
         // The open API's openinapp call (deadline 3 s) and proxied WOPI traffic (2 s).
         let case = format!("wopiserver {} (open)", fault.name());
         let (s, b, took) = open(&stack, &token).await;

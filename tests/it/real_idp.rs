@@ -12,6 +12,16 @@ use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
 
 use crate::{legacy_open, start};
 
+/// The JWKS during rotation: `signing` signs RS256 tokens, `previous` is still published, and
+/// `ec-1` signs ES256 throughout.
+fn published(signing: &str, previous: &str) -> [KeySpec; 3] {
+    [
+        KeySpec::rsa(signing),
+        KeySpec::rsa(previous),
+        KeySpec::ec("ec-1"),
+    ]
+}
+
 fn header_of(token: &str) -> serde_json::Value {
     let h = token.split('.').next().unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
@@ -95,13 +105,7 @@ async fn real_oidc_provider_login_rotation_and_outage() {
 
     // Rotation: a new signing key is accepted on first sight without restarting the gateway;
     // tokens of the older, still published key keep working.
-    idp.restart(&[
-        KeySpec::rsa("rsa-2"),
-        KeySpec::rsa("rsa-1"),
-        KeySpec::ec("ec-1"),
-    ])
-    .await
-    .unwrap();
+    idp.restart(&published("rsa-2", "rsa-1")).await.unwrap();
     let rs2 = login(&idp, "RS256", "alice", "rsa-2").await;
     let (s, b) = open_status(&stack, &rs2).await;
     assert_eq!(s, 200, "{b}");
@@ -111,13 +115,7 @@ async fn real_oidc_provider_login_rotation_and_outage() {
     // Retirement: rsa-1 leaves the JWKS as rsa-3 arrives. Seeing rsa-3 refreshes the key set,
     // and from then on rsa-1 tokens are refused although they were validated (and cached)
     // before.
-    idp.restart(&[
-        KeySpec::rsa("rsa-3"),
-        KeySpec::rsa("rsa-2"),
-        KeySpec::ec("ec-1"),
-    ])
-    .await
-    .unwrap();
+    idp.restart(&published("rsa-3", "rsa-2")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await; // jwks_min_refetch_seconds = 1
     let rs3 = login(&idp, "RS256", "alice", "rsa-3").await;
     let (s, b) = open_status(&stack, &rs3).await;
@@ -129,13 +127,7 @@ async fn real_oidc_provider_login_rotation_and_outage() {
 
     // Outage: with the IdP down, tokens of known keys still validate, even ones never seen
     // before; a token of a key the gateway has not fetched yet fails closed with 401.
-    idp.restart(&[
-        KeySpec::rsa("rsa-4"),
-        KeySpec::rsa("rsa-3"),
-        KeySpec::ec("ec-1"),
-    ])
-    .await
-    .unwrap();
+    idp.restart(&published("rsa-4", "rsa-3")).await.unwrap();
     let es_fresh = login(&idp, "ES256", "carol", "ec-1").await;
     let rs4 = login(&idp, "RS256", "alice", "rsa-4").await;
     idp.stop().await;
@@ -158,13 +150,7 @@ async fn real_oidc_provider_login_rotation_and_outage() {
     assert_nothing_upstream(&stack);
 
     // Recovery: once the IdP is back (and the failure back-off has passed), the new key works.
-    idp.restart(&[
-        KeySpec::rsa("rsa-4"),
-        KeySpec::rsa("rsa-3"),
-        KeySpec::ec("ec-1"),
-    ])
-    .await
-    .unwrap();
+    idp.restart(&published("rsa-4", "rsa-3")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (s, b) = open_status(&stack, &rs4).await;
     assert_eq!(s, 200, "{b}");
