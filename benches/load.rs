@@ -10,7 +10,8 @@
 //! `BENCH_QUICK=1` (short smoke run), `WOPIGATE_BIN` (another gateway build), `BENCH_WRAP=0`
 //! (wopiserver tokens instead of gateway tokens), `BENCH_RUST_LOG` (gateway log level),
 //! `BENCH_IDLE_SILENT=1` (idle connections that never send a request), `BENCH_BUILD` (how the
-//! measured build was made, for the report).
+//! measured build was made, for the report), `BENCH_HOLD=<secs>` (start everything, print the URLs
+//! and PIDs, wait; for profiling by hand).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -59,8 +60,8 @@ impl Plan {
         } else {
             Self {
                 rounds: 3,
-                small_secs: 5,
-                latency_secs: 5,
+                small_secs: 4,
+                latency_secs: 3,
                 connections: 64,
                 big_bytes: 1 << 30,
                 mid_bytes: 64 << 20,
@@ -72,6 +73,11 @@ impl Plan {
 }
 
 fn main() {
+    // The bench re-executes itself as the bare-pingora reference proxy (see `bare_pingora`).
+    if let Some(i) = std::env::args().position(|a| a == "--bare-pingora") {
+        let args: Vec<String> = std::env::args().skip(i + 1).take(2).collect();
+        bare_pingora(&args[0], &args[1]);
+    }
     // `cargo test --all-targets` runs bench targets without `--bench`: nothing to measure then.
     if !std::env::args().any(|a| a == "--bench") {
         println!(
@@ -280,6 +286,62 @@ async fn wait_listening(port: u16) {
         assert!(Instant::now() < deadline, "nothing listens on {port}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The framework's floor: pingora proxying to the upstream with nothing of wopigate's (no
+/// token, proof, rewrite, limits, metrics or logs), one worker thread, default listener
+/// buffers. What wopigate costs above it is wopigate's; what it costs above nginx is pingora's.
+fn bare_pingora(listen: &str, upstream: &str) -> ! {
+    use pingora::prelude::{HttpPeer, ProxyHttp, Session};
+    use pingora::server::Server;
+    use pingora::server::configuration::ServerConf;
+
+    struct Bare(std::net::SocketAddr);
+
+    #[async_trait::async_trait]
+    impl ProxyHttp for Bare {
+        type CTX = ();
+        fn new_ctx(&self) {}
+        async fn upstream_peer(
+            &self,
+            _session: &mut Session,
+            _ctx: &mut (),
+        ) -> pingora::Result<Box<HttpPeer>> {
+            Ok(Box::new(HttpPeer::new(self.0, false, String::new())))
+        }
+    }
+
+    let conf = ServerConf {
+        threads: 1,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let upstream = upstream.parse().expect("upstream address");
+    let mut service = pingora::proxy::http_proxy_service(&server.configuration, Bare(upstream));
+    service.add_tcp(listen);
+    server.add_service(service);
+    server.run_forever()
+}
+
+async fn start_bare_pingora(upstream_port: u16) -> Proc {
+    let port = wopigate::testkit::free_port();
+    let child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(std::env::current_exe().expect("bench executable"))
+        .args([
+            "--bare-pingora",
+            &format!("127.0.0.1:{port}"),
+            &format!("127.0.0.1:{upstream_port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bare pingora");
+    wait_listening(port).await;
+    Proc { child, port }
 }
 
 /// nginx as its own documentation recommends for a proxy: one worker, keep-alive to the
@@ -549,6 +611,12 @@ async fn transfer(base: &str, len: u64, put: bool, proc: Option<&Proc>) -> Trans
 // ---------------------------------------------------------------------------------------------
 // The run.
 
+/// The small-call table's rows, in this order.
+const TARGETS: usize = 4;
+const DIRECT: usize = 0;
+const NGINX: usize = 1;
+const WOPIGATE: usize = 3;
+
 struct Target<'a> {
     name: &'static str,
     port: u16,
@@ -567,6 +635,7 @@ async fn run(plan: Plan) {
     let (gateway, gateway_log) = start_wopigate(&stack, &upstream.url()).await;
     let idle_rss = gateway.rss();
     let nginx = start_nginx(stack.dir(), upstream.addr.port()).await;
+    let bare = start_bare_pingora(upstream.addr.port()).await;
 
     // One open through the gateway hands out the gateway token every file call then uses.
     let oidc = stack.idp.token("alice");
@@ -614,6 +683,11 @@ async fn run(plan: Plan) {
             proc: Some(&nginx),
         },
         Target {
+            name: "pingora",
+            port: bare.port,
+            proc: Some(&bare),
+        },
+        Target {
             name: "wopigate",
             port: gateway.port,
             proc: Some(&gateway),
@@ -623,12 +697,24 @@ async fn run(plan: Plan) {
         let r = client.get(file_url(t.port)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{} CheckFileInfo", t.name);
     }
+    // BENCH_HOLD=<secs>: keep everything up for profiling by hand (`perf record -p`, `wrk`).
+    if let Some(secs) = std::env::var("BENCH_HOLD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        for t in &targets {
+            let pid = t.proc.map(|p| p.child.id().to_string()).unwrap_or_default();
+            eprintln!("HOLD {} pid={pid} {}", t.name, file_url(t.port));
+        }
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        return;
+    }
 
     // Small calls: throughput (64 connections) and latency (1 connection), interleaved rounds.
-    let mut rps: [Vec<f64>; 3] = Default::default();
-    let mut cpu_us: [Vec<f64>; 3] = Default::default();
-    let mut p99: [Vec<f64>; 3] = Default::default();
-    let mut p50: [Vec<f64>; 3] = Default::default();
+    let mut rps: [Vec<f64>; TARGETS] = Default::default();
+    let mut cpu_us: [Vec<f64>; TARGETS] = Default::default();
+    let mut p99: [Vec<f64>; TARGETS] = Default::default();
+    let mut p50: [Vec<f64>; TARGETS] = Default::default();
     let mut errors = 0;
     for round in 0..plan.rounds {
         for (i, t) in targets.iter().enumerate() {
@@ -687,11 +773,7 @@ async fn run(plan: Plan) {
     let report = Report {
         plan: &plan,
         rps: rps.map(spread),
-        cpu_us: [
-            spread(vec![0.0]),
-            spread(cpu_us[1].clone()),
-            spread(cpu_us[2].clone()),
-        ],
+        cpu_us: cpu_us.map(|v| spread(if v.is_empty() { vec![0.0] } else { v })),
         p99: p99.map(spread),
         p50: p50.map(spread),
         transfers: &transfers,
@@ -711,6 +793,7 @@ async fn run(plan: Plan) {
     std::fs::write(&out, &text).expect("write docs/benchmarks.md");
     eprintln!("written to {}", out.display());
     drop(nginx);
+    drop(bare);
     drop(gateway);
 }
 
@@ -818,10 +901,10 @@ async fn idle_connections(
 
 struct Report<'a> {
     plan: &'a Plan,
-    rps: [Spread; 3],
-    cpu_us: [Spread; 3],
-    p99: [Spread; 3],
-    p50: [Spread; 3],
+    rps: [Spread; TARGETS],
+    cpu_us: [Spread; TARGETS],
+    p99: [Spread; TARGETS],
+    p50: [Spread; TARGETS],
     transfers: &'a [(&'static str, u64, &'static str, Transfer)],
     opens_per_s: f64,
     own_p99_us: f64,
@@ -872,8 +955,10 @@ impl Report<'_> {
             s,
             "Written by `benches/load.sh` ({date}); every figure below is from that one run.\n"
         );
-        let build = std::env::var("BENCH_BUILD")
-            .unwrap_or_else(|_| "the bench profile = release (fat LTO, 1 codegen unit)".into());
+        let build = std::env::var("BENCH_BUILD").unwrap_or_else(|_| {
+            "the bench profile (release settings without LTO, 16 codegen units: see Cargo.toml)"
+                .into()
+        });
         let _ = writeln!(
             s,
             "- Command: `benches/load.sh` (`cargo bench --features testkit --bench load`); build: {build}"
@@ -884,15 +969,15 @@ impl Report<'_> {
         );
         let _ = writeln!(
             s,
-            "- Layout: the proxy under test alone on core 0 (nginx: 1 worker; wopigate: 1 worker thread); the upstream, the test doubles, wrk and the Rust clients on core 1"
+            "- Layout: the proxy under test alone on core 0 (nginx: 1 worker; wopigate and bare pingora: 1 worker thread); the upstream, the test doubles, wrk and the Rust clients on core 1"
         );
         let _ = writeln!(
             s,
-            "- Upstream: the same WOPI-shaped server for all three (CheckFileInfo JSON of ~600 bytes; GetFile/PutFile streamed from/to memory); opens use the fake REVA (gRPC) and the fake wopiserver's `openinapp`"
+            "- Upstream: the same WOPI-shaped server for every target (CheckFileInfo JSON of ~600 bytes; GetFile/PutFile streamed from/to memory); opens use the fake REVA (gRPC) and the fake wopiserver's `openinapp`"
         );
         let _ = writeln!(
             s,
-            "- Small calls: CheckFileInfo with the gateway-issued token, {} rounds interleaving direct / nginx / wopigate: {} s with `wrk -t1 -c{}`, then {} s with `wrk -t1 -c1 --latency`; medians with [min–max]",
+            "- Small calls: CheckFileInfo with the gateway-issued token, {} rounds interleaving direct / nginx / bare pingora / wopigate: {} s with `wrk -t1 -c{}`, then {} s with `wrk -t1 -c1 --latency`; medians with [min–max]",
             p.rounds, p.small_secs, p.connections, p.latency_secs
         );
         let _ = writeln!(
@@ -900,27 +985,31 @@ impl Report<'_> {
             "- Both proxies log one access line per request (nginx buffered, wopigate JSON to a file); wrk errors (non-2xx, socket): {}",
             self.errors
         );
+        let _ = writeln!(
+            s,
+            "- Bare pingora: pingora 0.9 proxying to the same upstream with none of wopigate's work (no token, proof, rewrite, client limits, metrics or logs) — the framework's own floor"
+        );
         let _ = writeln!(s, "- Whole run: {:.0} s\n", self.took.as_secs_f64());
 
         let _ = writeln!(s, "## Ratios and goals\n");
         let _ = writeln!(s, "| Figure | Value | Goal | Met |");
         let _ = writeln!(s, "|---|---|---|---|");
         let met = |ok: bool| if ok { "yes" } else { "**no**" };
-        let tput = self.rps[2].median / self.rps[1].median;
+        let tput = self.rps[WOPIGATE].median / self.rps[NGINX].median;
         let _ = writeln!(
             s,
             "| small-call throughput, wopigate ÷ nginx | {tput:.2} | ≥ 1.1 | {} |",
             met(tput >= 1.1)
         );
-        let cpu = self.cpu_us[2].median / self.cpu_us[1].median;
+        let cpu = self.cpu_us[WOPIGATE].median / self.cpu_us[NGINX].median;
         let _ = writeln!(
             s,
             "| proxy CPU per small request, wopigate ÷ nginx | {cpu:.2} ({:.1} µs vs {:.1} µs) | ≤ 0.8 | {} |",
-            self.cpu_us[2].median,
-            self.cpu_us[1].median,
+            self.cpu_us[WOPIGATE].median,
+            self.cpu_us[NGINX].median,
             met(cpu <= 0.8)
         );
-        let added = self.p99[2].median - self.p99[0].median;
+        let added = self.p99[WOPIGATE].median - self.p99[DIRECT].median;
         let _ = writeln!(
             s,
             "| small-call p99 added latency vs direct, 1 connection | {:.3} ms | ≤ 0.1 ms | {} |",
@@ -995,7 +1084,10 @@ impl Report<'_> {
             "| Target | req/s (64 conns) | proxy CPU µs/req | p50 ms (1 conn) | p99 ms (1 conn) |"
         );
         let _ = writeln!(s, "|---|---|---|---|---|");
-        for (i, name) in ["direct", "nginx", "wopigate"].iter().enumerate() {
+        for (i, name) in ["direct", "nginx", "pingora (bare)", "wopigate"]
+            .iter()
+            .enumerate()
+        {
             let f = |x: Spread, d: usize| format!("{:.d$} [{:.d$}–{:.d$}]", x.median, x.min, x.max);
             let cpu = if i == 0 {
                 "—".to_owned()

@@ -1,6 +1,7 @@
-//! Token paths: OIDC validation (cached and uncached), REVA token minting, WOPI proofs and
-//! gateway-issued WOPI tokens.
-//! `cargo bench --bench tokens`
+//! The per-request paths in isolation: OIDC validation (cached and uncached), REVA token
+//! minting, WOPI proofs, gateway-issued WOPI tokens, and what every proxied WOPI call goes
+//! through (routing, operation naming, request ids, the CheckFileInfo rewrite, log redaction).
+//! `cargo bench --bench hot_paths` (one group: `cargo bench --bench hot_paths -- routing`)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,5 +159,66 @@ fn gateway_tokens(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench, proof, gateway_tokens);
+/// What a proxied WOPI call costs the gateway besides the network: classify the route, name the
+/// operation, make a request id, rewrite CheckFileInfo for a gateway-token holder, redact the
+/// access-log line.
+fn routing(c: &mut Criterion) {
+    use wopigate::proxy::{headers, route};
+    let path = "/wopi/files/MTI4NGQyMzgkYzNjZjIzYmIhN2E3YTVmOWU/contents";
+    c.bench_function("routing_classify", |b| {
+        b.iter(|| route::classify(std::hint::black_box(&http::Method::POST), path))
+    });
+    c.bench_function("routing_operation", |b| {
+        b.iter(|| {
+            wopigate::wopi::operation::operation(
+                &http::Method::POST,
+                std::hint::black_box("/wopi/files/abc"),
+                Some(b"REFRESH_LOCK"),
+                false,
+            )
+        })
+    });
+    c.bench_function("routing_request_id", |b| b.iter(headers::new_request_id));
+
+    // A CheckFileInfo answer of the wopiserver's shape with its token in three URLs.
+    let upstream = format!(
+        "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.{}.sig",
+        "x".repeat(600)
+    );
+    let gateway = format!("wg1.{}", "g".repeat(400));
+    let mut body = serde_json::Map::new();
+    for (k, v) in [
+        ("BaseFileName", "report.docx"),
+        ("OwnerId", "owner-of-the-home"),
+        ("UserId", "alice@https://idp.example.org"),
+        ("UserFriendlyName", "Alice Example"),
+        ("Version", "v1700000000"),
+        ("BreadcrumbBrandName", "CERNBox"),
+    ] {
+        body.insert(k.into(), json!(v));
+    }
+    for k in ["HostEditUrl", "HostViewUrl", "DownloadUrl"] {
+        body.insert(
+            k.into(),
+            json!(format!(
+                "https://office.example.org/edit?WOPISrc=x&access_token={upstream}"
+            )),
+        );
+    }
+    body.insert("Size".into(), json!(12345));
+    body.insert("SupportsLocks".into(), json!(true));
+    let body = serde_json::to_vec(&body).unwrap();
+    c.bench_function("routing_check_file_info_rewrite", |b| {
+        b.iter(|| {
+            wopigate::wopi::rewrite::check_file_info(&body, &upstream, &gateway, None).unwrap()
+        })
+    });
+
+    let line = r#"{"timestamp":"2026-11-23T18:29:21.902859Z","level":"INFO","fields":{"message":"request","listener":"public","request_id":"4f1c2a9b7d3e5f60000000000000002a","method":"GET","path":"/wopi/files/storage-1!ZmlsZS1kb2N4","route":"wopi_files","operation":"CheckFileInfo","app":"Collabora","status":200,"duration_ms":0.41,"upstream_ms":0.12,"bytes_in":0,"bytes_out":803},"target":"wopigate::access"}"#;
+    c.bench_function("routing_redact_access_line", |b| {
+        b.iter(|| wopigate::telemetry::redact(std::hint::black_box(line)).len())
+    });
+}
+
+criterion_group!(benches, bench, proof, gateway_tokens, routing);
 criterion_main!(benches);
