@@ -63,13 +63,15 @@ pub fn main() -> ExitCode {
                 }
             };
             crate::telemetry::init(c.server.log_json);
-            match crate::app::run(&config, c) {
+            let code = match crate::app::run(&config, c) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("cannot start: {e}");
                     ExitCode::FAILURE
                 }
-            }
+            };
+            crate::telemetry::flush();
+            code
         }
     }
 }

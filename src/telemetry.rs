@@ -8,8 +8,10 @@
 
 use std::borrow::Cow;
 use std::io::Write;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
+use aho_corasick::AhoCorasick;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -53,6 +55,10 @@ pub fn set_secrets(config: &Config) {
             }
         }
     }
+    let screen = build_screen();
+    if let Ok(mut g) = SCREEN.write() {
+        *g = screen;
+    }
 }
 
 fn is_value_end(b: u8) -> bool {
@@ -66,8 +72,44 @@ fn is_b64url(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
+/// One pass over a line for everything [`redact`] could replace (secrets, sensitive keys, token
+/// prefixes), case-insensitively so it finds a superset: most lines match nothing and are
+/// passed on untouched after this single scan.
+static SCREEN: RwLock<Option<Arc<AhoCorasick>>> = RwLock::new(None);
+
+fn screen() -> Option<Arc<AhoCorasick>> {
+    if let Some(s) = SCREEN.read().ok().and_then(|g| g.clone()) {
+        return Some(s);
+    }
+    let built = build_screen();
+    if let (Some(s), Ok(mut g)) = (&built, SCREEN.write())
+        && g.is_none()
+    {
+        *g = Some(s.clone());
+    }
+    built
+}
+
+fn build_screen() -> Option<Arc<AhoCorasick>> {
+    let secrets = SECRETS.read().ok()?;
+    let patterns = SENSITIVE_KEYS
+        .iter()
+        .copied()
+        .chain([crate::gwtoken::PREFIX, "eyJ"])
+        .chain(secrets.iter().map(|s| &**s));
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(patterns)
+        .ok()
+        .map(Arc::new)
+}
+
 /// Replaces credentials in one log line.
 pub fn redact(line: &str) -> Cow<'_, str> {
+    // Without a screen (it could not be built) every line takes the full path below.
+    if screen().is_some_and(|s| !s.is_match(line)) {
+        return Cow::Borrowed(line);
+    }
     let mut out = Cow::Borrowed(line);
     if let Ok(secrets) = SECRETS.read() {
         for s in secrets.iter() {
@@ -154,15 +196,49 @@ pub fn redact(line: &str) -> Cow<'_, str> {
     Cow::Owned(s)
 }
 
+/// Lines at INFO and below (the access log) collect here and reach stderr in batches: one
+/// write per `FLUSH_BYTES` or `FLUSH_EVERY` instead of one per request. Warnings and errors are
+/// written at once, after what is pending, so the order is kept.
+static PENDING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+const FLUSH_BYTES: usize = 32 * 1024;
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// Writes out the batched lines (also called before the process exits).
+pub fn flush() {
+    if let Ok(mut pending) = PENDING.lock() {
+        write_out(&mut pending);
+    }
+}
+
+fn write_out(pending: &mut Vec<u8>) {
+    if !pending.is_empty() {
+        let _ = std::io::stderr().lock().write_all(pending);
+        pending.clear();
+    }
+}
+
 /// stderr, with every write redacted. The fmt layer writes each event with one `write_all`.
-pub struct RedactingStderr;
+pub struct RedactingStderr {
+    batched: bool,
+}
 
 impl Write for RedactingStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr()
-            .lock()
-            .write_all(redact(&text).as_bytes())?;
+        let line = redact(&text);
+        let Ok(mut pending) = PENDING.lock() else {
+            std::io::stderr().lock().write_all(line.as_bytes())?;
+            return Ok(buf.len());
+        };
+        if self.batched {
+            pending.extend_from_slice(line.as_bytes());
+            if pending.len() >= FLUSH_BYTES {
+                write_out(&mut pending);
+            }
+        } else {
+            write_out(&mut pending);
+            std::io::stderr().lock().write_all(line.as_bytes())?;
+        }
         Ok(buf.len())
     }
 
@@ -175,15 +251,42 @@ impl<'a> MakeWriter<'a> for RedactingStderr {
     type Writer = RedactingStderr;
 
     fn make_writer(&'a self) -> Self::Writer {
-        RedactingStderr
+        RedactingStderr { batched: false }
     }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        RedactingStderr {
+            batched: *meta.level() >= tracing::Level::INFO,
+        }
+    }
+}
+
+/// Writes batched lines out every `FLUSH_EVERY`, and before a panic message.
+fn start_flusher() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("wopigate-log".into())
+            .spawn(|| {
+                loop {
+                    std::thread::sleep(FLUSH_EVERY);
+                    flush();
+                }
+            });
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            flush();
+            previous(info);
+        }));
+    });
 }
 
 pub fn init(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(RedactingStderr);
+        .with_writer(RedactingStderr { batched: false });
+    start_flusher();
     let _ = if json {
         builder.json().try_init()
     } else {

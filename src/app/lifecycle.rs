@@ -119,6 +119,7 @@ fn exit_when_drained() {
             .sum();
         if in_flight <= 0 {
             tracing::info!("drained: no request in flight; exiting");
+            crate::telemetry::flush();
             std::process::exit(0);
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -249,7 +249,9 @@ struct Live {
 /// keep-alive connection costs (10 000 of them: ~750 MiB). Plain HTTP reads straight into the
 /// request parser's and body reader's own buffers; TLS keeps one record's worth.
 const TLS_READ_BUFFER: usize = 16 * 1024;
-const L4_WRITE_BUFFER: usize = pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE;
+/// Writes are coalesced one level up, above TLS, by `client_limits`' cork, which holds a buffer
+/// only while a response is being written.
+const L4_WRITE_BUFFER: usize = 0;
 
 fn plain_listener(addr: std::net::SocketAddr) -> ListenerConfig {
     ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::new(0, L4_WRITE_BUFFER))

@@ -26,7 +26,15 @@ use pingora::protocols::{
 };
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
+
+/// A pending deadline. pingora's coarse (10 ms) timer wheel, not tokio's: registering a tokio
+/// timer that fires before the runtime's next wake-up wakes its driver (an eventfd write and an
+/// extra `epoll_wait` per request); these limits are seconds long.
+type Deadline = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
+
+fn deadline_in(d: Duration) -> Deadline {
+    Box::pin(pingora::time::fast_timeout::fast_sleep(d))
+}
 
 /// The connection-level limits of one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +77,7 @@ where
         let mut stream: Stream = Box::new(LimitedStream::new(stream, self.limits, phase.clone()));
         // The proxy's per-request future is large (tens of KiB); it is only created once a
         // request has begun to arrive, so an idle connection costs little more than its socket.
-        if !first_byte(&mut stream, self.limits.header_timeout, shutdown).await {
+        if !first_byte(&mut stream, shutdown).await {
             return None;
         }
         let mut session = ServerSession::new_http1(stream);
@@ -88,7 +96,7 @@ where
             // The next head's clock starts with its first byte; idling before it is bounded by
             // the keep-alive timeout.
             phase.store(IN_HEAD, Ordering::Release);
-            if !first_byte(&mut stream, self.limits.keepalive_timeout, shutdown).await {
+            if !first_byte(&mut stream, shutdown).await {
                 return None;
             }
             let mut session = ServerSession::new_http1(stream);
@@ -105,18 +113,18 @@ where
     }
 }
 
-/// Waits until the client sends something (true), or closes, stays silent for `limit`, or the
-/// server shuts down (false). Streams that cannot peek (TLS) return at once.
-async fn first_byte(stream: &mut Stream, limit: Duration, shutdown: &ShutdownWatch) -> bool {
+/// Waits until the client sends something (true), or closes, stays silent too long, or the
+/// server shuts down (false). How long is the stream's own clock: the head deadline for a
+/// connection's first request, the keep-alive timeout between requests. What arrived is
+/// replayed to pingora (`LimitedStream::try_peek`).
+async fn first_byte(stream: &mut Stream, shutdown: &ShutdownWatch) -> bool {
     if *shutdown.borrow() {
         return false;
     }
     let mut byte = [0u8; 1];
     let mut shutdown = shutdown.clone();
     tokio::select! {
-        peeked = tokio::time::timeout(limit, stream.try_peek(&mut byte)) => {
-            matches!(peeked, Ok(Ok(_)))
-        }
+        peeked = stream.try_peek(&mut byte) => peeked.is_ok(),
         _ = shutdown.changed() => false,
     }
 }
@@ -132,14 +140,25 @@ struct LimitedStream {
     phase: Arc<AtomicU8>,
     /// When the head being read must be complete (from the accept for the first request), or,
     /// while `idle`, when a kept-alive connection without a new request is closed.
-    deadline: Option<Pin<Box<Sleep>>>,
+    deadline: Option<Deadline>,
     /// Between requests on a kept-alive connection, before the next head's first byte.
     idle: bool,
     /// The last bytes of the head so far (an end of head split across reads).
     tail: [u8; 3],
     /// A request line has started (blank lines before it are not a head).
     started: bool,
+    /// Bytes `try_peek` read off the socket, handed to the next reads before the socket's.
+    replay: Vec<u8>,
+    replay_at: usize,
+    /// A small write held until the next write or a flush, so that a response head and its body
+    /// leave in one send. Allocated only while something is held.
+    corked: Vec<u8>,
 }
+
+/// What `try_peek` reads at once: a typical request head, so it needs no second read.
+const PEEK_BYTES: usize = 4096;
+/// The largest write the cork holds back.
+const CORK_BYTES: usize = 4096;
 
 impl fmt::Debug for LimitedStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -152,13 +171,16 @@ impl fmt::Debug for LimitedStream {
 impl LimitedStream {
     fn new(inner: Stream, limits: ClientLimits, phase: Arc<AtomicU8>) -> Self {
         Self {
-            deadline: Some(Box::pin(tokio::time::sleep(limits.header_timeout))),
+            deadline: Some(deadline_in(limits.header_timeout)),
             inner,
             limits,
             phase,
             idle: false,
             tail: [0; 3],
             started: false,
+            replay: Vec::new(),
+            replay_at: 0,
+            corked: Vec::new(),
         }
     }
 
@@ -194,13 +216,14 @@ fn refused(why: &'static str) -> Poll<std::io::Result<()>> {
     Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why)))
 }
 
-impl AsyncRead for LimitedStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
+impl LimitedStream {
+    /// A read from the connection itself, under the head and keep-alive clocks.
+    fn poll_read_socket(
+        &mut self,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
+        let this = self;
         let phase = this.phase.load(Ordering::Acquire);
         if phase == PAST_HEAD {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -209,7 +232,7 @@ impl AsyncRead for LimitedStream {
         // time of streams it can peek; this clock covers the others (TLS).
         let deadline = this.deadline.get_or_insert_with(|| {
             this.idle = true;
-            Box::pin(tokio::time::sleep(this.limits.keepalive_timeout))
+            deadline_in(this.limits.keepalive_timeout)
         });
         if deadline.as_mut().poll(cx).is_ready() {
             if this.idle {
@@ -223,7 +246,7 @@ impl AsyncRead for LimitedStream {
             let read = &buf.filled()[before..];
             if !read.is_empty() && this.idle {
                 this.idle = false;
-                this.deadline = Some(Box::pin(tokio::time::sleep(this.limits.header_timeout)));
+                this.deadline = Some(deadline_in(this.limits.header_timeout));
             }
             if this.scan_head(read) {
                 this.head_done();
@@ -231,23 +254,85 @@ impl AsyncRead for LimitedStream {
         }
         polled
     }
+
+    /// Sends what the cork holds.
+    fn poll_uncork(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while !self.corked.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &self.corked))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.corked.drain(..n);
+        }
+        // An idle connection keeps no buffer.
+        self.corked = Vec::new();
+        Poll::Ready(Ok(()))
+    }
 }
 
+impl AsyncRead for LimitedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.replay_at < this.replay.len() {
+            let held = &this.replay[this.replay_at..];
+            let n = held.len().min(buf.remaining());
+            buf.put_slice(&held[..n]);
+            this.replay_at += n;
+            if this.replay_at == this.replay.len() {
+                this.replay = Vec::new();
+                this.replay_at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        this.poll_read_socket(cx, buf)
+    }
+}
+
+/// One small write (typically a response head) is held until the next write or a flush, and
+/// then leaves together with it in one vectored send: a head and a Content-Length body make one
+/// send instead of two. Nothing more is ever held, so when an upstream breaks off mid-body
+/// everything received so far has reached the client.
 impl AsyncWrite for LimitedStream {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        if this.corked.is_empty() {
+            if buf.len() <= CORK_BYTES {
+                if this.corked.capacity() == 0 {
+                    this.corked.reserve_exact(CORK_BYTES);
+                }
+                this.corked.extend_from_slice(buf);
+                return Poll::Ready(Ok(buf.len()));
+            }
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
+        loop {
+            let held = this.corked.len();
+            let slices = [
+                std::io::IoSlice::new(&this.corked),
+                std::io::IoSlice::new(buf),
+            ];
+            let n = std::task::ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, &slices))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            if n < held {
+                this.corked.drain(..n);
+                continue;
+            }
+            this.corked = Vec::new();
+            if n > held {
+                return Poll::Ready(Ok(n - held));
+            }
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
     }
 
     fn poll_write_vectored(
@@ -255,11 +340,31 @@ impl AsyncWrite for LimitedStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if this.corked.is_empty() && total <= CORK_BYTES {
+            if this.corked.capacity() == 0 {
+                this.corked.reserve_exact(CORK_BYTES);
+            }
+            bufs.iter().for_each(|b| this.corked.extend_from_slice(b));
+            return Poll::Ready(Ok(total));
+        }
+        std::task::ready!(this.poll_uncork(cx))?;
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_uncork(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_uncork(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -324,10 +429,30 @@ impl GetSocketDigest for LimitedStream {
     }
 }
 
+/// Waits for the first bytes of a request. What arrives (up to `PEEK_BYTES`, read in one go:
+/// a peek of one byte would cost a read of its own) is kept and replayed to the next reads.
 #[async_trait]
 impl Peek for LimitedStream {
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
-        self.inner.try_peek(buf).await
+        if self.replay_at == self.replay.len() {
+            std::future::poll_fn(|cx| {
+                // On the stack of one poll only: an idle connection's future stays small.
+                let mut chunk = [0u8; PEEK_BYTES];
+                let mut read = ReadBuf::new(&mut chunk);
+                std::task::ready!(self.poll_read_socket(cx, &mut read))?;
+                self.replay = read.filled().to_vec();
+                self.replay_at = 0;
+                Poll::Ready(Ok::<_, std::io::Error>(()))
+            })
+            .await?;
+            if self.replay.is_empty() {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        let held = &self.replay[self.replay_at..];
+        let n = held.len().min(buf.len());
+        buf[..n].copy_from_slice(&held[..n]);
+        Ok(true)
     }
 }
 
@@ -345,6 +470,97 @@ mod tests {
             },
             Arc::new(AtomicU8::new(IN_HEAD)),
         )
+    }
+
+    fn limited(inner: tokio::io::DuplexStream) -> LimitedStream {
+        LimitedStream::new(
+            Box::new(inner),
+            ClientLimits {
+                header_timeout: Duration::from_secs(5),
+                keepalive_timeout: Duration::from_secs(5),
+            },
+            Arc::new(AtomicU8::new(IN_HEAD)),
+        )
+    }
+
+    /// Whatever the peer can read within 100 ms.
+    async fn readable(peer: &mut tokio::io::DuplexStream) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65536];
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(100), peer.read(&mut buf)).await
+        {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn one_small_write_waits_for_the_next_write_or_a_flush() {
+        use tokio::io::AsyncWriteExt;
+        let (a, mut peer) = tokio::io::duplex(1 << 20);
+        let mut s = limited(a);
+        s.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        assert!(readable(&mut peer).await.is_empty(), "a head waits");
+        s.flush().await.unwrap();
+        assert_eq!(readable(&mut peer).await, b"HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(s.corked.capacity(), 0, "no buffer kept after a flush");
+
+        // The next write takes the held one along, without a flush: a body that breaks off
+        // later still reaches the client up to where it broke.
+        s.write_all(b"head|").await.unwrap();
+        s.write_all(b"first part of a body").await.unwrap();
+        assert_eq!(readable(&mut peer).await, b"head|first part of a body");
+        let big = vec![b'x'; CORK_BYTES * 3];
+        s.write_all(b"head|").await.unwrap();
+        s.write_all(&big).await.unwrap();
+        let got = readable(&mut peer).await;
+        assert_eq!(&got[..5], b"head|");
+        assert_eq!(&got[5..], &big[..]);
+
+        // Vectored writes are held the same way; a shutdown sends what is held.
+        let parts = [std::io::IoSlice::new(b"a"), std::io::IoSlice::new(b"b")];
+        assert_eq!(s.write_vectored(&parts).await.unwrap(), 2);
+        AsyncWriteExt::shutdown(&mut s).await.unwrap();
+        assert_eq!(readable(&mut peer).await, b"ab");
+    }
+
+    #[tokio::test]
+    async fn what_the_peek_reads_is_replayed_once_in_order() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (a, mut peer) = tokio::io::duplex(1 << 16);
+        let mut s = limited(a);
+        peer.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut first = [0u8; 1];
+        assert!(s.try_peek(&mut first).await.unwrap());
+        assert_eq!(&first, b"G");
+        assert_eq!(
+            s.phase.load(Ordering::Acquire),
+            PAST_HEAD,
+            "the head was seen"
+        );
+        // A second peek does not read again.
+        assert!(s.try_peek(&mut first).await.unwrap());
+        let mut got = [0u8; 8];
+        let n = s.read(&mut got).await.unwrap();
+        assert_eq!(&got[..n], b"GET / HT");
+        peer.write_all(b"next").await.unwrap();
+        let mut rest = vec![0u8; 64];
+        let n = s.read(&mut rest).await.unwrap();
+        assert_eq!(&rest[..n], b"TP/1.1\r\nHost: x\r\n\r\n", "the replay first");
+        let n = s.read(&mut rest).await.unwrap();
+        assert_eq!(&rest[..n], b"next");
+        assert_eq!(s.replay.capacity(), 0);
+        // A peer that closes before sending anything: the peek fails.
+        drop(peer);
+        let mut b = [0u8; 1];
+        assert!(s.try_peek(&mut b).await.is_err());
     }
 
     #[tokio::test]

@@ -46,6 +46,20 @@ pub fn client_ip(session: &pingora::proxy::Session) -> Option<std::net::IpAddr> 
         .map(|a| a.ip())
 }
 
+/// A fresh request id: 32 hex digits, a random per-process half and a counter. Unique without
+/// asking the kernel for randomness on every request (a `getrandom` call each).
+pub fn new_request_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PROCESS: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let process = *PROCESS.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    format!(
+        "{process:016x}{:016x}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// A usable inbound `X-Request-Id`: short and plain, so it is safe in logs and headers.
 pub fn valid_request_id(v: &[u8]) -> Option<&str> {
     let s = std::str::from_utf8(v).ok()?;
@@ -91,6 +105,15 @@ mod tests {
         assert_eq!(get("x-trace-id"), ["rid-1"]);
         assert_eq!(get("x-forwarded-host"), ["gw.example"]);
         assert_eq!(get("host"), ["127.0.0.1:8880"]);
+    }
+
+    #[test]
+    fn generated_request_ids_are_distinct_and_valid() {
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert_eq!(a[..16], b[..16], "one process half");
+        assert_eq!(valid_request_id(a.as_bytes()), Some(a.as_str()));
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl ProxyHttp for InternalGateway {
         session: &mut Session,
         ctx: &mut InternalCtx,
     ) -> pingora::Result<bool> {
-        ctx.request_id = uuid::Uuid::new_v4().simple().to_string();
+        ctx.request_id = super::headers::new_request_id();
         if !self.allowed(session) {
             ctx.route = "refused";
             let e = ApiError::new(ErrorCode::Forbidden, "source address not allowed");

@@ -421,7 +421,7 @@ impl ProxyHttp for Gateway {
             .get("x-request-id")
             .and_then(|v| headers::valid_request_id(v.as_bytes()))
             .map(str::to_owned)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+            .unwrap_or_else(headers::new_request_id);
         ctx.route = route::classify(&req.method, req.uri.path());
         if let Err(e) = within_limits(req, &self.limits) {
             respond::error(session, &e, &ctx.request_id).await?;
@@ -753,28 +753,27 @@ fn swap_token(req: &mut pingora::http::RequestHeader, w: &Wrapped) -> pingora::R
         .strip_prefix("/wopi/files/")
         .and_then(|p| p.find('/').map(|i| &p[i..]))
         .unwrap_or("");
-    let encoded: String =
-        url::form_urlencoded::byte_serialize(w.upstream.expose().as_bytes()).collect();
-    let query: Vec<String> = req
-        .uri
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            if p.starts_with("access_token=") {
-                format!("access_token={encoded}")
-            } else {
-                p.to_owned()
-            }
-        })
-        .collect();
-    let target = format!(
-        "/wopi/files/{}{rest}?{}",
-        crate::wopi::rewrite::inode_of(resource),
-        query.join("&")
-    );
-    let uri: http::Uri = target.parse().map_err(|_| {
+    let encoded = crate::wopi::rewrite::url_encoded(w.upstream.expose());
+    let query = req.uri.query().unwrap_or_default();
+    let mut target = String::with_capacity(path.len() + query.len() + encoded.len() + 64);
+    target.push_str("/wopi/files/");
+    target.push_str(&crate::wopi::rewrite::inode_of(resource));
+    target.push_str(rest);
+    target.push('?');
+    let mut first = true;
+    for p in query.split('&').filter(|p| !p.is_empty()) {
+        if !first {
+            target.push('&');
+        }
+        first = false;
+        if p.starts_with("access_token=") {
+            target.push_str("access_token=");
+            target.push_str(&encoded);
+        } else {
+            target.push_str(p);
+        }
+    }
+    let uri = http::Uri::try_from(target).map_err(|_| {
         pingora::Error::explain(ErrorType::InternalError, "cannot build the upstream URI")
     })?;
     req.set_uri(uri);

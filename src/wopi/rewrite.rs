@@ -3,8 +3,11 @@
 //! wopiserver token, and Office for iOS/Android needs properties the wopiserver does not send,
 //! wopi.md §4.6–4.7) and PutRelativeFile (its URLs carry a wopiserver token for the new file).
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use memchr::memmem::Finder;
 use serde_json::{Map, Value};
 
 use crate::gwtoken::{Claims, Resource};
@@ -45,30 +48,97 @@ pub struct MobileAmend<'a> {
     pub user_id: &'a str,
 }
 
+/// `token` as a form-urlencoded query value. JWTs and gateway tokens need no escaping, so the
+/// common case borrows instead of allocating.
+pub fn url_encoded(token: &str) -> Cow<'_, str> {
+    let plain = token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_'));
+    if plain {
+        Cow::Borrowed(token)
+    } else {
+        Cow::Owned(url::form_urlencoded::byte_serialize(token.as_bytes()).collect())
+    }
+}
+
+#[cfg(test)]
 fn encoded(token: &str) -> String {
-    url::form_urlencoded::byte_serialize(token.as_bytes()).collect()
+    url_encoded(token).into_owned()
+}
+
+/// One token to find (raw and URL-encoded) and what replaces each form; prepared once per
+/// answer, not per string.
+struct TokenSwap<'a> {
+    upstream: &'a str,
+    gateway: &'a str,
+    /// Searchers built once: a token is hundreds of bytes, `str::contains` would prepare its
+    /// search again for every string.
+    find_raw: Finder<'a>,
+    /// The encoded forms, when encoding changes them.
+    encoded: Option<(Finder<'static>, String)>,
+}
+
+impl<'a> TokenSwap<'a> {
+    fn new(upstream: &'a str, gateway: &'a str) -> Self {
+        let encoded = match url_encoded(upstream) {
+            Cow::Owned(up) => Some((
+                Finder::new(up.as_bytes()).into_owned(),
+                url_encoded(gateway).into_owned(),
+            )),
+            Cow::Borrowed(_) => None,
+        };
+        Self {
+            upstream,
+            gateway,
+            find_raw: Finder::new(upstream.as_bytes()),
+            encoded,
+        }
+    }
+
+    /// Replaces the token in every string of `v`.
+    fn apply(&self, v: &mut Value) {
+        match v {
+            Value::String(s) => {
+                // Most strings (names, ids, flags) are shorter than a token: no search at all.
+                if s.len() < self.upstream.len() {
+                    return;
+                }
+                if let Some(replaced) = replace_all(s, &self.find_raw, self.gateway) {
+                    *s = replaced;
+                }
+                if let Some((find, gw)) = &self.encoded
+                    && let Some(replaced) = replace_all(s, find, gw)
+                {
+                    *s = replaced;
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|v| self.apply(v)),
+            Value::Object(o) => o.values_mut().for_each(|v| self.apply(v)),
+            _ => {}
+        }
+    }
+}
+
+/// `s` with every match of `find` replaced by `with`; `None` when nothing matches.
+fn replace_all(s: &str, find: &Finder<'_>, with: &str) -> Option<String> {
+    let mut hits = find.find_iter(s.as_bytes()).peekable();
+    hits.peek()?;
+    let needle = find.needle().len();
+    let mut out = String::with_capacity(s.len() + with.len());
+    let mut at = 0;
+    for hit in hits {
+        // A match of valid UTF-8 in valid UTF-8 starts and ends on character boundaries.
+        out.push_str(&s[at..hit]);
+        out.push_str(with);
+        at = hit + needle;
+    }
+    out.push_str(&s[at..]);
+    Some(out)
 }
 
 /// Replaces the wopiserver token, raw or URL-encoded, in every string of `v`.
 fn replace_token(v: &mut Value, upstream: &str, gateway: &str) {
-    match v {
-        Value::String(s) => {
-            if s.contains(upstream) {
-                *s = s.replace(upstream, gateway);
-            }
-            let enc = encoded(upstream);
-            if enc != upstream && s.contains(&enc) {
-                *s = s.replace(&enc, &encoded(gateway));
-            }
-        }
-        Value::Array(a) => a
-            .iter_mut()
-            .for_each(|v| replace_token(v, upstream, gateway)),
-        Value::Object(o) => o
-            .values_mut()
-            .for_each(|v| replace_token(v, upstream, gateway)),
-        _ => {}
-    }
+    TokenSwap::new(upstream, gateway).apply(v);
 }
 
 /// CheckFileInfo for a gateway-token holder. `None` when the body is not a JSON object (it is
