@@ -205,15 +205,25 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 /// Writes out the batched lines (also called before the process exits).
 pub fn flush() {
-    if let Ok(mut pending) = PENDING.lock() {
-        write_out(&mut pending);
-    }
+    let batch = match PENDING.lock() {
+        Ok(mut pending) => std::mem::take(&mut *pending),
+        Err(_) => return,
+    };
+    write_out(batch);
 }
 
-fn write_out(pending: &mut Vec<u8>) {
-    if !pending.is_empty() {
-        let _ = std::io::stderr().lock().write_all(pending);
-        pending.clear();
+/// Writes a batch taken out of `PENDING`; the lock is not held meanwhile, so a request logging
+/// its line never waits for the disk. The buffer goes back for reuse.
+fn write_out(mut batch: Vec<u8>) {
+    if batch.is_empty() {
+        return;
+    }
+    let _ = std::io::stderr().lock().write_all(&batch);
+    batch.clear();
+    if let Ok(mut pending) = PENDING.lock()
+        && pending.capacity() == 0
+    {
+        *pending = batch;
     }
 }
 
@@ -233,10 +243,15 @@ impl Write for RedactingStderr {
         if self.batched {
             pending.extend_from_slice(line.as_bytes());
             if pending.len() >= FLUSH_BYTES {
-                write_out(&mut pending);
+                let batch = std::mem::take(&mut *pending);
+                drop(pending);
+                write_out(batch);
             }
         } else {
-            write_out(&mut pending);
+            // What is pending goes first, then this line: the order is kept.
+            let batch = std::mem::take(&mut *pending);
+            drop(pending);
+            write_out(batch);
             std::io::stderr().lock().write_all(line.as_bytes())?;
         }
         Ok(buf.len())
