@@ -60,8 +60,8 @@ impl Plan {
         } else {
             Self {
                 rounds: 3,
-                small_secs: 3,
-                latency_secs: 2,
+                small_secs: 4,
+                latency_secs: 3,
                 connections: 64,
                 big_bytes: 1 << 30,
                 mid_bytes: 64 << 20,
@@ -956,7 +956,7 @@ impl Report<'_> {
             "Written by `benches/load.sh` ({date}); every figure below is from that one run.\n"
         );
         let build = std::env::var("BENCH_BUILD").unwrap_or_else(|_| {
-            "the bench profile (release without LTO, 16 codegen units, dependencies at opt-level 2: see Cargo.toml)"
+            "the bench profile (release settings without LTO, 16 codegen units: see Cargo.toml)"
                 .into()
         });
         let _ = writeln!(
