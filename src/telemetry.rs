@@ -198,7 +198,7 @@ pub fn redact(line: &str) -> Cow<'_, str> {
 
 /// Lines at INFO and below (the access log) collect here and reach stderr in batches: one
 /// write per `FLUSH_BYTES` or `FLUSH_EVERY` instead of one per request. Warnings and errors are
-/// written at once, after what is pending, so the order is kept.
+/// written at once, after what is pending.
 static PENDING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 const FLUSH_BYTES: usize = 32 * 1024;
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -248,10 +248,12 @@ impl Write for RedactingStderr {
                 write_out(batch);
             }
         } else {
-            // What is pending goes first, then this line: the order is kept.
-            let batch = std::mem::take(&mut *pending);
+            // What is pending goes first, then this line.
+            let batch = (!pending.is_empty()).then(|| std::mem::take(&mut *pending));
             drop(pending);
-            write_out(batch);
+            if let Some(batch) = batch {
+                write_out(batch);
+            }
             std::io::stderr().lock().write_all(line.as_bytes())?;
         }
         Ok(buf.len())

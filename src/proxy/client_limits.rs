@@ -228,8 +228,8 @@ impl LimitedStream {
         if phase == PAST_HEAD {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
-        // pingora keeps HTTP/1.1 connections alive without limit. `first_byte` bounds the idle
-        // time of streams it can peek; this clock covers the others (TLS).
+        // pingora keeps HTTP/1.1 connections alive without limit: this clock bounds the wait for
+        // the next request (`first_byte` relies on it).
         let deadline = this.deadline.get_or_insert_with(|| {
             this.idle = true;
             deadline_in(this.limits.keepalive_timeout)
@@ -305,9 +305,6 @@ impl AsyncWrite for LimitedStream {
         let this = &mut *self;
         if this.corked.is_empty() {
             if buf.len() <= CORK_BYTES {
-                if this.corked.capacity() == 0 {
-                    this.corked.reserve_exact(CORK_BYTES);
-                }
                 this.corked.extend_from_slice(buf);
                 return Poll::Ready(Ok(buf.len()));
             }
@@ -343,9 +340,6 @@ impl AsyncWrite for LimitedStream {
         let this = &mut *self;
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         if this.corked.is_empty() && total <= CORK_BYTES {
-            if this.corked.capacity() == 0 {
-                this.corked.reserve_exact(CORK_BYTES);
-            }
             bufs.iter().for_each(|b| this.corked.extend_from_slice(b));
             return Poll::Ready(Ok(total));
         }

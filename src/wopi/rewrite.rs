@@ -100,7 +100,8 @@ impl<'a> TokenSwap<'a> {
         match v {
             Value::String(s) => {
                 // Most strings (names, ids, flags) are shorter than a token: no search at all.
-                if s.len() < self.upstream.len() {
+                // An empty token would match everywhere: there is nothing to replace then.
+                if s.len() < self.upstream.len() || self.upstream.is_empty() {
                     return;
                 }
                 if let Some(replaced) = replace_all(s, &self.find_raw, self.gateway) {
