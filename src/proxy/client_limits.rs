@@ -431,8 +431,8 @@ impl Peek for LimitedStream {
         if self.replay_at == self.replay.len() {
             std::future::poll_fn(|cx| {
                 // On the stack of one poll only: an idle connection's future stays small.
-                let mut chunk = [0u8; PEEK_BYTES];
-                let mut read = ReadBuf::new(&mut chunk);
+                let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); PEEK_BYTES];
+                let mut read = ReadBuf::uninit(&mut chunk);
                 std::task::ready!(self.poll_read_socket(cx, &mut read))?;
                 self.replay = read.filled().to_vec();
                 self.replay_at = 0;
@@ -453,18 +453,6 @@ impl Peek for LimitedStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn stream() -> LimitedStream {
-        let (a, _b) = tokio::io::duplex(64);
-        LimitedStream::new(
-            Box::new(a),
-            ClientLimits {
-                header_timeout: Duration::from_secs(1),
-                keepalive_timeout: Duration::from_secs(1),
-            },
-            Arc::new(AtomicU8::new(IN_HEAD)),
-        )
-    }
 
     fn limited(inner: tokio::io::DuplexStream) -> LimitedStream {
         LimitedStream::new(
@@ -559,13 +547,13 @@ mod tests {
 
     #[tokio::test]
     async fn the_end_of_a_head_is_found_across_reads_and_line_endings() {
-        let mut s = stream();
+        let mut s = limited(tokio::io::duplex(64).0);
         assert!(!s.scan_head(b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r"));
         assert!(s.scan_head(b"\n\r\nbody"));
-        let mut s = stream();
+        let mut s = limited(tokio::io::duplex(64).0);
         assert!(!s.scan_head(b"GET / HTTP/1.1\nHost: x\n"));
         assert!(s.scan_head(b"\n"));
-        let mut s = stream();
+        let mut s = limited(tokio::io::duplex(64).0);
         assert!(!s.scan_head(b"GET / HTTP/1.1\r\nX: a\r\n\tfolded\r\n"));
     }
 }
