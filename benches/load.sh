@@ -14,4 +14,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 export PATH="$PATH:/usr/sbin"
-cargo bench --features testkit --bench load -- --bench
+# The gateway binary and the harness (its own package: no dev-dependencies, no demo binary),
+# both in the bench profile (target/release); the harness starts the gateway built beside it.
+cargo build --profile bench --locked -p wopigate --bin wopigate -p wopigate-load --bin wopigate-load
+exec target/release/wopigate-load
