@@ -14,7 +14,8 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 export PATH="$PATH:/usr/sbin"
-# The gateway binary and the harness (its own package: no dev-dependencies, no demo binary),
-# both in the bench profile (target/release); the harness starts the gateway built beside it.
-cargo build --profile bench --locked -p wopigate --bin wopigate -p wopigate-load --bin wopigate-load
+# The gateway binary, the harness and the bare pingora reference (packages of their own: no
+# dev-dependencies, no demo binary, the reference compiles beside the gateway), all in the bench
+# profile (target/release); the harness starts the binaries built beside it.
+cargo build --profile bench --locked -p wopigate --bin wopigate -p wopigate-load -p bare-pingora
 exec target/release/wopigate-load

@@ -255,6 +255,42 @@ impl LimitedStream {
         polled
     }
 
+    /// Writes `bufs` behind what the cork holds, in one vectored send where the stream takes
+    /// them (a chunked body's size line, data and CRLF arrive as one vectored write); returns
+    /// how many bytes of `bufs` went out.
+    fn poll_write_behind_cork(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        const MAX_SLICES: usize = 8;
+        loop {
+            let held = self.corked.len();
+            if held == 0 {
+                return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+            }
+            let mut slices = [std::io::IoSlice::new(&[]); MAX_SLICES];
+            slices[0] = std::io::IoSlice::new(&self.corked);
+            let taken = bufs.len().min(MAX_SLICES - 1);
+            slices[1..=taken].copy_from_slice(&bufs[..taken]);
+            let n = std::task::ready!(
+                Pin::new(&mut self.inner).poll_write_vectored(cx, &slices[..=taken])
+            )?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            if n < held {
+                self.corked.drain(..n);
+                continue;
+            }
+            // An idle connection keeps no buffer.
+            self.corked = Vec::new();
+            if n > held {
+                return Poll::Ready(Ok(n - held));
+            }
+        }
+    }
+
     /// Sends what the cork holds.
     fn poll_uncork(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         while !self.corked.is_empty() {
@@ -303,33 +339,11 @@ impl AsyncWrite for LimitedStream {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
-        if this.corked.is_empty() {
-            if buf.len() <= CORK_BYTES {
-                this.corked.extend_from_slice(buf);
-                return Poll::Ready(Ok(buf.len()));
-            }
-            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        if this.corked.is_empty() && buf.len() <= CORK_BYTES {
+            this.corked.extend_from_slice(buf);
+            return Poll::Ready(Ok(buf.len()));
         }
-        loop {
-            let held = this.corked.len();
-            let slices = [
-                std::io::IoSlice::new(&this.corked),
-                std::io::IoSlice::new(buf),
-            ];
-            let n = std::task::ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, &slices))?;
-            if n == 0 {
-                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
-            }
-            if n < held {
-                this.corked.drain(..n);
-                continue;
-            }
-            this.corked = Vec::new();
-            if n > held {
-                return Poll::Ready(Ok(n - held));
-            }
-            return Pin::new(&mut this.inner).poll_write(cx, buf);
-        }
+        this.poll_write_behind_cork(cx, &[std::io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -343,8 +357,7 @@ impl AsyncWrite for LimitedStream {
             bufs.iter().for_each(|b| this.corked.extend_from_slice(b));
             return Poll::Ready(Ok(total));
         }
-        std::task::ready!(this.poll_uncork(cx))?;
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        this.poll_write_behind_cork(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -509,6 +522,117 @@ mod tests {
         assert_eq!(s.write_vectored(&parts).await.unwrap(), 2);
         AsyncWriteExt::shutdown(&mut s).await.unwrap();
         assert_eq!(readable(&mut peer).await, b"ab");
+    }
+
+    /// A stream that records every write call it gets: one entry per send.
+    #[derive(Debug, Default, Clone)]
+    struct Sends(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+    impl AsyncRead for Sends {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+    }
+    impl AsyncWrite for Sends {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.0.lock().unwrap().push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let sent: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            let n = sent.len();
+            self.0.lock().unwrap().push(sent);
+            Poll::Ready(Ok(n))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+    #[async_trait]
+    impl pingora::protocols::Shutdown for Sends {
+        async fn shutdown(&mut self) {}
+    }
+    impl pingora::protocols::UniqueID for Sends {
+        fn id(&self) -> pingora::protocols::UniqueIDType {
+            0
+        }
+    }
+    impl pingora::protocols::Ssl for Sends {}
+    impl pingora::protocols::GetTimingDigest for Sends {
+        fn get_timing_digest(&self) -> Vec<Option<pingora::protocols::TimingDigest>> {
+            vec![]
+        }
+    }
+    impl pingora::protocols::GetProxyDigest for Sends {
+        fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
+            None
+        }
+    }
+    impl pingora::protocols::GetSocketDigest for Sends {
+        fn get_socket_digest(&self) -> Option<Arc<pingora::protocols::SocketDigest>> {
+            None
+        }
+    }
+    impl pingora::protocols::Peek for Sends {}
+
+    #[tokio::test]
+    async fn a_held_head_and_a_chunk_written_as_slices_leave_in_one_send() {
+        use tokio::io::AsyncWriteExt;
+        let sends = Sends::default();
+        let mut s = LimitedStream::new(
+            Box::new(sends.clone()),
+            ClientLimits {
+                header_timeout: Duration::from_secs(5),
+                keepalive_timeout: Duration::from_secs(5),
+            },
+            Arc::new(AtomicU8::new(IN_HEAD)),
+        );
+        s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        // What pingora's chunked body writer does: size line, data and CRLF as one buffer chain.
+        let mut chunk = bytes::Buf::chain(
+            bytes::Buf::chain(&b"5\r\n"[..], &b"hello"[..]),
+            &b"\r\n"[..],
+        );
+        s.write_all_buf(&mut chunk).await.unwrap();
+        s.flush().await.unwrap();
+        let sent = sends.0.lock().unwrap().clone();
+        assert_eq!(
+            sent,
+            vec![b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n".to_vec()],
+            "one send"
+        );
+
+        // A large vectored write behind a held one: everything arrives, in order.
+        let big = vec![b'y'; CORK_BYTES * 2];
+        s.write_all(b"held|").await.unwrap();
+        let parts = [std::io::IoSlice::new(&big), std::io::IoSlice::new(b"|end")];
+        let written = s.write_vectored(&parts).await.unwrap();
+        assert_eq!(written, big.len() + 4, "the recording stream takes all");
+        let sent = sends.0.lock().unwrap().clone();
+        let last = sent.last().unwrap();
+        assert_eq!(&last[..5], b"held|");
+        assert_eq!(&last[5..5 + big.len()], &big[..]);
+        assert_eq!(&last[5 + big.len()..], b"|end");
     }
 
     #[tokio::test]

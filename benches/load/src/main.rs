@@ -73,11 +73,6 @@ impl Plan {
 }
 
 fn main() {
-    // The bench re-executes itself as the bare-pingora reference proxy (see `bare_pingora`).
-    if let Some(i) = std::env::args().position(|a| a == "--bare-pingora") {
-        let args: Vec<String> = std::env::args().skip(i + 1).take(2).collect();
-        bare_pingora(&args[0], &args[1]);
-    }
     pin_self_to_core(1);
     raise_fd_limit();
     wopigate::http_client::install_crypto_provider();
@@ -288,51 +283,15 @@ async fn wait_listening(port: u16) {
     }
 }
 
-/// The framework's floor: pingora proxying to the upstream with nothing of wopigate's (no
-/// token, proof, rewrite, limits, metrics or logs), one worker thread, default listener
-/// buffers. What wopigate costs above it is wopigate's; what it costs above nginx is pingora's.
-fn bare_pingora(listen: &str, upstream: &str) -> ! {
-    use pingora::prelude::{HttpPeer, ProxyHttp, Session};
-    use pingora::server::Server;
-    use pingora::server::configuration::ServerConf;
-
-    struct Bare(std::net::SocketAddr);
-
-    #[async_trait::async_trait]
-    impl ProxyHttp for Bare {
-        type CTX = ();
-        fn new_ctx(&self) {}
-        async fn upstream_peer(
-            &self,
-            _session: &mut Session,
-            _ctx: &mut (),
-        ) -> pingora::Result<Box<HttpPeer>> {
-            Ok(Box::new(HttpPeer::new(self.0, false, String::new())))
-        }
-    }
-
-    let conf = ServerConf {
-        threads: 1,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(1),
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
-    let upstream = upstream.parse().expect("upstream address");
-    let mut service = pingora::proxy::http_proxy_service(&server.configuration, Bare(upstream));
-    service.add_tcp(listen);
-    server.add_service(service);
-    server.run_forever()
-}
-
+/// The framework's floor (`benches/bare-pingora`): pingora proxying to the upstream with nothing
+/// of wopigate's. What wopigate costs above it is wopigate's; what it costs above nginx is
+/// pingora's.
 async fn start_bare_pingora(upstream_port: u16) -> Proc {
     let port = wopigate::testkit::free_port();
     let child = Command::new("taskset")
         .args(["-c", "0"])
-        .arg(std::env::current_exe().expect("bench executable"))
+        .arg(sibling_binary("bare-pingora"))
         .args([
-            "--bare-pingora",
             &format!("127.0.0.1:{port}"),
             &format!("127.0.0.1:{upstream_port}"),
         ])
