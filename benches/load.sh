@@ -17,5 +17,6 @@ export PATH="$PATH:/usr/sbin"
 # The gateway binary, the harness and the bare pingora reference (packages of their own: no
 # dev-dependencies, no demo binary, the reference compiles beside the gateway), all in the bench
 # profile (target/release); the harness starts the binaries built beside it.
-cargo build --profile bench --locked -p wopigate --bin wopigate -p wopigate-load -p bare-pingora
+cargo build --profile bench --locked -p wopigate -p wopigate-load -p bare-pingora \
+  --bin wopigate --bin wopigate-load --bin bare-pingora
 exec target/release/wopigate-load
