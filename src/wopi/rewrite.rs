@@ -66,37 +66,81 @@ fn encoded(token: &str) -> String {
     url_encoded(token).into_owned()
 }
 
+/// How much of a token's end the search looks for: building a searcher costs time linear in
+/// its needle (for a 600-byte token it was 3 % of a proxied CheckFileInfo), and a token's last
+/// bytes (its signature) are as rare as the whole token.
+const TAIL_BYTES: usize = 32;
+
+/// A token searched for by its tail, each tail match confirmed against the whole token.
+struct TokenFinder<'a> {
+    token: &'a [u8],
+    tail: Finder<'a>,
+}
+
+impl<'a> TokenFinder<'a> {
+    fn new(token: &'a str) -> Self {
+        let token = token.as_bytes();
+        Self {
+            token,
+            tail: Finder::new(&token[token.len().saturating_sub(TAIL_BYTES)..]),
+        }
+    }
+
+    /// Where the whole token starts in `hay`, left to right, without overlaps. A tail match that
+    /// is not the whole token moves the search on by one byte only: the tail may repeat inside
+    /// the token.
+    fn find_iter<'h>(&'h self, hay: &'h [u8]) -> impl Iterator<Item = usize> + 'h {
+        let (len, tail) = (self.token.len(), self.tail.needle().len());
+        // The earliest place a tail match can end a whole token; an empty token is never found.
+        let mut from = if len == 0 { usize::MAX } else { len - tail };
+        std::iter::from_fn(move || {
+            loop {
+                let hit = from + self.tail.find(hay.get(from..)?)?;
+                let (start, end) = (hit + tail - len, hit + tail);
+                if &hay[start..end] == self.token {
+                    from = end + len - tail;
+                    return Some(start);
+                }
+                from = hit + 1;
+            }
+        })
+    }
+}
+
 /// One token to find (raw and URL-encoded) and what replaces each form; prepared once per
 /// answer, not per string.
 struct TokenSwap<'a> {
     upstream: &'a str,
     gateway: &'a str,
-    /// Searchers built once: a token is hundreds of bytes, `str::contains` would prepare its
-    /// search again for every string.
-    find_raw: Finder<'a>,
+    find_raw: TokenFinder<'a>,
     /// The encoded forms, when encoding changes them.
-    encoded: Option<(Finder<'static>, String)>,
+    encoded: Option<(String, String)>,
 }
 
 impl<'a> TokenSwap<'a> {
     fn new(upstream: &'a str, gateway: &'a str) -> Self {
         let encoded = match url_encoded(upstream) {
-            Cow::Owned(up) => Some((
-                Finder::new(up.as_bytes()).into_owned(),
-                url_encoded(gateway).into_owned(),
-            )),
+            Cow::Owned(up) => Some((up, url_encoded(gateway).into_owned())),
             Cow::Borrowed(_) => None,
         };
         Self {
             upstream,
             gateway,
-            find_raw: Finder::new(upstream.as_bytes()),
+            find_raw: TokenFinder::new(upstream),
             encoded,
         }
     }
 
     /// Replaces the token in every string of `v`.
     fn apply(&self, v: &mut Value) {
+        let find_encoded = self
+            .encoded
+            .as_ref()
+            .map(|(up, gw)| (TokenFinder::new(up), gw.as_str()));
+        self.apply_with(v, find_encoded.as_ref());
+    }
+
+    fn apply_with(&self, v: &mut Value, encoded: Option<&(TokenFinder<'_>, &str)>) {
         match v {
             Value::String(s) => {
                 // Most strings (names, ids, flags) are shorter than a token: no search at all.
@@ -107,24 +151,24 @@ impl<'a> TokenSwap<'a> {
                 if let Some(replaced) = replace_all(s, &self.find_raw, self.gateway) {
                     *s = replaced;
                 }
-                if let Some((find, gw)) = &self.encoded
+                if let Some((find, gw)) = encoded
                     && let Some(replaced) = replace_all(s, find, gw)
                 {
                     *s = replaced;
                 }
             }
-            Value::Array(a) => a.iter_mut().for_each(|v| self.apply(v)),
-            Value::Object(o) => o.values_mut().for_each(|v| self.apply(v)),
+            Value::Array(a) => a.iter_mut().for_each(|v| self.apply_with(v, encoded)),
+            Value::Object(o) => o.values_mut().for_each(|v| self.apply_with(v, encoded)),
             _ => {}
         }
     }
 }
 
 /// `s` with every match of `find` replaced by `with`; `None` when nothing matches.
-fn replace_all(s: &str, find: &Finder<'_>, with: &str) -> Option<String> {
+fn replace_all(s: &str, find: &TokenFinder<'_>, with: &str) -> Option<String> {
     let mut hits = find.find_iter(s.as_bytes()).peekable();
     hits.peek()?;
-    let needle = find.needle().len();
+    let needle = find.token.len();
     let mut out = String::with_capacity(s.len() + with.len());
     let mut at = 0;
     for hit in hits {
@@ -356,6 +400,31 @@ mod tests {
         assert_eq!((new.exp, new.app.as_deref()), (123, Some("Collabora")));
         // Without a usable Url nothing is passed on.
         assert!(put_relative(br#"{"Name":"x"}"#, &caller, |_| String::new()).is_none());
+    }
+
+    #[test]
+    fn a_token_is_found_by_its_tail_exactly_where_the_whole_token_is() {
+        let long = format!(
+            "eyJhbGciOiJIUzI1NiJ9.{}.sig-{}",
+            "p".repeat(300),
+            "s".repeat(40)
+        );
+        let tail_only = &long[long.len() - TAIL_BYTES - 5..];
+        assert_eq!(TokenFinder::new("").find_iter(b"anything").count(), 0);
+        for token in [long.as_str(), "short-tok", "aaaa"] {
+            for hay in [
+                token.to_owned(),
+                format!("x{token}y{token}"),
+                format!("{token}{token}"),
+                format!("{tail_only}|{token}|{tail_only}"),
+                format!("no token here {}", &token[1..]),
+                format!("aaaaaaaaa{token}"),
+            ] {
+                let want: Vec<usize> = hay.match_indices(token).map(|(i, _)| i).collect();
+                let got: Vec<usize> = TokenFinder::new(token).find_iter(hay.as_bytes()).collect();
+                assert_eq!(got, want, "token {token:.12}… in {hay:.40}…");
+            }
+        }
     }
 
     #[test]
