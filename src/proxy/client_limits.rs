@@ -13,7 +13,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -153,7 +153,18 @@ struct LimitedStream {
     /// A small write held until the next write or a flush, so that a response head and its body
     /// leave in one send. Allocated only while something is held.
     corked: Vec<u8>,
+    /// Set by the proxy for an answer it builds whole before sending (a rewritten CheckFileInfo):
+    /// head, body and chunk terminator are held across pingora's flushes and leave in one send.
+    hold_answer: AtomicBool,
+    /// The held answer's last chunk has been written: the next flush sends everything.
+    answer_ended: bool,
 }
+
+/// pingora's terminating chunk, written on its own when a chunked answer ends.
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+/// The most a held answer may take before it is sent regardless (above the proxy's limit for an
+/// answer it rewrites).
+const HOLD_BYTES: usize = 256 * 1024;
 
 /// What `try_peek` reads at once: a typical request head, so it needs no second read.
 const PEEK_BYTES: usize = 4096;
@@ -181,7 +192,27 @@ impl LimitedStream {
             replay: Vec::new(),
             replay_at: 0,
             corked: Vec::new(),
+            hold_answer: AtomicBool::new(false),
+            answer_ended: false,
         }
+    }
+
+    /// Whether a write is taken into the held answer; a write that would take it past
+    /// `HOLD_BYTES` ends the hold (what is held then leaves with that write).
+    fn holds(&mut self, len: usize) -> bool {
+        if !self.hold_answer.load(Ordering::Relaxed) {
+            return false;
+        }
+        if self.corked.len() + len > HOLD_BYTES {
+            self.end_hold();
+            return false;
+        }
+        true
+    }
+
+    fn end_hold(&mut self) {
+        self.hold_answer.store(false, Ordering::Relaxed);
+        self.answer_ended = false;
     }
 
     /// Follows the head through the bytes just read; true once it has ended.
@@ -212,6 +243,17 @@ impl LimitedStream {
     }
 }
 
+/// Holds the answer now being written on `stream` (head, body, terminator) until it has ended,
+/// so that it leaves in one send. For answers the proxy sends only once it has them whole: a
+/// streamed body must never wait. False when the stream is not one of ours (HTTP/2).
+pub fn hold_answer(stream: &Stream) -> bool {
+    (**stream)
+        .as_any()
+        .downcast_ref::<LimitedStream>()
+        .map(|s| s.hold_answer.store(true, Ordering::Relaxed))
+        .is_some()
+}
+
 fn refused(why: &'static str) -> Poll<std::io::Result<()>> {
     Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why)))
 }
@@ -224,6 +266,12 @@ impl LimitedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self;
+        // Never wait for input while holding output.
+        if !this.corked.is_empty() {
+            this.end_hold();
+            std::task::ready!(this.poll_uncork(cx))?;
+            std::task::ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+        }
         let phase = this.phase.load(Ordering::Acquire);
         if phase == PAST_HEAD {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -339,6 +387,11 @@ impl AsyncWrite for LimitedStream {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
+        if this.holds(buf.len()) {
+            this.corked.extend_from_slice(buf);
+            this.answer_ended |= buf == LAST_CHUNK;
+            return Poll::Ready(Ok(buf.len()));
+        }
         if this.corked.is_empty() && buf.len() <= CORK_BYTES {
             this.corked.extend_from_slice(buf);
             return Poll::Ready(Ok(buf.len()));
@@ -353,7 +406,7 @@ impl AsyncWrite for LimitedStream {
     ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
         let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if this.corked.is_empty() && total <= CORK_BYTES {
+        if (this.corked.is_empty() && total <= CORK_BYTES) || this.holds(total) {
             bufs.iter().for_each(|b| this.corked.extend_from_slice(b));
             return Poll::Ready(Ok(total));
         }
@@ -365,11 +418,18 @@ impl AsyncWrite for LimitedStream {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.hold_answer.load(Ordering::Relaxed) {
+            if !self.answer_ended {
+                return Poll::Ready(Ok(()));
+            }
+            self.end_hold();
+        }
         std::task::ready!(self.poll_uncork(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.end_hold();
         std::task::ready!(self.poll_uncork(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
@@ -633,6 +693,58 @@ mod tests {
         assert_eq!(&last[..5], b"held|");
         assert_eq!(&last[5..5 + big.len()], &big[..]);
         assert_eq!(&last[5 + big.len()..], b"|end");
+    }
+
+    #[tokio::test]
+    async fn a_held_answer_leaves_whole_in_one_send_across_flushes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let sends = Sends::default();
+        let mut s: Stream = Box::new(LimitedStream::new(
+            Box::new(sends.clone()),
+            ClientLimits {
+                header_timeout: Duration::from_secs(5),
+                keepalive_timeout: Duration::from_secs(5),
+            },
+            Arc::new(AtomicU8::new(PAST_HEAD)),
+        ));
+        let sent = || sends.0.lock().unwrap().clone();
+        // pingora writing a chunked answer: head + flush, chunk + flush, last chunk + flush.
+        assert!(hold_answer(&s), "found through the boxed stream");
+        s.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        s.flush().await.unwrap();
+        let mut chunk = bytes::Buf::chain(&b"2\r\n{}"[..], &b"\r\n"[..]);
+        s.write_all_buf(&mut chunk).await.unwrap();
+        s.flush().await.unwrap();
+        assert!(
+            sent().is_empty(),
+            "nothing leaves before the answer has ended"
+        );
+        s.write_all(LAST_CHUNK).await.unwrap();
+        s.flush().await.unwrap();
+        assert_eq!(
+            sent(),
+            vec![b"HTTP/1.1 200 OK\r\n\r\n2\r\n{}\r\n0\r\n\r\n".to_vec()]
+        );
+
+        // The next answer is not held: its head leaves at the flush.
+        s.write_all(b"next").await.unwrap();
+        s.flush().await.unwrap();
+        assert_eq!(sent().last().unwrap(), b"next");
+
+        // A held answer that never sees its last chunk still leaves before the next read.
+        assert!(hold_answer(&s));
+        s.write_all(b"cut short").await.unwrap();
+        s.flush().await.unwrap();
+        assert_eq!(sent().len(), 2);
+        let mut buf = [0u8; 8];
+        let read = tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await;
+        assert!(read.is_err(), "the recording stream has nothing to read");
+        assert_eq!(sent().last().unwrap(), b"cut short");
+
+        // More than a held answer may take leaves at once.
+        assert!(hold_answer(&s));
+        s.write_all(&vec![b'z'; HOLD_BYTES + 1]).await.unwrap();
+        assert_eq!(sent().last().unwrap().len(), HOLD_BYTES + 1);
     }
 
     #[tokio::test]

@@ -562,7 +562,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut pingora::http::ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
@@ -589,6 +589,11 @@ impl ProxyHttp for Gateway {
             && matches!(ctx.operation, "CheckFileInfo" | "PutRelativeFile")
         {
             upstream_response.remove_header(&http::header::CONTENT_LENGTH);
+            // Its length is known only once it is whole, so it goes out chunked; held, the head,
+            // the body and the last chunk still leave in one send instead of three.
+            if let Some(stream) = session.stream() {
+                client_limits::hold_answer(stream);
+            }
             ctx.rewrite = Some(BodyRewrite {
                 buf: Vec::new(),
                 put_relative: ctx.operation == "PutRelativeFile",
