@@ -917,12 +917,12 @@ impl Report<'_> {
             "Written by `benches/load.sh` ({date}); every figure below is from that one run.\n"
         );
         let build = std::env::var("BENCH_BUILD").unwrap_or_else(|_| {
-            "the bench profile (release settings without LTO, 16 codegen units: see Cargo.toml)"
+            "the bench profile (release settings without LTO; 16 codegen units for the gateway, one per dependency: see Cargo.toml)"
                 .into()
         });
         let _ = writeln!(
             s,
-            "- Command: `benches/load.sh` (builds `-p wopigate --bin wopigate -p wopigate-load` in the bench profile, runs `target/release/wopigate-load`); build: {build}"
+            "- Command: `benches/load.sh` (builds the gateway, `wopigate-load` and `bare-pingora` in the bench profile, runs `target/release/wopigate-load`); build: {build}"
         );
         let _ = writeln!(
             s,
