@@ -378,8 +378,9 @@ impl AsyncRead for LimitedStream {
 
 /// One small write (typically a response head) is held until the next write or a flush, and
 /// then leaves together with it in one vectored send: a head and a Content-Length body make one
-/// send instead of two. Nothing more is ever held, so when an upstream breaks off mid-body
-/// everything received so far has reached the client.
+/// send instead of two. Nothing more is held for a streamed body, so when an upstream breaks off
+/// mid-body everything received so far has reached the client; only an answer the proxy marked
+/// with [`hold_answer`] (built whole before it is sent) is held to its end.
 impl AsyncWrite for LimitedStream {
     fn poll_write(
         mut self: Pin<&mut Self>,
