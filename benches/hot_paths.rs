@@ -10,9 +10,9 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::json;
 use wopigate::auth::{JwksSource, KeySet, OidcValidator, ValidatorSettings};
-use wopigate::exchange::reva_token::{self, USER_TYPE_PRIMARY};
-use wopigate::exchange::{UserClaim, UserIdClaim};
 use wopigate::testkit::test_idp::{TestIdp, now};
+use wopigate::tokens::reva::{self, USER_TYPE_PRIMARY};
+use wopigate::tokens::reva::{UserClaim, UserIdClaim};
 
 fn validator(idp: &TestIdp, cache_entries: u64) -> OidcValidator {
     let keys = KeySet::from_jwks_json(idp.jwks().to_string().as_bytes()).unwrap();
@@ -67,7 +67,7 @@ fn bench(c: &mut Criterion) {
         ..Default::default()
     };
     c.bench_function("reva_token_mint", |b| {
-        b.iter(|| reva_token::mint(&key, &user, Duration::from_secs(3600), now()).unwrap())
+        b.iter(|| reva::mint(&key, &user, Duration::from_secs(3600), now()).unwrap())
     });
 }
 
@@ -119,8 +119,9 @@ fn proof(c: &mut Criterion) {
 /// Gateway-issued WOPI tokens: issue (seal) and verify (remembered, and open + check on first
 /// use), the per-request cost of wrapped tokens.
 fn gateway_tokens(c: &mut Criterion) {
-    use wopigate::gwtoken::{Claims, Kind, Resource, TokenKeys};
+    use wopigate::ids::Resource;
     use wopigate::secret::Secret;
+    use wopigate::tokens::gateway::{Claims, Kind, TokenKeys};
     let keys = TokenKeys::new(
         &Secret::new("bench current key material"),
         Some(&Secret::new("bench previous key material")),
@@ -151,7 +152,7 @@ fn gateway_tokens(c: &mut Criterion) {
     let token = keys.issue(&claims);
     eprintln!(
         "gateway token: {} characters URL-encoded",
-        wopigate::gwtoken::url_encoded_len(&token)
+        wopigate::tokens::gateway::url_encoded_len(&token)
     );
     c.bench_function("gateway_token_issue", |b| b.iter(|| keys.issue(&claims)));
     // An office app repeats its token on every call: after the first, verify finds it
@@ -172,18 +173,24 @@ fn gateway_tokens(c: &mut Criterion) {
 /// operation, make a request id, rewrite CheckFileInfo for a gateway-token holder, redact the
 /// access-log line.
 fn routing(c: &mut Criterion) {
-    use wopigate::proxy::{headers, route};
+    use wopigate::proxy::headers;
+    use wopigate::wopi::route;
     let path = "/wopi/files/MTI4NGQyMzgkYzNjZjIzYmIhN2E3YTVmOWU/contents";
+    let none = http::HeaderMap::new();
     c.bench_function("routing_classify", |b| {
-        b.iter(|| route::classify(std::hint::black_box(&http::Method::POST), path))
+        b.iter(|| route::classify(std::hint::black_box(&http::Method::POST), path, &none))
     });
-    c.bench_function("routing_operation", |b| {
+    let mut refresh = http::HeaderMap::new();
+    refresh.insert(
+        "x-wopi-override",
+        http::HeaderValue::from_static("REFRESH_LOCK"),
+    );
+    c.bench_function("routing_classify_with_operation", |b| {
         b.iter(|| {
-            wopigate::wopi::operation::operation(
+            route::classify(
                 &http::Method::POST,
                 std::hint::black_box("/wopi/files/abc"),
-                Some(b"REFRESH_LOCK"),
-                false,
+                &refresh,
             )
         })
     });
@@ -219,7 +226,7 @@ fn routing(c: &mut Criterion) {
     let body = serde_json::to_vec(&body).unwrap();
     c.bench_function("routing_check_file_info_rewrite", |b| {
         b.iter(|| {
-            wopigate::wopi::rewrite::check_file_info(&body, &upstream, &gateway, None).unwrap()
+            wopigate::tokens::swap::check_file_info(&body, &upstream, &gateway, None).unwrap()
         })
     });
 

@@ -51,14 +51,11 @@ impl FetchError {
     }
 }
 
-/// Installs ring as rustls' process-wide provider (pingora and reqwest share it). Idempotent.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use crate::tls::install_crypto_provider;
 
 /// A client with connect and overall deadlines; redirects are not followed (a redirect from an
 /// IdP or office server is a misconfiguration, and following it could leak to another host).
-pub fn client(connect_timeout: Duration, timeout: Duration) -> reqwest::Client {
+pub fn client(connect_timeout: Duration, timeout: Duration) -> Result<reqwest::Client, String> {
     client_pinned(connect_timeout, timeout, None)
 }
 
@@ -67,7 +64,7 @@ pub fn client_pinned(
     connect_timeout: Duration,
     timeout: Duration,
     ca_pem: Option<&[u8]>,
-) -> reqwest::Client {
+) -> Result<reqwest::Client, String> {
     client_tls(
         connect_timeout,
         timeout,
@@ -79,12 +76,12 @@ pub fn client_pinned(
 }
 
 /// Like [`client`], with an upstream's TLS settings: pinned CAs and a client certificate.
-/// The PEM was checked when the configuration was loaded.
+/// Settings reqwest cannot use are an error, never dropped for the defaults.
 pub fn client_tls(
     connect_timeout: Duration,
     timeout: Duration,
     tls: &ClientTls,
-) -> reqwest::Client {
+) -> Result<reqwest::Client, String> {
     install_crypto_provider();
     let mut b = reqwest::Client::builder()
         .connect_timeout(connect_timeout)
@@ -92,25 +89,21 @@ pub fn client_tls(
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(concat!("wopigate/", env!("CARGO_PKG_VERSION")));
-    if let Some(certs) = tls
-        .ca_pem
-        .as_deref()
-        .and_then(|pem| reqwest::Certificate::from_pem_bundle(pem).ok())
-    {
+    if let Some(pem) = tls.ca_pem.as_deref() {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| format!("unusable CA bundle: {e}"))?;
         b = b.tls_certs_only(certs);
     }
     if let Some((cert, key)) = &tls.identity_pem {
         let mut pem = cert.clone();
         pem.push(b'\n');
         pem.extend_from_slice(key);
-        if let Ok(id) = reqwest::Identity::from_pem(&pem) {
-            b = b.identity(id);
-        }
+        let id = reqwest::Identity::from_pem(&pem)
+            .map_err(|e| format!("unusable client certificate or key: {e}"))?;
+        b = b.identity(id);
     }
-    b.build().unwrap_or_else(|e| {
-        tracing::error!(error = %e, "cannot build an HTTP client with the TLS settings; using defaults");
-        reqwest::Client::new()
-    })
+    b.build()
+        .map_err(|e| format!("cannot build an HTTP client with these TLS settings: {e}"))
 }
 
 /// GET `url` and read at most `limit` bytes of a 200 answer.

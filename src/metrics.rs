@@ -37,6 +37,19 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub tls_cert_not_after: IntGauge,
+    /// Configuration generations still alive: 1, plus one per reload whose requests are still
+    /// running. More, for long, is a leak.
+    pub config_generations: IntGauge,
+    /// Tasks alive on the control runtime (REVA channel, refreshes, reloads); set at scrape.
+    pub control_tasks: IntGauge,
+}
+
+/// The control runtime, watched for [`Metrics::control_tasks`].
+static CONTROL: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+
+/// Lets scrapes report the control runtime's task count.
+pub fn watch_control_runtime(handle: tokio::runtime::Handle) {
+    let _ = CONTROL.set(handle);
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -90,6 +103,20 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(tls_cert_not_after.clone()))
+            .expect("unique metric");
+        let config_generations = IntGauge::new(
+            "wopigate_config_generations",
+            "Configuration generations alive (the current one and those finishing requests).",
+        )
+        .expect("valid metric");
+        r.register(Box::new(config_generations.clone()))
+            .expect("unique metric");
+        let control_tasks = IntGauge::new(
+            "wopigate_control_tasks",
+            "Tasks alive on the control runtime; steady unless something leaks.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(control_tasks.clone()))
             .expect("unique metric");
         Self {
             requests_in_flight,
@@ -191,12 +218,18 @@ impl Metrics {
                 &["outcome"],
             ),
             tls_cert_not_after,
+            config_generations,
+            control_tasks,
             registry: r,
         }
     }
 
     /// The text exposition format served on `/metrics`.
     pub fn encode(&self) -> Vec<u8> {
+        if let Some(h) = CONTROL.get() {
+            self.control_tasks
+                .set(i64::try_from(h.metrics().num_alive_tasks()).unwrap_or(i64::MAX));
+        }
         let mut out = Vec::with_capacity(16 * 1024);
         // Encoding into a Vec cannot fail for well-formed metric families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
@@ -241,25 +274,20 @@ pub fn status_class(status: u16) -> &'static str {
     }
 }
 
-/// Decrements the in-flight gauge when the request's context is dropped, whatever path it took.
-pub struct InFlight(&'static str);
+/// Held by every service of one configuration generation; the last one dropped takes the
+/// generation off `wopigate_config_generations`.
+pub struct GenerationAlive(());
 
-impl InFlight {
-    pub fn enter(listener: &'static str) -> Self {
-        metrics()
-            .requests_in_flight
-            .with_label_values(&[listener])
-            .inc();
-        Self(listener)
+impl GenerationAlive {
+    pub fn new() -> std::sync::Arc<Self> {
+        metrics().config_generations.inc();
+        std::sync::Arc::new(Self(()))
     }
 }
 
-impl Drop for InFlight {
+impl Drop for GenerationAlive {
     fn drop(&mut self) {
-        metrics()
-            .requests_in_flight
-            .with_label_values(&[self.0])
-            .dec();
+        metrics().config_generations.dec();
     }
 }
 

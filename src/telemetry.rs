@@ -95,7 +95,7 @@ fn build_screen() -> Option<Arc<AhoCorasick>> {
     let patterns = SENSITIVE_KEYS
         .iter()
         .copied()
-        .chain([crate::gwtoken::PREFIX, "eyJ"])
+        .chain([crate::tokens::gateway::PREFIX, "eyJ"])
         .chain(secrets.iter().map(|s| &**s));
     AhoCorasick::builder()
         .ascii_case_insensitive(true)
@@ -153,9 +153,9 @@ pub fn redact(line: &str) -> Cow<'_, str> {
     }
     // Gateway-issued tokens (`wg1.` + base64url).
     let mut from = 0;
-    while let Some(pos) = out[from..].find(crate::gwtoken::PREFIX) {
+    while let Some(pos) = out[from..].find(crate::tokens::gateway::PREFIX) {
         let start = from + pos;
-        let mut i = start + crate::gwtoken::PREFIX.len();
+        let mut i = start + crate::tokens::gateway::PREFIX.len();
         while i < bytes.len() && is_b64url(bytes[i]) {
             i += 1;
         }

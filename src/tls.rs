@@ -11,12 +11,18 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+/// Installs ring as rustls' process-wide provider (pingora, reqwest and tonic share it).
+/// Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Reads a PEM certificate chain and its private key and checks that they belong together.
 pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, String> {
     let certs = read_certs(cert_file)?;
     let key = PrivateKeyDer::from_pem_file(key_file)
         .map_err(|e| format!("no private key in {}: {e}", key_file.display()))?;
-    crate::http_client::install_crypto_provider();
+    install_crypto_provider();
     let provider = rustls::crypto::CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));

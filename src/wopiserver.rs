@@ -7,7 +7,6 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use url::Url;
 
-use crate::error::{ApiError, ErrorCode};
 use crate::http_client::{self, FetchError};
 use crate::secret::Secret;
 
@@ -112,18 +111,6 @@ impl From<FetchError> for WopiserverError {
     }
 }
 
-impl From<WopiserverError> for ApiError {
-    fn from(e: WopiserverError) -> Self {
-        let code = match e {
-            WopiserverError::Unavailable => ErrorCode::Unavailable,
-            WopiserverError::Timeout => ErrorCode::UpstreamTimeout,
-            WopiserverError::NotFound => ErrorCode::NotFound,
-            WopiserverError::Rejected(_) | WopiserverError::Invalid(_) => ErrorCode::UpstreamError,
-        };
-        ApiError::new(code, e.to_string())
-    }
-}
-
 /// RFC 3986 unreserved characters stay as they are; everything else is percent-encoded.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -156,12 +143,12 @@ impl WopiserverClient {
         connect_timeout: Duration,
         timeout: Duration,
         tls: &crate::tls::ClientTls,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, String> {
+        Ok(Self {
             base,
             iop_secret,
-            http: http_client::client_tls(connect_timeout, timeout, tls),
-        }
+            http: http_client::client_tls(connect_timeout, timeout, tls)?,
+        })
     }
 
     fn openinapp_url(&self, p: &OpenInApp<'_>) -> Result<Url, WopiserverError> {
@@ -283,7 +270,8 @@ mod tests {
             Duration::from_secs(1),
             Duration::from_secs(1),
             &Default::default(),
-        );
+        )
+        .unwrap();
         let url = c
             .openinapp_url(&OpenInApp {
                 fileid: "a+b",

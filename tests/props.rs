@@ -4,9 +4,10 @@
 use std::time::{Duration, SystemTime};
 
 use proptest::prelude::*;
-use wopigate::gwtoken::{Claims, Kind, Resource, TokenKeys};
-use wopigate::proxy::wopi_files::{path_id_of, path_matches, resource_of_path_id};
+use wopigate::ids::Resource;
+use wopigate::ids::{path_id_of, path_matches, resource_of_path_id};
 use wopigate::secret::Secret;
+use wopigate::tokens::gateway::{Claims, Kind, TokenKeys};
 
 fn keys() -> TokenKeys {
     TokenKeys::new(&Secret::new("property test key material, 32+ chars"), None)
@@ -32,7 +33,7 @@ proptest! {
 
     #[test]
     fn file_ids_never_panic(s in texty()) {
-        let _ = wopigate::reva::resource::decode_file_id(&s);
+        let _ = wopigate::ids::decode_file_id(&s);
         let _ = resource_of_path_id(&s);
     }
 
@@ -90,18 +91,26 @@ proptest! {
         post in any::<bool>(),
     ) {
         let m = if post { http::Method::POST } else { http::Method::GET };
-        let op = wopigate::wopi::operation::operation(&m, &path, over.as_deref(), old);
-        prop_assert!(!op.is_empty());
-        let op = wopigate::wopi::operation::mobile_operation(&m, &path, over.as_deref());
-        prop_assert!(!op.is_empty());
-        let _ = wopigate::proxy::route::classify(&m, &path);
+        let mut headers = http::HeaderMap::new();
+        if let Some(v) = over.as_deref().and_then(|o| http::HeaderValue::from_bytes(o).ok()) {
+            headers.insert("x-wopi-override", v.clone());
+            headers.insert("x-wopi-ecosystemoperation", v);
+        }
+        if old {
+            headers.insert("x-wopi-oldlock", http::HeaderValue::from_static("l"));
+        }
+        let route = wopigate::wopi::route::classify(&m, &path, &headers);
+        prop_assert!(!route.label().is_empty());
+        if let Some(op) = route.operation() {
+            prop_assert!(!op.as_str().is_empty());
+        }
     }
 
     #[test]
     fn proof_headers_and_wopi_tokens_never_panic(ts in texty(), token in texty()) {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let _ = wopigate::wopi::proof::check_timestamp(Some(&ts), now);
-        let _ = wopigate::wopi::access_token::read(&token);
+        let _ = wopigate::tokens::wopiserver::read(&token);
         let _ = wopigate::wopi::proof::expected_bytes(token.as_bytes(), &ts, 42);
     }
 
@@ -125,7 +134,7 @@ proptest! {
 
     #[test]
     fn check_file_info_rewriting_never_panics_and_never_leaks(body in texty(), token in "[A-Za-z0-9._-]{8,40}") {
-        if let Some(out) = wopigate::wopi::rewrite::check_file_info(body.as_bytes(), &token, "wg1.X", None) {
+        if let Some(out) = wopigate::tokens::swap::check_file_info(body.as_bytes(), &token, "wg1.X", None) {
             prop_assert!(!String::from_utf8_lossy(&out).contains(&token));
         }
     }

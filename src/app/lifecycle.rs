@@ -103,25 +103,13 @@ impl ShutdownSignalWatch for ShutdownWatch {
 
 /// pingora closes the listeners at once and then waits the whole grace period, busy or not.
 /// Once no request is in flight there is nothing left to wait for, so a stop or restart takes
-/// as long as the slowest request, not always `grace_period_seconds`.
+/// as long as the slowest request, not always `grace_period_seconds`. Woken by the in-flight
+/// count itself ([`crate::drain`]); pingora's own grace period still bounds the wait.
 fn exit_when_drained() {
-    // Let pingora broadcast the shutdown so no new connection is accepted after this check.
+    // Let pingora broadcast the shutdown so no new connection is accepted after this point.
     std::thread::sleep(Duration::from_millis(200));
-    loop {
-        let in_flight: i64 = ["public", "internal", "admin"]
-            .iter()
-            .map(|l| {
-                crate::metrics::metrics()
-                    .requests_in_flight
-                    .with_label_values(&[l])
-                    .get()
-            })
-            .sum();
-        if in_flight <= 0 {
-            tracing::info!("drained: no request in flight; exiting");
-            crate::telemetry::flush();
-            std::process::exit(0);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    while !crate::drain::PROCESS.wait_until_idle(Duration::from_secs(3600)) {}
+    tracing::info!("drained: no request in flight; exiting");
+    crate::telemetry::flush();
+    std::process::exit(0);
 }

@@ -4,10 +4,6 @@
 mod jwks;
 mod oidc;
 
-use jsonwebtoken::Algorithm;
-
-use crate::error::{ApiError, ErrorCode};
-
 pub use jwks::{JwksSource, KeySet};
 pub use oidc::{OidcValidator, ValidatorSettings};
 
@@ -83,64 +79,13 @@ impl AuthError {
     }
 }
 
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
+impl From<crate::tokens::carriers::CarrierError> for AuthError {
+    fn from(e: crate::tokens::carriers::CarrierError) -> Self {
+        use crate::tokens::carriers::CarrierError;
         match e {
-            AuthError::SeveralTokens => ApiError::new(ErrorCode::BadRequest, e.to_string()),
-            AuthError::KeysUnavailable => ApiError::new(ErrorCode::Unavailable, e.to_string()),
-            _ => ApiError::new(ErrorCode::InvalidToken, e.to_string()),
+            CarrierError::Missing => Self::MissingToken,
+            CarrierError::Several => Self::SeveralTokens,
+            CarrierError::Malformed => Self::Malformed,
         }
-    }
-}
-
-/// Algorithms an operator may allow: asymmetric only. HS* with a public key is the classic
-/// confusion attack (security.md J2), and `none` does not parse at all.
-pub fn parse_allowed_algorithm(name: &str) -> Result<Algorithm, String> {
-    use Algorithm::*;
-    let alg: Algorithm = name
-        .parse()
-        .map_err(|_| format!("unknown algorithm {name:?}"))?;
-    match alg {
-        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 | ES256 | ES384 | EdDSA => Ok(alg),
-        HS256 | HS384 | HS512 => Err(format!(
-            "{name} is symmetric; only asymmetric algorithms are allowed for OIDC tokens"
-        )),
-    }
-}
-
-/// The bearer token of an `Authorization` header value; `Bearer` is case-insensitive (RFC 6750).
-pub fn bearer_token(value: &[u8]) -> Result<&str, AuthError> {
-    let value = std::str::from_utf8(value).map_err(|_| AuthError::Malformed)?;
-    let (scheme, token) = value.split_once(' ').ok_or(AuthError::MissingToken)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthError::MissingToken);
-    }
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(AuthError::MissingToken);
-    }
-    Ok(token)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn symmetric_and_unknown_algorithms_are_refused() {
-        assert_eq!(parse_allowed_algorithm("RS256"), Ok(Algorithm::RS256));
-        assert_eq!(parse_allowed_algorithm("ES256"), Ok(Algorithm::ES256));
-        assert!(parse_allowed_algorithm("HS256").is_err());
-        assert!(parse_allowed_algorithm("none").is_err());
-        assert!(parse_allowed_algorithm("rs256").is_err());
-    }
-
-    #[test]
-    fn bearer_parsing() {
-        assert_eq!(bearer_token(b"Bearer abc"), Ok("abc"));
-        assert_eq!(bearer_token(b"bearer  abc "), Ok("abc"));
-        assert_eq!(bearer_token(b"Basic abc"), Err(AuthError::MissingToken));
-        assert_eq!(bearer_token(b"Bearer "), Err(AuthError::MissingToken));
-        assert_eq!(bearer_token(b"Bearer"), Err(AuthError::MissingToken));
     }
 }

@@ -4,13 +4,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 
 use super::{AuthError, JwksSource, Principal};
 use crate::secret::token_digest;
+use crate::tokens::now;
 
 /// What a token must satisfy.
 #[derive(Debug, Clone)]
@@ -64,13 +65,6 @@ pub struct OidcValidator {
     validations: HashMap<Algorithm, Validation>,
     jwks: Arc<JwksSource>,
     cache: moka::future::Cache<[u8; 32], Validated>,
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl OidcValidator {

@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use wopigate::reva::resource::encode_legacy;
+use wopigate::ids::encode_legacy;
 use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
 
 struct Ready {
@@ -83,7 +83,14 @@ fn main() -> ExitCode {
 
 /// Waits for the gateway, opens the sample file once and prints the answer.
 async fn demo_open(stack: &Stack, file_id: &str) {
-    let client = wopigate::http_client::client(Duration::from_secs(2), Duration::from_secs(10));
+    let client =
+        match wopigate::http_client::client(Duration::from_secs(2), Duration::from_secs(10)) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("cannot build an HTTP client: {e}");
+                return;
+            }
+        };
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", stack.gateway_port))
             .await

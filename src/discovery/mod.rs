@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::OfficeApp;
-use crate::error::{ApiError, ErrorCode};
 use crate::http_client::{self, FetchError};
 
 pub use xml::{ActionUrls, Discovery};
@@ -26,10 +25,14 @@ struct Source {
     failures: std::sync::atomic::AtomicU64,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DiscoveryError {
     #[error("discovery of {app} unavailable: {reason}")]
     Unavailable { app: String, reason: String },
+    #[error("no office app named {0:?}")]
+    NoSuchApp(String),
+    #[error("no configured office app opens {0:?} files")]
+    Unsupported(String),
 }
 
 /// The app chosen to open one extension.
@@ -47,35 +50,36 @@ pub struct DiscoveryCache {
 }
 
 impl DiscoveryCache {
-    pub fn new(apps: &[OfficeApp]) -> Self {
+    pub fn new(apps: &[OfficeApp]) -> Result<Self, String> {
         Self::with_preferences(apps, Default::default())
     }
 
     pub fn with_preferences(
         apps: &[OfficeApp],
         preferences: std::collections::BTreeMap<String, Vec<String>>,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let sources = apps
             .iter()
             .map(|app| {
-                Arc::new(Source {
+                Ok(Arc::new(Source {
                     http: http_client::client_pinned(
                         app.timeout,
                         app.timeout,
                         app.ca_pem.as_deref(),
-                    ),
+                    )
+                    .map_err(|e| format!("office app {:?}: {e}", app.name))?,
                     app: app.clone(),
                     last_failure: Mutex::new(None),
                     last_early: tokio::sync::Mutex::new(None),
                     failures: std::sync::atomic::AtomicU64::new(0),
-                })
+                }))
             })
-            .collect();
-        Self {
+            .collect::<Result<_, String>>()?;
+        Ok(Self {
             sources,
             preferences,
             cache: moka::future::Cache::new(64),
-        }
+        })
     }
 
     async fn get(&self, source: &Source) -> Result<Arc<Discovery>, DiscoveryError> {
@@ -231,30 +235,34 @@ impl DiscoveryCache {
         out
     }
 
-    /// Refreshes each app on its own interval, forever.
+    /// Refreshes each app on its own interval, forever. Every app's loop runs inside this one
+    /// future, so aborting its task (a reload replacing this cache) stops them all and lets the
+    /// cache go; a loop spawned as a task of its own would keep the replaced cache alive and
+    /// refreshing forever.
     pub async fn run_refresh_loop(self: Arc<Self>) {
-        let mut tasks = Vec::new();
-        for source in self.sources.clone() {
-            let this = self.clone();
-            tasks.push(tokio::spawn(async move {
+        let loops = self.sources.iter().map(|source| {
+            let this = &self;
+            async move {
                 let mut tick = tokio::time::interval(source.app.refresh);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 // The first tick fires at once; start-up has just fetched.
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    this.refresh(&source).await;
+                    this.refresh(source).await;
                 }
-            }));
-        }
-        for t in tasks {
-            let _ = t.await;
-        }
+            }
+        });
+        futures_util::future::join_all(loops).await;
     }
 
     /// The first configured app (or the one named) that opens `ext`. 415 when none does, 503 when
     /// an app that might have could not be asked.
-    pub async fn choose(&self, ext: &str, requested: Option<&str>) -> Result<AppChoice, ApiError> {
+    pub async fn choose(
+        &self,
+        ext: &str,
+        requested: Option<&str>,
+    ) -> Result<AppChoice, DiscoveryError> {
         let candidates: Vec<&Arc<Source>> = match requested {
             Some(name) => {
                 let found: Vec<_> = self
@@ -263,10 +271,7 @@ impl DiscoveryCache {
                     .filter(|s| s.app.name.eq_ignore_ascii_case(name))
                     .collect();
                 if found.is_empty() {
-                    return Err(ApiError::new(
-                        ErrorCode::NotFound,
-                        format!("no office app named {name:?}"),
-                    ));
+                    return Err(DiscoveryError::NoSuchApp(name.to_owned()));
                 }
                 found
             }
@@ -286,13 +291,7 @@ impl DiscoveryCache {
                 Err(e) => unavailable = Some(e),
             }
         }
-        Err(match unavailable {
-            Some(e) => ApiError::new(ErrorCode::Unavailable, e.to_string()),
-            None => ApiError::new(
-                ErrorCode::UnsupportedExtension,
-                format!("no configured office app opens {:?} files", ext),
-            ),
-        })
+        Err(unavailable.unwrap_or_else(|| DiscoveryError::Unsupported(ext.to_owned())))
     }
 }
 
@@ -388,6 +387,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stopped_refresh_loop_lets_the_cache_go() {
+        let cache = Arc::new(
+            DiscoveryCache::new(&[
+                app("A", "http://127.0.0.1:1/hosting/discovery"),
+                app("B", "http://127.0.0.1:1/hosting/discovery"),
+            ])
+            .unwrap(),
+        );
+        let task = tokio::spawn(cache.clone().run_refresh_loop());
+        while Arc::strong_count(&cache) == 1 {
+            tokio::task::yield_now().await;
+        }
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+        // A reload aborts the loop of the cache it replaces: nothing may keep that cache.
+        assert_eq!(Arc::strong_count(&cache), 1);
+    }
+
+    #[tokio::test]
     async fn failures_are_counted_and_cold_misses_fail_fast() {
         // A port nothing listens on.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -398,22 +416,23 @@ mod tests {
         let cache = DiscoveryCache::new(&[app(
             "Down",
             &format!("http://127.0.0.1:{port}/hosting/discovery"),
-        )]);
+        )])
+        .unwrap();
         cache.refresh_all().await;
         cache.refresh_all().await;
         assert_eq!(cache.failures("Down"), 2);
         let e = cache.choose(".odt", None).await.unwrap_err();
-        assert_eq!(e.code, ErrorCode::Unavailable);
+        assert!(matches!(e, DiscoveryError::Unavailable { .. }));
         // Within the cold-retry window the next miss does not fetch again, and still says 503.
         let started = Instant::now();
-        assert_eq!(
-            cache.choose(".odt", None).await.unwrap_err().code,
-            ErrorCode::Unavailable
-        );
+        assert!(matches!(
+            cache.choose(".odt", None).await.unwrap_err(),
+            DiscoveryError::Unavailable { .. }
+        ));
         assert!(started.elapsed() < Duration::from_millis(50));
         assert_eq!(
-            cache.choose(".odt", Some("Nope")).await.unwrap_err().code,
-            ErrorCode::NotFound
+            cache.choose(".odt", Some("Nope")).await.unwrap_err(),
+            DiscoveryError::NoSuchApp("Nope".into())
         );
     }
 

@@ -2,22 +2,19 @@
 //! minted here with the REVA secret (`mint`), or obtained from REVA's `Authenticate` so the
 //! gateway holds no REVA secret at all (`authenticate`).
 
-pub mod reva_token;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::EncodingKey;
-use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
 use crate::config::{ClaimNames, Exchange as ExchangeConfig, ExchangeMode};
-use crate::error::{ApiError, ErrorCode};
 use crate::reva::{RevaClient, RevaError};
 use crate::secret::{Secret, token_digest};
+use crate::tokens::now;
 
-pub use reva_token::{RevaToken, UserClaim, UserIdClaim};
+use crate::tokens::reva::{self as reva_token, RevaToken, UserClaim, UserIdClaim};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExchangeError {
@@ -25,42 +22,12 @@ pub enum ExchangeError {
     MissingClaim(String),
     #[error("could not mint a REVA token")]
     MintFailed,
+    /// Authenticate mode holds no credential of its own: without the user's OIDC token there is
+    /// nothing to present to REVA.
+    #[error("no credential to obtain a REVA token for this user")]
+    NoCredential,
     #[error(transparent)]
     Reva(#[from] RevaError),
-}
-
-impl From<ExchangeError> for ApiError {
-    fn from(e: ExchangeError) -> Self {
-        match e {
-            ExchangeError::MissingClaim(_) => ApiError::new(ErrorCode::InvalidToken, e.to_string()),
-            ExchangeError::MintFailed => ApiError::new(ErrorCode::Internal, e.to_string()),
-            ExchangeError::Reva(RevaError::Unauthenticated | RevaError::PermissionDenied) => {
-                ApiError::new(ErrorCode::InvalidToken, "REVA did not accept the identity")
-            }
-            ExchangeError::Reva(r) => r.into(),
-        }
-    }
-}
-
-impl From<RevaError> for ApiError {
-    fn from(e: RevaError) -> Self {
-        let code = match e {
-            RevaError::Unavailable => ErrorCode::Unavailable,
-            RevaError::Timeout => ErrorCode::UpstreamTimeout,
-            RevaError::Unauthenticated => ErrorCode::InvalidToken,
-            RevaError::PermissionDenied => ErrorCode::Forbidden,
-            RevaError::NotFound => ErrorCode::NotFound,
-            RevaError::Upstream(_) => ErrorCode::UpstreamError,
-        };
-        ApiError::new(code, e.to_string())
-    }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Mints REVA tokens locally and re-uses one per user until three quarters of its TTL are
@@ -69,7 +36,9 @@ pub struct Minter {
     key: EncodingKey,
     ttl: Duration,
     claims: ClaimNames,
-    cache: moka::future::Cache<[u8; 32], Arc<RevaToken>>,
+    /// Keyed by the whole user claim: two users can only share a token if every claim they
+    /// would carry is equal.
+    cache: moka::future::Cache<UserClaim, Arc<RevaToken>>,
 }
 
 impl Minter {
@@ -113,11 +82,10 @@ impl Minter {
     }
 
     pub async fn token_for(&self, user: &UserClaim) -> Result<Arc<RevaToken>, ExchangeError> {
-        let key: [u8; 32] = Sha256::digest(serde_json::to_vec(user).unwrap_or_default()).into();
         let fresh = AtomicBool::new(false);
         let result = self
             .cache
-            .try_get_with(key, async {
+            .try_get_with(user.clone(), async {
                 fresh.store(true, Ordering::Relaxed);
                 reva_token::mint(&self.key, user, self.ttl, now())
                     .map(Arc::new)
@@ -240,12 +208,9 @@ impl Exchanger {
     pub async fn for_user(&self, user: &UserClaim) -> Result<Arc<RevaToken>, ExchangeError> {
         let (mode, result) = match self {
             Self::Mint(m) => ("mint", m.token_for(user).await),
-            Self::Authenticate(_) => ("authenticate", Err(ExchangeError::MintFailed)),
+            Self::Authenticate(_) => ("authenticate", Err(ExchangeError::NoCredential)),
         };
-        crate::metrics::metrics()
-            .token_exchanges
-            .with_label_values(&[mode, if result.is_ok() { "ok" } else { "mint_failed" }])
-            .inc();
+        count_exchange(mode, &result);
         result
     }
 
@@ -264,16 +229,21 @@ impl Exchanger {
             ),
             Self::Authenticate(a) => ("authenticate", a.token_for(principal, oidc_token).await),
         };
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(ExchangeError::MissingClaim(_)) => "missing_claim",
-            Err(ExchangeError::MintFailed) => "mint_failed",
-            Err(ExchangeError::Reva(_)) => "reva_error",
-        };
-        crate::metrics::metrics()
-            .token_exchanges
-            .with_label_values(&[mode, outcome])
-            .inc();
+        count_exchange(mode, &result);
         result
     }
+}
+
+fn count_exchange<T>(mode: &'static str, result: &Result<T, ExchangeError>) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(ExchangeError::MissingClaim(_)) => "missing_claim",
+        Err(ExchangeError::MintFailed) => "mint_failed",
+        Err(ExchangeError::NoCredential) => "no_credential",
+        Err(ExchangeError::Reva(_)) => "reva_error",
+    };
+    crate::metrics::metrics()
+        .token_exchanges
+        .with_label_values(&[mode, outcome])
+        .inc();
 }

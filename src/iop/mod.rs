@@ -10,9 +10,9 @@ use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
 use crate::discovery::DiscoveryCache;
+use crate::ids::endpoint_of;
 use crate::open::extension_of;
 use crate::pb::cs3::storage::provider::v1beta1::{Reference, ResourceId, ResourceType};
-use crate::reva::resource::endpoint_of;
 use crate::reva::{RevaClient, RevaError};
 use crate::secret::Secret;
 use crate::wopiserver::{OpenInApp, ViewMode, WopiserverClient};
@@ -31,9 +31,11 @@ impl LegacyCallers {
 
     /// `Authorization: Bearer <one of the secrets>`, compared in constant time.
     pub fn accepts(&self, authorization: Option<&[u8]>) -> bool {
-        let Some(token) = authorization.and_then(|v| v.strip_prefix(b"Bearer ")) else {
+        use crate::tokens::carriers::{BearerForm, bearer};
+        let Some(token) = authorization.and_then(|v| bearer(v, BearerForm::Standard).ok()) else {
             return false;
         };
+        let token = token.as_bytes();
         // Check every secret, so timing does not tell which one matched.
         self.secrets
             .iter()
@@ -252,7 +254,9 @@ mod tests {
         assert!(c.accepts(Some(b"Bearer iop")));
         assert!(c.accepts(Some(b"Bearer reva")));
         assert!(!c.accepts(Some(b"Bearer rev")));
-        assert!(!c.accepts(Some(b"bearer iop")));
+        // The scheme is case-insensitive (RFC 7235 §2.1), as for every other bearer.
+        assert!(c.accepts(Some(b"bearer iop")));
+        assert!(!c.accepts(Some(b"Basic iop")));
         assert!(!c.accepts(Some(b"iop")));
         assert!(!c.accepts(None));
         let no_reva = LegacyCallers::new(&Secret::new("iop"), None);

@@ -3,25 +3,27 @@
 //! discovery → `openinapp` → the answer in the caller's shape.
 
 pub mod app_list;
+pub mod request;
 pub mod view_mode;
-pub mod wrap;
 
 use std::sync::Arc;
 
 use serde::Serialize;
 use url::Url;
 
-use crate::auth::{AuthError, OidcValidator};
+use crate::auth::OidcValidator;
 use crate::config::ClaimNames;
 use crate::discovery::DiscoveryCache;
 use crate::error::{ApiError, ErrorCode};
-use crate::exchange::{Exchanger, RevaToken, reva_token::unverified_exp};
-use crate::gwtoken::{Claims, Kind, Resource};
+use crate::exchange::Exchanger;
+use crate::ids::{Resource, decode_file_id, endpoint_of};
 use crate::pb::cs3::storage::provider::v1beta1::ResourceId;
 use crate::pb::cs3::storage::provider::v1beta1::{ResourceInfo, ResourceType};
 use crate::reva::RevaClient;
-use crate::reva::resource::{FileIdError, decode_file_id, endpoint_of};
 use crate::secret::Secret;
+use crate::tokens::gateway::{Claims, Kind};
+use crate::tokens::remembered::{self as wrap, TokenWrap};
+use crate::tokens::reva::{RevaToken, unverified_exp};
 use crate::wopiserver::{OpenInApp, ViewMode, WopiserverClient};
 
 /// One open request, already taken apart by the HTTP layer.
@@ -48,12 +50,6 @@ pub struct OpenResult {
     pub resource: ResourceId,
 }
 
-impl From<FileIdError> for ApiError {
-    fn from(e: FileIdError) -> Self {
-        ApiError::new(ErrorCode::BadRequest, e.to_string())
-    }
-}
-
 pub struct OpenService {
     pub validator: Arc<OidcValidator>,
     pub exchanger: Arc<Exchanger>,
@@ -63,7 +59,7 @@ pub struct OpenService {
     pub claims: ClaimNames,
     pub folder_url_base: Option<Url>,
     /// Gateway-issued tokens; `None` when no token key is configured.
-    pub wrap: Option<Arc<wrap::TokenWrap>>,
+    pub wrap: Option<Arc<TokenWrap>>,
 }
 
 /// An open on behalf of a user whose REVA token is already known.
@@ -119,7 +115,7 @@ impl OpenService {
         if let Some(wrap) = self.wrap.as_ref().filter(|w| w.wrap_open)
             && let Some(user) = self.exchanger.user_of(&principal)
         {
-            let exp = wrap::now() + wrap.ttl.as_secs();
+            let exp = crate::tokens::now() + wrap.ttl.as_secs();
             let claims = Claims {
                 kind: Kind::File,
                 user,
@@ -196,9 +192,7 @@ impl OpenService {
             ));
         }
         let view_mode = view_mode::resolve(info.permission_set.as_ref(), req.view_mode)
-            .ok_or_else(|| {
-                ApiError::new(ErrorCode::Forbidden, "no permission to open this file")
-            })?;
+            .ok_or_else(ApiError::not_found)?;
         let name = if info.name.is_empty() {
             &info.path
         } else {
@@ -327,15 +321,6 @@ impl OpenResult {
     }
 }
 
-/// The bearer from the request's `Authorization` headers: exactly one is allowed.
-pub fn single_bearer<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Result<&'a str, AuthError> {
-    let first = values.next().ok_or(AuthError::MissingToken)?;
-    if values.next().is_some() {
-        return Err(AuthError::SeveralTokens);
-    }
-    crate::auth::bearer_token(first)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,18 +332,5 @@ mod tests {
         assert_eq!(extension_of("noext"), None);
         assert_eq!(extension_of(".bashrc"), None);
         assert_eq!(extension_of("trailing."), None);
-    }
-
-    #[test]
-    fn only_one_authorization_header() {
-        assert_eq!(single_bearer([b"Bearer a".as_slice()].into_iter()), Ok("a"));
-        assert_eq!(
-            single_bearer([b"Bearer a".as_slice(), b"Bearer b"].into_iter()),
-            Err(AuthError::SeveralTokens)
-        );
-        assert_eq!(
-            single_bearer(std::iter::empty()),
-            Err(AuthError::MissingToken)
-        );
     }
 }

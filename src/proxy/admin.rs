@@ -23,6 +23,8 @@ pub struct AdminService {
     pub http: reqwest::Client,
     /// Deadline of each readiness probe.
     pub probe_timeout: Duration,
+    /// Keeps this configuration generation counted while the service lives.
+    pub generation: Arc<crate::metrics::GenerationAlive>,
 }
 
 #[derive(Serialize)]

@@ -38,6 +38,44 @@ pub fn apply(req: &mut RequestHeader, f: &Forwarding<'_>) -> pingora::Result<()>
     Ok(())
 }
 
+/// Sets the forwarding headers on a request to the wopiserver: the client's address, the
+/// scheme it used, its `Host` when `pass_host` (the public listener), the request id, and the
+/// wopiserver's own authority as `Host`.
+pub fn forward(
+    session: &pingora::proxy::Session,
+    upstream_request: &mut RequestHeader,
+    proto: &'static str,
+    pass_host: bool,
+    request_id: &str,
+    upstream: &super::Upstream,
+) -> pingora::Result<()> {
+    let client_ip = client_ip(session).map(|ip| ip.to_string());
+    let host = pass_host
+        .then(|| session.req_header().headers.get(http::header::HOST))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    apply(
+        upstream_request,
+        &Forwarding {
+            client_ip,
+            proto,
+            host: host.as_deref(),
+            request_id,
+            upstream_authority: &upstream.authority,
+        },
+    )
+}
+
+/// The request's id: the caller's `X-Request-Id` when it is a sane one, else a fresh one.
+pub fn request_id_of(req: &RequestHeader) -> String {
+    req.headers
+        .get("x-request-id")
+        .and_then(|v| valid_request_id(v.as_bytes()))
+        .map(str::to_owned)
+        .unwrap_or_else(new_request_id)
+}
+
 /// The client's IP address, when the connection is over IP.
 pub fn client_ip(session: &pingora::proxy::Session) -> Option<std::net::IpAddr> {
     session

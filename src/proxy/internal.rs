@@ -10,7 +10,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
-use super::{Upstream, headers, respond, upstream_peer};
+use super::{Upstream, headers, respond};
 use crate::config::LegacyOpenMode;
 use crate::discovery::DiscoveryCache;
 use crate::error::{ApiError, ErrorCode};
@@ -25,6 +25,8 @@ pub struct InternalGateway {
     pub legacy_open_mode: LegacyOpenMode,
     pub discovery: Arc<DiscoveryCache>,
     pub upstream: Upstream,
+    /// Keeps this configuration generation counted while the service lives.
+    pub generation: Arc<crate::metrics::GenerationAlive>,
 }
 
 pub struct InternalCtx {
@@ -32,7 +34,7 @@ pub struct InternalCtx {
     started: std::time::Instant,
     /// What the request was: `iop_open`, `cbox_endpoints`, `iop_proxy`, `refused`, `not_found`.
     route: &'static str,
-    _in_flight: crate::metrics::InFlight,
+    _in_flight: crate::drain::InFlight,
 }
 
 async fn text(session: &mut Session, status: u16, body: &str) -> pingora::Result<()> {
@@ -61,7 +63,7 @@ impl ProxyHttp for InternalGateway {
             request_id: String::new(),
             started: std::time::Instant::now(),
             route: "not_found",
-            _in_flight: crate::metrics::InFlight::enter("internal"),
+            _in_flight: crate::drain::InFlight::enter("internal"),
         }
     }
 
@@ -87,8 +89,8 @@ impl ProxyHttp for InternalGateway {
         }
         if !path.starts_with("/wopi/iop/")
             || matches!(
-                super::route::classify(&req.method, &path),
-                super::route::Route::BadPath(_)
+                crate::wopi::route::classify(&req.method, &path, &req.headers),
+                crate::wopi::route::Route::BadPath(_)
             )
         {
             let e = ApiError::new(ErrorCode::NotFound, "no such endpoint");
@@ -138,7 +140,7 @@ impl ProxyHttp for InternalGateway {
         _session: &mut Session,
         _ctx: &mut InternalCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        Ok(upstream_peer(&self.upstream))
+        Ok(super::upstream::peer(&self.upstream))
     }
 
     async fn upstream_request_filter(
@@ -153,26 +155,18 @@ impl ProxyHttp for InternalGateway {
             http::header::AUTHORIZATION,
             format!("Bearer {}", self.iop_secret.expose()),
         )?;
-        let client_ip = headers::client_ip(session).map(|ip| ip.to_string());
-        headers::apply(
+        headers::forward(
+            session,
             upstream_request,
-            &headers::Forwarding {
-                client_ip,
-                proto: "http",
-                host: None,
-                request_id: &ctx.request_id,
-                upstream_authority: &self.upstream.authority,
-            },
+            "http",
+            false,
+            &ctx.request_id,
+            &self.upstream,
         )
     }
 
     fn request_summary(&self, session: &Session, ctx: &InternalCtx) -> String {
-        format!(
-            "internal {} {} request_id={}",
-            session.req_header().method,
-            session.req_header().uri.path(),
-            ctx.request_id
-        )
+        super::access_log::summary("internal", session, &ctx.request_id)
     }
 
     async fn logging(
@@ -181,24 +175,16 @@ impl ProxyHttp for InternalGateway {
         e: Option<&pingora::Error>,
         ctx: &mut InternalCtx,
     ) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        crate::metrics::metrics()
-            .http_requests
-            .with_label_values(&["internal", ctx.route, crate::metrics::status_class(status)])
-            .inc();
-        // Path only: IOP queries carry user tokens.
-        tracing::info!(
-            target: "wopigate::access",
-            listener = "internal",
-            request_id = %ctx.request_id,
-            method = %session.req_header().method,
-            path = %session.req_header().uri.path(),
-            route = ctx.route,
-            status,
-            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
-            error = e.map(|e| e.etype().as_str()),
-            "request"
-        );
+        let entry = super::access_log::Entry {
+            listener: "internal",
+            request_id: &ctx.request_id,
+            route: ctx.route,
+            operation: None,
+            app: None,
+            started: ctx.started,
+            upstream_took: None,
+        };
+        super::access_log::record(session, e, &entry);
     }
 
     async fn fail_to_proxy(
@@ -207,6 +193,6 @@ impl ProxyHttp for InternalGateway {
         e: &pingora::Error,
         ctx: &mut InternalCtx,
     ) -> FailToProxy {
-        super::answer_failure(session, e, &ctx.request_id).await
+        super::failure::answer_failure(session, e, &ctx.request_id).await
     }
 }

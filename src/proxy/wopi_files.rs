@@ -5,18 +5,16 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use percent_encoding::percent_decode_str;
 use pingora::http::RequestHeader;
 
 use crate::config::{OfficeApp, ProofMode};
 use crate::discovery::DiscoveryCache;
 use crate::error::{ApiError, ErrorCode};
-use crate::gwtoken::{self, Claims, Kind, Resource};
-use crate::open::wrap::TokenWrap;
-use crate::wopi::access_token;
+use crate::ids::{file_id_of_path, path_matches};
+use crate::tokens::gateway::{self, Claims, Kind};
+use crate::tokens::remembered::TokenWrap;
+use crate::tokens::{carriers, now, wopiserver};
 use crate::wopi::proof::{self, ProofKeys, Verdict};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// Settings and shared state the checks need.
 pub struct WopiFilesGuard {
@@ -35,88 +33,23 @@ pub struct Admitted {
     pub gateway: Option<(String, Claims)>,
 }
 
-/// The resource a `/wopi/files/<id>` or `/wopi/containers/<id>` path segment names: the
-/// gateway's own id (URL-safe base64 of `storage$space!opaque`) or the wopiserver's inode.
-pub fn resource_of_path_id(id: &str) -> Option<Resource> {
-    if id.contains('!') {
-        return crate::wopi::rewrite::resource_of_inode(id, "");
-    }
-    let text = URL_SAFE_NO_PAD
-        .decode(id)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())?;
-    let r = crate::reva::resource::decode_file_id(&text).ok()?;
-    Some(Resource::from(&r))
-}
-
-/// The gateway's id for a resource in URLs it hands out.
-pub fn path_id_of(r: &Resource) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}${}!{}", r.storage_id, r.space_id, r.opaque_id))
-}
-
-/// Whether a path id names the token's resource (the inode form carries no space id).
-pub fn path_matches(id: &str, r: &Resource) -> bool {
-    resource_of_path_id(id).is_some_and(|p| {
-        p.storage_id == r.storage_id
-            && p.opaque_id == r.opaque_id
-            && (p.space_id.is_empty() || p.space_id == r.space_id)
-    })
-}
-
-/// The id segment of a `/wopi/files/<id>[/…]` path.
-pub fn file_id_of_path(path: &str) -> Option<&str> {
-    path.strip_prefix("/wopi/files/")?.split('/').next()
-}
-
 fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// The raw (still percent-encoded) `access_token` query value; differing duplicates are refused
-/// (security.md R7).
-fn raw_access_token(query: &str) -> Result<Option<&str>, ApiError> {
-    let mut found: Option<&str> = None;
-    for pair in query.split('&') {
-        if let Some(v) = pair.strip_prefix("access_token=") {
-            match found {
-                Some(prev) if prev != v => {
-                    return Err(ApiError::new(
-                        ErrorCode::BadRequest,
-                        "more than one access_token",
-                    ));
-                }
-                _ => found = Some(v),
-            }
-        }
-    }
-    Ok(found)
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl WopiFilesGuard {
     /// Checks the request before anything reaches the wopiserver.
     pub async fn check(&self, req: &RequestHeader) -> Result<Admitted, ApiError> {
         let invalid = |m: &str| ApiError::new(ErrorCode::InvalidToken, m);
-        let raw = raw_access_token(req.uri.query().unwrap_or_default())?;
-        // The token as issued: the query parameter after percent-decoding (wopi.md §10.2).
-        let token = match raw {
-            Some(raw) => percent_decode_str(&raw.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned(),
-            None => return Err(invalid("access_token missing")),
-        };
-        if gwtoken::is_gateway_token(&token) {
+        let token = carriers::access_token(req.uri.query())
+            .map_err(|_| ApiError::new(ErrorCode::BadRequest, "more than one access_token"))?
+            .ok_or_else(|| invalid("access_token missing"))?;
+        if gateway::is_gateway_token(&token) {
             return self.check_gateway_token(req, token).await;
         }
-        let claims = access_token::read(&token)
-            .ok_or_else(|| invalid("access token is not a WOPI token"))?;
-        if self.reject_expired_tokens && access_token::effective_exp(&claims) <= now_secs() {
+        let claims =
+            wopiserver::read(&token).ok_or_else(|| invalid("access token is not a WOPI token"))?;
+        if self.reject_expired_tokens && wopiserver::effective_exp(&claims) <= now() {
             return Err(invalid("access token expired"));
         }
         let app = match self.discovery.app(&claims.appname) {
@@ -142,7 +75,7 @@ impl WopiFilesGuard {
             .ok_or_else(|| invalid("gateway tokens are not accepted here"))?;
         let claims = wrap
             .keys
-            .verify(&token, now_secs())
+            .verify(&token, now())
             .map_err(|e| invalid(&e.to_string()))?;
         let resource = match (claims.kind, &claims.resource) {
             (Kind::File, Some(r)) => r,
@@ -240,24 +173,5 @@ impl WopiFilesGuard {
             Some(proof_header),
             header(req, "x-wopi-proofold"),
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn access_token_duplicates() {
-        assert_eq!(
-            raw_access_token("a=1&access_token=x&b=2").unwrap(),
-            Some("x")
-        );
-        assert_eq!(
-            raw_access_token("access_token=x&access_token=x").unwrap(),
-            Some("x")
-        );
-        assert!(raw_access_token("access_token=x&access_token=y").is_err());
-        assert_eq!(raw_access_token("access_token_ttl=5").unwrap(), None);
     }
 }

@@ -2,8 +2,6 @@
 //! puts the token in `x-access-token`, applies a deadline to every call, and folds both error
 //! layers (gRPC status and CS3 `Status`) into [`RevaError`].
 
-pub mod resource;
-
 use std::time::Duration;
 
 use tonic::metadata::MetadataValue;
@@ -69,14 +67,15 @@ pub struct RevaClient {
 impl RevaClient {
     /// Lazily connecting client; must be created inside a tokio runtime. An `https://` gateway
     /// is reached over TLS with the configured CAs (else the platform's) and client certificate.
+    /// Settings tonic cannot use are an error naming the key, never replaced by a default.
     pub fn new(
         gateway: &url::Url,
         connect_timeout: Duration,
         timeout: Duration,
         tls: &crate::tls::ClientTls,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let mut endpoint = Endpoint::from_shared(gateway.as_str().trim_end_matches('/').to_owned())
-            .unwrap_or_else(|_| Endpoint::from_static("http://127.0.0.1:9142"));
+            .map_err(|e| format!("reva.gateway: not a usable gRPC address: {e}"))?;
         if gateway.scheme() == "https" {
             let mut config = tonic::transport::ClientTlsConfig::new()
                 .domain_name(gateway.host_str().unwrap_or_default());
@@ -87,13 +86,9 @@ impl RevaClient {
             if let Some((cert, key)) = &tls.identity_pem {
                 config = config.identity(tonic::transport::Identity::from_pem(cert, key));
             }
-            endpoint = match endpoint.clone().tls_config(config) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(error = %e, "REVA TLS settings unusable");
-                    endpoint
-                }
-            };
+            endpoint = endpoint
+                .tls_config(config)
+                .map_err(|e| format!("reva.tls: unusable TLS settings: {e}"))?;
         }
         let endpoint = endpoint
             .connect_timeout(connect_timeout)
@@ -101,10 +96,10 @@ impl RevaClient {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
-        Self {
+        Ok(Self {
             client: GatewayApiClient::new(endpoint.connect_lazy()),
             timeout,
-        }
+        })
     }
 
     fn request<T>(&self, msg: T, token: Option<&Secret>) -> Result<tonic::Request<T>, RevaError> {

@@ -12,12 +12,12 @@ use tonic::{Request, Response, Status};
 
 use super::Running;
 use super::tree::Tree;
-use crate::exchange::reva_token::{self, RevaClaims, UserClaim};
 use crate::pb::cs3::gateway::v1beta1 as gw;
 use crate::pb::cs3::gateway::v1beta1::gateway_api_server::{GatewayApi, GatewayApiServer};
 use crate::pb::cs3::identity::user::v1beta1 as user;
 use crate::pb::cs3::rpc::v1beta1::{Code, Status as CsStatus};
 use crate::pb::cs3::storage::provider::v1beta1 as sp;
+use crate::tokens::reva::{self, RevaClaims, UserClaim};
 
 /// One call REVA received.
 #[derive(Debug, Clone)]
@@ -237,7 +237,7 @@ impl GatewayApi for FakeReva {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let token = reva_token::mint(
+        let token = reva::mint(
             &EncodingKey::from_secret(self.inner.secret.as_bytes()),
             &u,
             Duration::from_secs(86400),
@@ -293,6 +293,11 @@ impl GatewayApi for FakeReva {
         let resp = match entry {
             None => sp::StatResponse {
                 status: status(Code::NotFound, "resource not found"),
+                ..Default::default()
+            },
+            // Like REVA, a resource the user has no permission on is refused, not described.
+            Some(e) if !e.perms_for(&claims.user.id.opaque_id).stat => sp::StatResponse {
+                status: status(Code::PermissionDenied, "permission denied"),
                 ..Default::default()
             },
             Some(e) => sp::StatResponse {

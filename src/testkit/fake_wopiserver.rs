@@ -220,7 +220,7 @@ impl FakeWopiserver {
             .and_then(|t| self.verify(t))
             .ok_or_else(|| text(StatusCode::UNAUTHORIZED, "Invalid access token"))?;
         // cs3client refuses an expired REVA token locally, which surfaces as a 500.
-        if crate::exchange::reva_token::unverified_exp(&claims.userid).is_none_or(|e| e < now()) {
+        if crate::tokens::reva::unverified_exp(&claims.userid).is_none_or(|e| e < now()) {
             return Err(json_msg(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal error",

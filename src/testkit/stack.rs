@@ -15,8 +15,8 @@ use super::test_idp::TestIdp;
 use super::tree::{Content, Tree, read_only_perms};
 use super::{Running, free_port, localhost};
 use crate::config::ExchangeMode;
-use crate::exchange::{UserClaim, UserIdClaim};
 use crate::pb::cs3::storage::provider::v1beta1::ResourcePermissions;
+use crate::tokens::reva::{UserClaim, UserIdClaim};
 
 pub const AUDIENCE: &str = "wopigate";
 pub const STORAGE: &str = "storage-1";
@@ -136,6 +136,15 @@ pub fn seed(tree: &Tree) {
         Content::Bytes(b"secret".to_vec()),
     );
     tree.set_perms(STORAGE, "file-none", ResourcePermissions::default());
+    // Another user's file: REVA refuses to even Stat it for anyone else.
+    tree.add_file(
+        STORAGE,
+        "file-bob",
+        None,
+        "bobs.docx",
+        Content::Bytes(b"bob's".to_vec()),
+    );
+    tree.set_owner(STORAGE, "file-bob", "bob-sub");
     tree.add_folder(STORAGE, "folder-docs", Some("home"), "Documents");
     // Two levels to browse from Office mobile: Documents/{plan.xlsx, minutes.docx, notes.txt,
     // Archive/{2023.docx, old.pptx}}.
@@ -298,7 +307,7 @@ impl Stack {
             ..Default::default()
         };
         let key = jsonwebtoken::EncodingKey::from_secret(self.reva_secret.as_bytes());
-        crate::exchange::reva_token::mint(&key, &user, ttl, issued_at)
+        crate::tokens::reva::mint(&key, &user, ttl, issued_at)
             .expect("mint")
             .token
             .expose()

@@ -203,4 +203,12 @@ impl Tree {
     pub fn set_perms(&self, storage: &str, opaque: &str, perms: ResourcePermissions) {
         self.update(storage, opaque, |e| e.default_perms = perms);
     }
+
+    /// Makes a file one user's own: everybody else has no permission at all on it.
+    pub fn set_owner(&self, storage: &str, opaque: &str, user_opaque_id: &str) {
+        self.update(storage, opaque, |e| {
+            e.default_perms = ResourcePermissions::default();
+            e.perms.insert(user_opaque_id.to_owned(), full_perms());
+        });
+    }
 }

@@ -1,7 +1,6 @@
-//! WOPI protocol pieces the gateway checks itself: proof keys (wopi.md §10) and the parts of
-//! wopiserver access tokens it may read without the wopisecret (cs3-wopiserver.md §7).
+//! The WOPI protocol as the gateway sees it: the URL table and the operation each request
+//! carries (wopi.md §1), and proof keys (wopi.md §10).
 
-pub mod access_token;
 pub mod operation;
 pub mod proof;
-pub mod rewrite;
+pub mod route;

@@ -1,140 +1,175 @@
-//! Names a proxied WOPI request by its operation (wopi.md: method, path and `X-WOPI-Override`),
-//! for metrics and the access log. Always one of a fixed set of names, whatever the client sent.
+//! WOPI operations by name (wopi.md §1.2 dispatch table, §6–§7 for the mobile ones): what a
+//! request asks for, named once at classification ([`super::route`]) and taken from there by
+//! metrics, the access log and the proof, token and rewrite checks. A closed set: whatever a
+//! client sends maps to one of these names.
 
 use http::Method;
 
-pub fn operation(
-    method: &Method,
-    path: &str,
-    override_header: Option<&[u8]>,
-    has_old_lock: bool,
-) -> &'static str {
-    let contents = path.ends_with("/contents");
-    match (method, contents) {
-        (&Method::GET, false) => "CheckFileInfo",
-        (&Method::GET, true) => "GetFile",
-        (&Method::POST, true) => match override_header {
-            None | Some(b"PUT") => "PutFile",
-            Some(_) => "Other",
-        },
-        (&Method::POST, false) => match override_header.unwrap_or_default() {
-            b"LOCK" if has_old_lock => "UnlockAndRelock",
-            b"LOCK" => "Lock",
-            b"UNLOCK" => "Unlock",
-            b"REFRESH_LOCK" => "RefreshLock",
-            b"GET_LOCK" => "GetLock",
-            b"PUT_RELATIVE" => "PutRelativeFile",
-            b"RENAME_FILE" => "RenameFile",
-            b"DELETE" => "DeleteFile",
-            b"PUT_USER_INFO" => "PutUserInfo",
-            b"GET_SHARE_URL" => "GetShareUrl",
-            _ => "Other",
-        },
-        _ => "Other",
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WopiOperation {
+    CheckFileInfo,
+    GetFile,
+    PutFile,
+    Lock,
+    UnlockAndRelock,
+    Unlock,
+    RefreshLock,
+    GetLock,
+    PutRelativeFile,
+    RenameFile,
+    DeleteFile,
+    PutUserInfo,
+    GetShareUrl,
+    /// `GET /wopibootstrapper`, or a POST without an ecosystem operation.
+    Bootstrap,
+    GetRootContainer,
+    GetNewAccessToken,
+    CheckEcosystem,
+    CheckContainerInfo,
+    EnumerateChildren,
+    EnumerateAncestors,
+    GetEcosystem,
+    /// Anything a client invents, and the operations the gateway does not implement.
+    Other,
 }
 
-/// The operation of a mobile endpoint (bootstrapper, ecosystem, containers).
-pub fn mobile_operation(method: &Method, path: &str, ecosystem_op: Option<&[u8]>) -> &'static str {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let get = method == Method::GET;
-    match (segs.as_slice(), get) {
-        (["wopibootstrapper"], true) => "Bootstrap",
-        (["wopibootstrapper"], false) => match ecosystem_op {
-            Some(b"GET_ROOT_CONTAINER") => "GetRootContainer",
-            Some(b"GET_NEW_ACCESS_TOKEN") => "GetNewAccessToken",
-            None => "Bootstrap",
-            Some(_) => "Other",
-        },
-        (["wopi", "ecosystem"], true) => "CheckEcosystem",
-        (["wopi", "ecosystem", "root_container_pointer"], true) => "GetRootContainer",
-        (["wopi", "containers", _], true) => "CheckContainerInfo",
-        (["wopi", "containers", _, "children"], true) => "EnumerateChildren",
-        ([.., "ancestry"], true) => "EnumerateAncestors",
-        ([.., "ecosystem_pointer"], true) => "GetEcosystem",
-        _ => "Other",
+impl WopiOperation {
+    /// The metric label and access-log name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CheckFileInfo => "CheckFileInfo",
+            Self::GetFile => "GetFile",
+            Self::PutFile => "PutFile",
+            Self::Lock => "Lock",
+            Self::UnlockAndRelock => "UnlockAndRelock",
+            Self::Unlock => "Unlock",
+            Self::RefreshLock => "RefreshLock",
+            Self::GetLock => "GetLock",
+            Self::PutRelativeFile => "PutRelativeFile",
+            Self::RenameFile => "RenameFile",
+            Self::DeleteFile => "DeleteFile",
+            Self::PutUserInfo => "PutUserInfo",
+            Self::GetShareUrl => "GetShareUrl",
+            Self::Bootstrap => "Bootstrap",
+            Self::GetRootContainer => "GetRootContainer",
+            Self::GetNewAccessToken => "GetNewAccessToken",
+            Self::CheckEcosystem => "CheckEcosystem",
+            Self::CheckContainerInfo => "CheckContainerInfo",
+            Self::EnumerateChildren => "EnumerateChildren",
+            Self::EnumerateAncestors => "EnumerateAncestors",
+            Self::GetEcosystem => "GetEcosystem",
+            Self::Other => "Other",
+        }
+    }
+
+    /// A `/wopi/files/<id>[/contents]` request, by method, path and `X-WOPI-Override`.
+    pub fn of_file(
+        method: &Method,
+        contents: bool,
+        override_header: Option<&[u8]>,
+        has_old_lock: bool,
+    ) -> Self {
+        match (method, contents) {
+            (&Method::GET, false) => Self::CheckFileInfo,
+            (&Method::GET, true) => Self::GetFile,
+            (&Method::POST, true) => match override_header {
+                None | Some(b"PUT") => Self::PutFile,
+                Some(_) => Self::Other,
+            },
+            (&Method::POST, false) => match override_header.unwrap_or_default() {
+                b"LOCK" if has_old_lock => Self::UnlockAndRelock,
+                b"LOCK" => Self::Lock,
+                b"UNLOCK" => Self::Unlock,
+                b"REFRESH_LOCK" => Self::RefreshLock,
+                b"GET_LOCK" => Self::GetLock,
+                b"PUT_RELATIVE" => Self::PutRelativeFile,
+                b"RENAME_FILE" => Self::RenameFile,
+                b"DELETE" => Self::DeleteFile,
+                b"PUT_USER_INFO" => Self::PutUserInfo,
+                b"GET_SHARE_URL" => Self::GetShareUrl,
+                _ => Self::Other,
+            },
+            _ => Self::Other,
+        }
+    }
+
+    /// A bootstrapper request, by method and `X-WOPI-EcosystemOperation` (wopi.md §7).
+    pub fn of_bootstrapper(method: &Method, ecosystem_op: Option<&[u8]>) -> Self {
+        if method == Method::GET {
+            return Self::Bootstrap;
+        }
+        match ecosystem_op {
+            None => Self::Bootstrap,
+            Some(b"GET_ROOT_CONTAINER") => Self::GetRootContainer,
+            Some(b"GET_NEW_ACCESS_TOKEN") => Self::GetNewAccessToken,
+            Some(_) => Self::Other,
+        }
+    }
+
+    /// Answers that embed wopiserver tokens, rewritten whole for a gateway-token holder.
+    pub fn answer_carries_tokens(self) -> bool {
+        matches!(self, Self::CheckFileInfo | Self::PutRelativeFile)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use WopiOperation as Op;
 
     #[test]
-    fn operations_from_method_path_and_override() {
-        let f = "/wopi/files/abc";
-        let c = "/wopi/files/abc/contents";
-        assert_eq!(operation(&Method::GET, f, None, false), "CheckFileInfo");
-        assert_eq!(operation(&Method::GET, c, None, false), "GetFile");
-        assert_eq!(operation(&Method::POST, c, Some(b"PUT"), false), "PutFile");
-        assert_eq!(operation(&Method::POST, f, Some(b"LOCK"), false), "Lock");
+    fn file_operations_from_method_path_and_override() {
+        let (g, p) = (&Method::GET, &Method::POST);
+        assert_eq!(Op::of_file(g, false, None, false), Op::CheckFileInfo);
+        assert_eq!(Op::of_file(g, true, None, false), Op::GetFile);
+        assert_eq!(Op::of_file(p, true, Some(b"PUT"), false), Op::PutFile);
+        assert_eq!(Op::of_file(p, false, Some(b"LOCK"), false), Op::Lock);
         assert_eq!(
-            operation(&Method::POST, f, Some(b"LOCK"), true),
-            "UnlockAndRelock"
+            Op::of_file(p, false, Some(b"LOCK"), true),
+            Op::UnlockAndRelock
+        );
+        assert_eq!(Op::of_file(p, false, Some(b"UNLOCK"), false), Op::Unlock);
+        assert_eq!(
+            Op::of_file(p, false, Some(b"REFRESH_LOCK"), false),
+            Op::RefreshLock
+        );
+        assert_eq!(Op::of_file(p, false, Some(b"GET_LOCK"), false), Op::GetLock);
+        assert_eq!(
+            Op::of_file(p, false, Some(b"PUT_RELATIVE"), false),
+            Op::PutRelativeFile
         );
         assert_eq!(
-            operation(&Method::POST, f, Some(b"UNLOCK"), false),
-            "Unlock"
+            Op::of_file(p, false, Some(b"RENAME_FILE"), false),
+            Op::RenameFile
         );
         assert_eq!(
-            operation(&Method::POST, f, Some(b"REFRESH_LOCK"), false),
-            "RefreshLock"
+            Op::of_file(p, false, Some(b"DELETE"), false),
+            Op::DeleteFile
         );
         assert_eq!(
-            operation(&Method::POST, f, Some(b"GET_LOCK"), false),
-            "GetLock"
-        );
-        assert_eq!(
-            operation(&Method::POST, f, Some(b"PUT_RELATIVE"), false),
-            "PutRelativeFile"
-        );
-        assert_eq!(
-            operation(&Method::POST, f, Some(b"RENAME_FILE"), false),
-            "RenameFile"
-        );
-        assert_eq!(
-            operation(&Method::POST, f, Some(b"DELETE"), false),
-            "DeleteFile"
-        );
-        assert_eq!(
-            operation(&Method::POST, f, Some(b"PUT_USER_INFO"), false),
-            "PutUserInfo"
+            Op::of_file(p, false, Some(b"PUT_USER_INFO"), false),
+            Op::PutUserInfo
         );
         // Anything a client invents maps to one bounded label.
-        assert_eq!(
-            operation(&Method::POST, f, Some(b"x\"}evil"), false),
-            "Other"
-        );
-        assert_eq!(operation(&Method::POST, f, None, false), "Other");
+        assert_eq!(Op::of_file(p, false, Some(b"x\"}evil"), false), Op::Other);
+        assert_eq!(Op::of_file(p, false, None, false), Op::Other);
+        assert_eq!(Op::Other.as_str(), "Other");
+        assert_eq!(Op::UnlockAndRelock.as_str(), "UnlockAndRelock");
     }
 
     #[test]
-    fn mobile_operations() {
-        let g = Method::GET;
-        assert_eq!(mobile_operation(&g, "/wopibootstrapper", None), "Bootstrap");
+    fn bootstrapper_operations() {
+        let p = &Method::POST;
+        assert_eq!(Op::of_bootstrapper(&Method::GET, None), Op::Bootstrap);
         assert_eq!(
-            mobile_operation(
-                &Method::POST,
-                "/wopibootstrapper",
-                Some(b"GET_NEW_ACCESS_TOKEN")
-            ),
-            "GetNewAccessToken"
+            Op::of_bootstrapper(p, Some(b"GET_NEW_ACCESS_TOKEN")),
+            Op::GetNewAccessToken
         );
         assert_eq!(
-            mobile_operation(&g, "/wopi/containers/x/children", None),
-            "EnumerateChildren"
+            Op::of_bootstrapper(p, Some(b"GET_ROOT_CONTAINER")),
+            Op::GetRootContainer
         );
-        assert_eq!(
-            mobile_operation(&g, "/wopi/files/x/ancestry", None),
-            "EnumerateAncestors"
-        );
-        assert_eq!(
-            mobile_operation(&g, "/wopi/ecosystem", None),
-            "CheckEcosystem"
-        );
-        assert_eq!(
-            mobile_operation(&Method::POST, "/wopi/containers/x", None),
-            "Other"
-        );
+        assert_eq!(Op::of_bootstrapper(p, Some(b"NEW")), Op::Other);
+        assert_eq!(Op::of_bootstrapper(p, None), Op::Bootstrap);
     }
 }

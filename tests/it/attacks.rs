@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
-use wopigate::reva::resource::encode_legacy;
+use wopigate::ids::encode_legacy;
 use wopigate::testkit::stack::{STORAGE, StackOptions};
 use wopigate::testkit::test_idp::{SigningKey, now};
 use wopigate::testkit::{localhost, serve_http};

@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
-use wopigate::reva::resource::encode_legacy;
+use wopigate::ids::encode_legacy;
 use wopigate::testkit::gateway::GatewayProcess;
 use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
 use wopigate::testkit::test_idp::{SigningKey, now};
@@ -193,12 +193,21 @@ async fn bad_input_table() {
             status: 415,
             code: "unsupported_extension",
         },
+        // A file the caller may not open reads exactly like one that does not exist: the
+        // answer must not tell that it is there (was 403 "REVA denied access").
         Case {
             name: "no permission",
             token: Some(good.clone()),
             file_id: encode_legacy(STORAGE, "file-none"),
-            status: 403,
-            code: "forbidden",
+            status: 404,
+            code: "not_found",
+        },
+        Case {
+            name: "another user's file",
+            token: Some(good.clone()),
+            file_id: encode_legacy(STORAGE, "file-bob"),
+            status: 404,
+            code: "not_found",
         },
         Case {
             name: "unknown file",

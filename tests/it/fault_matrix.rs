@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use wopigate::reva::resource::encode_legacy;
+use wopigate::ids::encode_legacy;
 use wopigate::testkit::fault_proxy::{Fault, FaultProxy};
 use wopigate::testkit::gateway::GatewayProcess;
 use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};

@@ -14,6 +14,7 @@ mod oidc_keys;
 mod open_flow;
 mod ops;
 mod real_idp;
+mod reload;
 mod slow_clients;
 mod wopi_edge;
 mod wopi_proxy;
@@ -31,6 +32,7 @@ pub fn bin() -> PathBuf {
 
 pub fn client() -> reqwest::Client {
     wopigate::http_client::client(Duration::from_secs(5), Duration::from_secs(60))
+        .expect("an HTTP client")
 }
 
 /// Starts the doubles and a gateway in front of them, and waits (bounded) until the gateway
@@ -42,7 +44,8 @@ pub async fn start(opts: StackOptions) -> (Stack, GatewayProcess) {
     (stack, gw)
 }
 
-/// Starts a gateway on `config` in front of `stack` and waits (bounded) for the IdP keys.
+/// Starts a gateway on `config` in front of `stack` and waits (bounded) for the IdP keys; a
+/// gateway that never gets there fails the test with its log.
 pub async fn start_gateway(stack: &Stack, config: &std::path::Path) -> GatewayProcess {
     let gw = GatewayProcess::start(&bin(), config, stack.listen_port)
         .await
@@ -50,7 +53,12 @@ pub async fn start_gateway(stack: &Stack, config: &std::path::Path) -> GatewayPr
     // Watch the key-count gauge rather than /readyz: readiness probes would open connections
     // to REVA and the wopiserver that tests stopping those doubles do not expect.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::time::Instant::now() < deadline {
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway did not load the IdP keys within 20 s:\n{}",
+            gw.logs()
+        );
         let keys = async {
             let text = client()
                 .get(format!("{}/metrics", stack.admin_url()))
@@ -116,7 +124,7 @@ pub fn unsigned_wopi_token(exp: u64) -> String {
 
 /// A legacy open of the seeded file `opaque_id` as alice.
 pub async fn open_as_alice(stack: &Stack, opaque_id: &str) -> (u16, serde_json::Value) {
-    let id = wopigate::reva::resource::encode_legacy(wopigate::testkit::stack::STORAGE, opaque_id);
+    let id = wopigate::ids::encode_legacy(wopigate::testkit::stack::STORAGE, opaque_id);
     legacy_open(stack, &stack.idp.token("alice"), &id).await
 }
 

@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 
-use wopigate::gwtoken::{Claims, TokenKeys, url_encoded_len};
 use wopigate::secret::Secret;
 use wopigate::testkit::stack::{Stack, StackOptions};
 use wopigate::testkit::test_idp::{
     MOBILE_CLIENT_ID, MOBILE_CLIENT_SECRET, MOBILE_REDIRECT_URI, now,
 };
+use wopigate::tokens::gateway::{Claims, TokenKeys, url_encoded_len};
 
 use crate::{client, start};
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, Header};
-use wopigate::reva::resource::encode_legacy;
+use wopigate::ids::encode_legacy;
 use wopigate::testkit::stack::{STORAGE, StackOptions};
 use wopigate::testkit::test_idp::SigningKey;
 

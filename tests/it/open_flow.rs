@@ -3,7 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use wopigate::config::ExchangeMode;
-use wopigate::reva::resource::encode_legacy;
+use wopigate::ids::encode_legacy;
 use wopigate::testkit::fake_wopiserver::WopiClaims;
 use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
 

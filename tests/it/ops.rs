@@ -24,7 +24,7 @@ fn read(name: &str) -> Vec<u8> {
 }
 
 /// Sum of every sample of `name` whose labels include all of `labels`.
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
@@ -55,8 +55,7 @@ pub(crate) async fn scrape(stack: &Stack) -> String {
 /// Opens the docx as alice: (file URL without query, WOPI token, OIDC token).
 async fn open_docx(stack: &Stack, base: &str) -> (String, String, String) {
     let oidc = stack.idp.token("alice");
-    let id =
-        wopigate::reva::resource::encode_legacy(wopigate::testkit::stack::STORAGE, "file-docx");
+    let id = wopigate::ids::encode_legacy(wopigate::testkit::stack::STORAGE, "file-docx");
     let (status, body) = legacy_open(stack, &oidc, &id).await;
     assert_eq!(status, 200, "{body}");
     let path = wopi_src_path(body["wopiclienturl"].as_str().unwrap());
@@ -119,8 +118,7 @@ async fn metrics_follow_a_scripted_session_pass_promtool_and_logs_hold_no_secret
     header.kid = Some("rogue-kid".into());
     let forged =
         jsonwebtoken::encode(&header, &stack.idp.claims("mallory"), &rogue.encoding).unwrap();
-    let id =
-        wopigate::reva::resource::encode_legacy(wopigate::testkit::stack::STORAGE, "file-docx");
+    let id = wopigate::ids::encode_legacy(wopigate::testkit::stack::STORAGE, "file-docx");
     let (status, body) = legacy_open(&stack, &forged, &id).await;
     assert_eq!(status, 401);
     bodies.push(body.to_string());
@@ -582,7 +580,7 @@ async fn https_certificate_reload_serves_the_new_one_while_a_long_get_file_compl
     // Open and start a long GetFile over HTTPS on the original certificate.
     let c = https_client();
     let oidc = stack.idp.token("alice");
-    let id = wopigate::reva::resource::encode_legacy(wopigate::testkit::stack::STORAGE, "file-big");
+    let id = wopigate::ids::encode_legacy(wopigate::testkit::stack::STORAGE, "file-big");
     let r = c
         .get(format!(
             "{base}/api/v0/wopi/open?fileId={}",
@@ -662,8 +660,7 @@ async fn load_across_a_reload_and_a_sigterm_loses_no_request() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (file, token, _) = open_docx(&stack, &stack.gateway_url()).await;
-    let big_id =
-        wopigate::reva::resource::encode_legacy(wopigate::testkit::stack::STORAGE, "file-big");
+    let big_id = wopigate::ids::encode_legacy(wopigate::testkit::stack::STORAGE, "file-big");
     let (status, body) = legacy_open(&stack, &stack.idp.token("alice"), &big_id).await;
     assert_eq!(status, 200);
     let big = format!(
@@ -831,8 +828,7 @@ async fn wopiserver_over_mutual_tls_with_a_pinned_ca() {
     let _gw = GatewayProcess::start(&bin(), &config, stack.listen_port)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let id =
-        wopigate::reva::resource::encode_legacy(wopigate::testkit::stack::STORAGE, "file-docx");
+    let id = wopigate::ids::encode_legacy(wopigate::testkit::stack::STORAGE, "file-docx");
     let (status, body) = legacy_open(&stack, &stack.idp.token("alice"), &id).await;
     assert!(matches!(status, 502 | 503), "{status} {body}");
     let r = client()
@@ -914,8 +910,7 @@ async fn reva_over_mutual_tls_and_the_idp_over_https_with_pinned_cas() {
     let _gw = GatewayProcess::start(&bin(), &config, stack.listen_port)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let id =
-        wopigate::reva::resource::encode_legacy(wopigate::testkit::stack::STORAGE, "file-docx");
+    let id = wopigate::ids::encode_legacy(wopigate::testkit::stack::STORAGE, "file-docx");
     let (status, body) = legacy_open(&stack, &stack.idp.token("alice"), &id).await;
     assert!(matches!(status, 502 | 503), "{status} {body}");
     assert!(stack.reva.calls().is_empty(), "no call got through");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use wopigate::reva::resource::encode_legacy;
+use wopigate::ids::encode_legacy;
 use wopigate::testkit::real_idp::{KeySpec, RESOURCE, RealIdp};
 use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
 

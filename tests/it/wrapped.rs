@@ -2,10 +2,11 @@
 //! tokens; swapped for the wopiserver's before proxying; answers rewritten so the wopiserver's
 //! token never reaches the office app; bad tokens stopped before any upstream.
 
-use wopigate::gwtoken::{Claims, Kind, Resource, TokenKeys, url_encoded_len};
+use wopigate::ids::Resource;
 use wopigate::secret::Secret;
 use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
 use wopigate::testkit::test_idp::now;
+use wopigate::tokens::gateway::{Claims, Kind, TokenKeys, url_encoded_len};
 
 use crate::{client, open_as_alice, start, wopi_src_path};
 

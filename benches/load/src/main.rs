@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use wopigate::reva::resource::encode_legacy;
+use wopigate::ids::encode_legacy;
 use wopigate::testkit::gateway::rss_of;
 use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
 use wopigate::testkit::{localhost, serve_http};

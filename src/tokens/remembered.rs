@@ -6,22 +6,16 @@
 //! token.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::gwtoken::{Claims, TokenKeys};
+use super::now;
 use crate::secret::Secret;
+use crate::tokens::gateway::{Claims, TokenKeys};
 
 /// Renew this long before the upstream token or the REVA token in it expires.
 const RENEW_MARGIN: u64 = 120;
-
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 #[derive(Clone)]
 struct Upstream {

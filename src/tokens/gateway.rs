@@ -13,9 +13,9 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::exchange::UserClaim;
-use crate::pb::cs3::storage::provider::v1beta1::ResourceId;
+use crate::ids::Resource;
 use crate::secret::Secret;
+use crate::tokens::reva::UserClaim;
 
 /// Every gateway token starts with this; wopiserver tokens are JWTs (`eyJ…`).
 pub const PREFIX: &str = "wg1.";
@@ -36,37 +36,6 @@ pub enum Kind {
     Container,
     #[serde(rename = "e")]
     Ecosystem,
-}
-
-/// A REVA resource id, in short field names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Resource {
-    #[serde(rename = "s")]
-    pub storage_id: String,
-    #[serde(rename = "p", default, skip_serializing_if = "String::is_empty")]
-    pub space_id: String,
-    #[serde(rename = "o")]
-    pub opaque_id: String,
-}
-
-impl From<&ResourceId> for Resource {
-    fn from(id: &ResourceId) -> Self {
-        Self {
-            storage_id: id.storage_id.clone(),
-            space_id: id.space_id.clone(),
-            opaque_id: id.opaque_id.clone(),
-        }
-    }
-}
-
-impl From<&Resource> for ResourceId {
-    fn from(r: &Resource) -> Self {
-        ResourceId {
-            storage_id: r.storage_id.clone(),
-            space_id: r.space_id.clone(),
-            opaque_id: r.opaque_id.clone(),
-        }
-    }
 }
 
 /// The sealed content of a gateway token.
@@ -237,7 +206,7 @@ pub fn url_encoded_len(token: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::UserIdClaim;
+    use crate::tokens::reva::UserIdClaim;
 
     pub(crate) fn claims(exp: u64) -> Claims {
         Claims {

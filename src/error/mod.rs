@@ -1,6 +1,9 @@
 //! Every failure a client can see, mapped once to status, code and JSON body (issue #3 point 8).
 //!
-//! Module errors convert into [`ApiError`]; messages never contain tokens or secrets.
+//! Module errors convert into [`ApiError`] in [`from`], the one table; messages never contain
+//! tokens or secrets.
+
+mod from;
 
 use http::StatusCode;
 use serde::Serialize;

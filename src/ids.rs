@@ -1,7 +1,11 @@
-//! Resource-id strings as callers send them (reva.md §7, cs3-wopiserver.md §12.3).
+//! Every form a resource id takes on the wire, parsed and built here only (style.md principle
+//! 10): the file ids callers send to the open API (reva.md §7: legacy padded base64 of
+//! `storage:opaque`, `storage$space!opaque`), the gateway's own path ids in the URLs it hands out,
+//! and the wopiserver's inodes (cs3-wopiserver.md §8, §12.3).
 
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use serde::{Deserialize, Serialize};
 
 use crate::pb::cs3::storage::provider::v1beta1::ResourceId;
 
@@ -76,6 +80,91 @@ pub fn encode_legacy(storage_id: &str, opaque_id: &str) -> String {
     URL_SAFE.encode(format!("{storage_id}:{opaque_id}"))
 }
 
+/// A REVA resource id as the gateway carries it (short field names: it travels sealed in
+/// gateway tokens).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    #[serde(rename = "s")]
+    pub storage_id: String,
+    #[serde(rename = "p", default, skip_serializing_if = "String::is_empty")]
+    pub space_id: String,
+    #[serde(rename = "o")]
+    pub opaque_id: String,
+}
+
+impl From<&ResourceId> for Resource {
+    fn from(id: &ResourceId) -> Self {
+        Self {
+            storage_id: id.storage_id.clone(),
+            space_id: id.space_id.clone(),
+            opaque_id: id.opaque_id.clone(),
+        }
+    }
+}
+
+impl From<&Resource> for ResourceId {
+    fn from(r: &Resource) -> Self {
+        ResourceId {
+            storage_id: r.storage_id.clone(),
+            space_id: r.space_id.clone(),
+            opaque_id: r.opaque_id.clone(),
+        }
+    }
+}
+
+/// The resource a `/wopi/files/<id>` or `/wopi/containers/<id>` path segment names: the
+/// gateway's own id (URL-safe base64 of `storage$space!opaque`) or the wopiserver's inode.
+pub fn resource_of_path_id(id: &str) -> Option<Resource> {
+    if id.contains('!') {
+        return resource_of_inode(id, "");
+    }
+    let text = URL_SAFE_NO_PAD
+        .decode(id)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())?;
+    let r = decode_file_id(&text).ok()?;
+    Some(Resource::from(&r))
+}
+
+/// The gateway's id for a resource in URLs it hands out.
+pub fn path_id_of(r: &Resource) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}${}!{}", r.storage_id, r.space_id, r.opaque_id))
+}
+
+/// Whether a path id names the token's resource (the inode form carries no space id).
+pub fn path_matches(id: &str, r: &Resource) -> bool {
+    resource_of_path_id(id).is_some_and(|p| {
+        p.storage_id == r.storage_id
+            && p.opaque_id == r.opaque_id
+            && (p.space_id.is_empty() || p.space_id == r.space_id)
+    })
+}
+
+/// The id segment of a `/wopi/files/<id>[/…]` path.
+pub fn file_id_of_path(path: &str) -> Option<&str> {
+    path.strip_prefix("/wopi/files/")?.split('/').next()
+}
+
+/// The file a wopiserver WOPISrc names: `/wopi/files/<storage>!<urlsafe b64(opaque)>`.
+pub fn resource_of_inode(inode: &str, space_id: &str) -> Option<Resource> {
+    let (storage, b64) = inode.split_once('!')?;
+    let opaque = URL_SAFE
+        .decode(b64)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(b64))
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())?;
+    (!storage.is_empty() && !opaque.is_empty()).then(|| Resource {
+        storage_id: storage.to_owned(),
+        space_id: space_id.to_owned(),
+        opaque_id: opaque,
+    })
+}
+
+/// The wopiserver's inode for a resource (cs3-wopiserver.md §8).
+pub fn inode_of(r: &Resource) -> String {
+    format!("{}!{}", r.storage_id, URL_SAFE.encode(&r.opaque_id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +207,16 @@ mod tests {
         }
         // valid base64 of invalid UTF-8
         assert!(decode_file_id(&URL_SAFE.encode([0xff, 0xfe, b':', b'a'])).is_err());
+    }
+
+    #[test]
+    fn inodes_round_trip() {
+        let r = Resource {
+            storage_id: "st".into(),
+            space_id: "sp".into(),
+            opaque_id: "op/x+1".into(),
+        };
+        assert_eq!(resource_of_inode(&inode_of(&r), "sp").unwrap(), r);
+        assert!(resource_of_inode("no-bang", "").is_none());
     }
 }

@@ -31,7 +31,7 @@ pub fn read(token: &str) -> Option<UnverifiedClaims> {
 
 /// The earlier of the WOPI token's `exp` and, when `userid` is a JWT (a REVA token), its `exp`.
 pub fn effective_exp(c: &UnverifiedClaims) -> u64 {
-    match crate::exchange::reva_token::unverified_exp(&c.userid) {
+    match crate::tokens::reva::unverified_exp(&c.userid) {
         Some(reva) => reva.min(c.exp),
         None => c.exp,
     }

@@ -1,16 +1,17 @@
-//! JSON answers of the wopiserver that must change on their way to an office app holding a
-//! gateway token: CheckFileInfo (its `HostEditUrl`/`HostViewUrl`/`DownloadUrl` embed the
+//! Swapping a gateway token for the wopiserver's and back. On the way up the request target
+//! names the wopiserver's inode and carries its token ([`upstream_target`]); on the way down the
+//! JSON answers of the wopiserver that must change for an office app holding a gateway token:
+//! CheckFileInfo (its `HostEditUrl`/`HostViewUrl`/`DownloadUrl` embed the
 //! wopiserver token, and Office for iOS/Android needs properties the wopiserver does not send,
 //! wopi.md §4.6–4.7) and PutRelativeFile (its URLs carry a wopiserver token for the new file).
 
 use std::borrow::Cow;
 
-use base64::Engine;
-use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use memchr::memmem::Finder;
 use serde_json::{Map, Value};
 
-use crate::gwtoken::{Claims, Resource};
+use crate::ids::{Resource, inode_of, resource_of_inode};
+use crate::tokens::gateway::Claims;
 
 /// The WOPI+ properties the CSPP schema forbids (wopi.md §4.7).
 const CSPP_PLUS_ONLY: &[&str] = &[
@@ -240,24 +241,21 @@ fn amend_for_mobile(o: &mut Map<String, Value>, flags: MobileFlags) {
     o.retain(|_, v| !v.is_null());
 }
 
-/// The file a wopiserver WOPISrc names: `/wopi/files/<storage>!<urlsafe b64(opaque)>`.
-pub fn resource_of_inode(inode: &str, space_id: &str) -> Option<Resource> {
-    let (storage, b64) = inode.split_once('!')?;
-    let opaque = URL_SAFE
-        .decode(b64)
-        .or_else(|_| URL_SAFE_NO_PAD.decode(b64))
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())?;
-    (!storage.is_empty() && !opaque.is_empty()).then(|| Resource {
-        storage_id: storage.to_owned(),
-        space_id: space_id.to_owned(),
-        opaque_id: opaque,
-    })
-}
-
-/// The wopiserver's inode for a resource (cs3-wopiserver.md §8).
-pub fn inode_of(r: &Resource) -> String {
-    format!("{}!{}", r.storage_id, URL_SAFE.encode(&r.opaque_id))
+/// The request target the wopiserver gets for a gateway-token request: the same operation on
+/// the wopiserver's inode for `resource`, with its token in place of the gateway's.
+pub fn upstream_target(path: &str, query: &str, resource: &Resource, upstream: &str) -> String {
+    let rest = path
+        .strip_prefix("/wopi/files/")
+        .and_then(|p| p.find('/').map(|i| &p[i..]))
+        .unwrap_or("");
+    let encoded = url_encoded(upstream);
+    let mut target = String::with_capacity(path.len() + query.len() + encoded.len() + 64);
+    target.push_str("/wopi/files/");
+    target.push_str(&inode_of(resource));
+    target.push_str(rest);
+    target.push('?');
+    super::carriers::replace_access_token(query, &encoded, &mut target);
+    target
 }
 
 /// PutRelativeFile's answer for a gateway-token holder: the new file's URLs get a gateway token
@@ -271,10 +269,7 @@ pub fn put_relative(
     let mut v: Value = serde_json::from_slice(body).ok()?;
     let url = v.get("Url").and_then(Value::as_str)?.to_owned();
     let parsed = url::Url::parse(&url).ok()?;
-    let new_upstream = parsed
-        .query_pairs()
-        .find(|(k, _)| k == "access_token")
-        .map(|(_, t)| t.into_owned())?;
+    let new_upstream = super::carriers::access_token(parsed.query()).ok()??;
     let inode = parsed.path().rsplit('/').next()?;
     let space = caller
         .resource
@@ -353,7 +348,7 @@ mod tests {
     #[test]
     fn put_relative_hands_out_a_gateway_token_for_the_new_file() {
         let caller = Claims {
-            kind: crate::gwtoken::Kind::File,
+            kind: crate::tokens::gateway::Kind::File,
             user: Default::default(),
             resource: Some(Resource {
                 storage_id: "st".into(),
@@ -428,13 +423,26 @@ mod tests {
     }
 
     #[test]
-    fn inodes_round_trip() {
+    fn the_upstream_target_names_the_inode_and_carries_the_upstream_token() {
         let r = Resource {
             storage_id: "st".into(),
             space_id: "sp".into(),
-            opaque_id: "op/x+1".into(),
+            opaque_id: "op".into(),
         };
-        assert_eq!(resource_of_inode(&inode_of(&r), "sp").unwrap(), r);
-        assert!(resource_of_inode("no-bang", "").is_none());
+        let t = upstream_target(
+            "/wopi/files/GATEWAYID/contents",
+            "access_token=wg1.x&access_token_ttl=5",
+            &r,
+            "eyJ a+b",
+        );
+        assert_eq!(
+            t,
+            format!(
+                "/wopi/files/{}/contents?access_token=eyJ+a%2Bb&access_token_ttl=5",
+                inode_of(&r)
+            )
+        );
+        let t = upstream_target("/wopi/files/GATEWAYID", "", &r, "t");
+        assert_eq!(t, format!("/wopi/files/{}?", inode_of(&r)));
     }
 }

@@ -1,0 +1,226 @@
+//! One configuration's worth of services, built together and swapped in together. Building
+//! does blocking work (resolving the wopiserver's name, reading trust stores), so a reload runs
+//! it on the blocking pool, never on the control runtime's one worker that drives the REVA
+//! channel and the key and discovery refreshes.
+
+use std::net::ToSocketAddrs;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use super::StartError;
+use crate::auth::{JwksSource, OidcValidator, ValidatorSettings};
+use crate::config::Config;
+use crate::discovery::DiscoveryCache;
+use crate::exchange::Exchanger;
+use crate::http_client;
+use crate::open::OpenService;
+use crate::proxy::admin::AdminService;
+use crate::proxy::internal::InternalGateway;
+use crate::proxy::{Gateway, Upstream};
+use crate::reva::RevaClient;
+use crate::wopiserver::WopiserverClient;
+
+/// How long start-up waits for the IdP keys and discovery before listening anyway.
+const WARM_UP: Duration = Duration::from_secs(5);
+
+/// Everything the listeners share; built where a tokio runtime is entered (lazy gRPC channel).
+pub struct AppState {
+    pub open: Arc<OpenService>,
+    pub jwks: Arc<JwksSource>,
+    pub discovery: Arc<DiscoveryCache>,
+}
+
+fn resolve_upstream(c: &Config) -> Result<Upstream, StartError> {
+    let url = &c.wopiserver.url;
+    let host = url
+        .host_str()
+        .ok_or_else(|| StartError::Upstream("no host".into()))?;
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| StartError::Upstream("no port".into()))?;
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| StartError::Upstream(e.to_string()))?
+        .next()
+        .ok_or_else(|| StartError::Upstream("no address".into()))?;
+    Upstream {
+        addr,
+        tls: url.scheme() == "https",
+        sni: host.to_owned(),
+        authority: format!("{host}:{port}"),
+        connect_timeout: c.wopiserver.connect_timeout,
+        read_timeout: c.wopiserver.proxy_read_timeout,
+        ca: None,
+        client_cert: None,
+    }
+    .with_tls(&c.wopiserver.tls)
+    .map_err(StartError::Setup)
+}
+
+/// Builds the shared state; must run inside a tokio runtime (lazy gRPC channel).
+pub fn build_state(c: &Config) -> Result<AppState, StartError> {
+    let reva = RevaClient::new(
+        &c.reva.gateway,
+        c.reva.connect_timeout,
+        c.reva.timeout,
+        &c.reva.tls,
+    )
+    .map_err(StartError::Setup)?;
+    let jwks = Arc::new(JwksSource::new(
+        http_client::client_tls(c.oidc.http_timeout, c.oidc.http_timeout, &c.oidc.tls)
+            .map_err(|e| StartError::Setup(format!("oidc.tls: {e}")))?,
+        c.oidc.discovery_url.clone(),
+        c.oidc.issuer.clone(),
+        c.oidc.jwks_min_refetch,
+    ));
+    let validator = Arc::new(OidcValidator::new(
+        ValidatorSettings::from_config(&c.oidc),
+        jwks.clone(),
+    ));
+    let exchanger = Arc::new(
+        Exchanger::from_config(&c.exchange, c.reva.jwt_secret.as_ref(), &reva)
+            .ok_or(StartError::NoRevaSecret)?,
+    );
+    let discovery = Arc::new(
+        DiscoveryCache::with_preferences(&c.office, c.open.app_preference.clone())
+            .map_err(|e| StartError::Setup(format!("office: {e}")))?,
+    );
+    let wopiserver = Arc::new(
+        WopiserverClient::new(
+            c.wopiserver.url.clone(),
+            c.wopiserver.iop_secret.clone(),
+            c.wopiserver.connect_timeout,
+            c.wopiserver.timeout,
+            &c.wopiserver.tls,
+        )
+        .map_err(|e| StartError::Setup(format!("wopiserver.tls: {e}")))?,
+    );
+    let open = Arc::new(OpenService {
+        validator,
+        exchanger,
+        reva,
+        discovery: discovery.clone(),
+        wopiserver,
+        claims: c.exchange.claims.clone(),
+        folder_url_base: c.open.folder_url_base.clone(),
+        wrap: c.tokens.key.as_ref().map(|key| {
+            Arc::new(crate::tokens::remembered::TokenWrap::new(
+                crate::tokens::gateway::TokenKeys::new(key, c.tokens.previous_key.as_ref()),
+                c.tokens.ttl,
+                c.tokens.wrap,
+            ))
+        }),
+    });
+    Ok(AppState {
+        open,
+        jwks,
+        discovery,
+    })
+}
+
+/// One configuration's services; each holds the generation's [`GenerationAlive`] mark.
+///
+/// [`GenerationAlive`]: crate::metrics::GenerationAlive
+pub(super) struct Generation {
+    pub state: AppState,
+    pub public: Gateway,
+    pub internal: Option<InternalGateway>,
+    pub admin: Option<AdminService>,
+}
+
+pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
+    let state = build_state(c)?;
+    let upstream = resolve_upstream(c)?;
+    let generation = crate::metrics::GenerationAlive::new();
+    let public = Gateway {
+        open: state.open.clone(),
+        wopi_files: crate::proxy::wopi_files::WopiFilesGuard {
+            discovery: state.discovery.clone(),
+            public_url: c.server.public_url.clone(),
+            reject_expired_tokens: c.wopi.reject_expired_tokens,
+            wrap: state.open.wrap.clone(),
+        },
+        mobile_service: c.mobile.as_ref().map(|m| {
+            Arc::new(crate::mobile::MobileService {
+                open: state.open.clone(),
+                jwks: state.jwks.clone(),
+                public_url: c.server.public_url.clone(),
+                settings: m.clone(),
+            })
+        }),
+        mobile: c.mobile.as_ref().map(|m| crate::tokens::swap::MobileFlags {
+            is_edu_user: m.is_edu_user,
+            license_check_for_edit: m.license_check_for_edit,
+        }),
+        normalize_get_lock: c.wopi.normalize_get_lock,
+        upstream: upstream.clone(),
+        max_api_body_bytes: c.server.max_api_body_bytes,
+        limits: c.server.limits,
+        tls: c.server.tls.is_some(),
+        generation: generation.clone(),
+    };
+    let internal = c.internal.as_ref().map(|internal| InternalGateway {
+        allow: internal.allow.clone(),
+        callers: crate::iop::LegacyCallers::new(
+            &c.wopiserver.iop_secret,
+            c.reva.jwt_secret.as_ref(),
+        ),
+        iop_secret: c.wopiserver.iop_secret.clone(),
+        legacy_open: Arc::new(crate::iop::LegacyOpen {
+            reva: state.open.reva.clone(),
+            discovery: state.discovery.clone(),
+            wopiserver: state.open.wopiserver.clone(),
+        }),
+        legacy_open_mode: internal.legacy_open,
+        discovery: state.discovery.clone(),
+        upstream: upstream.clone(),
+        generation: generation.clone(),
+    });
+    let admin = match &c.admin {
+        Some(a) => Some(AdminService {
+            jwks: state.jwks.clone(),
+            discovery: state.discovery.clone(),
+            reva: state.open.reva.clone(),
+            wopiserver_url: c.wopiserver.url.clone(),
+            http: http_client::client_tls(a.probe_timeout, a.probe_timeout, &c.wopiserver.tls)
+                .map_err(|e| StartError::Setup(format!("wopiserver.tls: {e}")))?,
+            probe_timeout: a.probe_timeout,
+            generation,
+        }),
+        None => None,
+    };
+    Ok(Generation {
+        state,
+        public,
+        internal,
+        admin,
+    })
+}
+
+/// Fetches IdP keys and discovery before a generation serves; bounded so a dead IdP or office
+/// server cannot stall start-up or a reload.
+pub(super) async fn warm(state: &AppState) {
+    let warm = async { tokio::join!(state.jwks.refresh(), state.discovery.refresh_all()) };
+    if tokio::time::timeout(WARM_UP, warm).await.is_err() {
+        tracing::warn!("IdP keys or discovery not loaded within {WARM_UP:?}; serving anyway");
+    }
+}
+
+/// The background refresh loops of one generation; aborted when it is replaced.
+pub(super) fn spawn_refreshers(state: &AppState, c: &Config) -> Vec<JoinHandle<()>> {
+    let jwks = state.jwks.clone();
+    let jwks_every = c.oidc.jwks_refresh;
+    vec![
+        tokio::spawn(state.discovery.clone().run_refresh_loop()),
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(jwks_every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let _ = jwks.refresh().await;
+            }
+        }),
+    ]
+}

@@ -1,0 +1,227 @@
+//! The ecosystem and container endpoints (wopi.md §5–§6), authorised by gateway tokens:
+//! CheckEcosystem, GetRootContainer, CheckContainerInfo, EnumerateChildren, EnumerateAncestors
+//! and GetEcosystem, answered from REVA.
+
+use serde_json::{Value, json};
+
+use super::{
+    Answer, MobileRequest, MobileService, display_name, not_implemented, time, version_of,
+};
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{Resource, path_matches};
+use crate::pb::cs3::storage::provider::v1beta1::{ResourceId, ResourceInfo, ResourceType};
+use crate::secret::Secret;
+use crate::tokens::carriers::{self, BearerForm};
+use crate::tokens::gateway::{Claims, Kind};
+use crate::tokens::now;
+use crate::tokens::reva::UserClaim;
+use crate::wopi::operation::WopiOperation;
+use crate::wopi::route::{MobileEndpoint, Target};
+
+impl MobileService {
+    /// Verifies a gateway token for the mobile endpoints: sealed, unexpired, of `kind`, and
+    /// (for containers and files) for the resource in the path.
+    fn claims(
+        &self,
+        req: &MobileRequest<'_>,
+        kind: Kind,
+        path_id: Option<&str>,
+    ) -> Result<Claims, ApiError> {
+        let invalid = |m: &str| ApiError::new(ErrorCode::InvalidToken, m);
+        let token = req
+            .access_token
+            .clone()
+            .or_else(|| {
+                req.authorization().and_then(|a| {
+                    carriers::bearer(a, BearerForm::Standard)
+                        .ok()
+                        .map(str::to_owned)
+                })
+            })
+            .ok_or_else(|| invalid("access_token missing"))?;
+        let claims = self
+            .wrap()?
+            .keys
+            .verify(&token, now())
+            .map_err(|e| invalid(&e.to_string()))?;
+        if claims.kind != kind {
+            return Err(invalid("the token is not for this kind of resource"));
+        }
+        if let Some(id) = path_id {
+            let ok = claims
+                .resource
+                .as_ref()
+                .is_some_and(|r| path_matches(id, r));
+            if !ok {
+                return Err(invalid("the token is not for this resource"));
+            }
+        }
+        Ok(claims)
+    }
+
+    /// `/wopi/ecosystem…`, `/wopi/containers/…` and `/wopi/files/<id>/{ancestry,ecosystem_pointer}`:
+    /// the token is checked against the endpoint's target before anything else.
+    pub(super) async fn wopi(
+        &self,
+        endpoint: MobileEndpoint,
+        req: &MobileRequest<'_>,
+    ) -> Result<Answer, ApiError> {
+        let kind = match endpoint.target {
+            Target::Ecosystem => Kind::Ecosystem,
+            Target::Container => Kind::Container,
+            Target::File => Kind::File,
+        };
+        // `/wopi/<containers|files>/<id>/…`: the classified path has its id third.
+        let id = match endpoint.target {
+            Target::Ecosystem => None,
+            _ => req.head.uri.path().split('/').nth(3),
+        };
+        let c = self.claims(req, kind, id)?;
+        use WopiOperation as Op;
+        match endpoint.operation {
+            Op::CheckEcosystem => Ok(Answer::ok(json!({"SupportsContainers": true}))),
+            Op::GetRootContainer => {
+                let reva = self.reva_token(&c.user).await?;
+                Ok(Answer::ok(
+                    self.root_container(&c.user, &reva, c.exp).await?,
+                ))
+            }
+            Op::CheckContainerInfo => {
+                let info = self.container(&c).await?;
+                Ok(Answer::ok(self.container_info(&info)))
+            }
+            Op::EnumerateChildren => self.children(req, &c).await,
+            Op::EnumerateAncestors => self.ancestry(&c).await,
+            Op::GetEcosystem => Ok(Answer::ok(
+                json!({"Url": self.ecosystem_url(&c.user, c.exp)?}),
+            )),
+            // Container and ecosystem writes, GetShareUrl and GetFileWopiSrc are not
+            // implemented against REVA.
+            _ => Err(not_implemented()),
+        }
+    }
+
+    async fn container(&self, c: &Claims) -> Result<ResourceInfo, ApiError> {
+        let r = c.resource.as_ref().ok_or_else(ApiError::not_found)?;
+        let reva = self.reva_token(&c.user).await?;
+        let info = self.stat(&reva, r).await?;
+        if info.r#type() != ResourceType::Container {
+            return Err(ApiError::not_found());
+        }
+        Ok(info)
+    }
+
+    /// EnumerateChildren: every child, files filtered by `X-WOPI-FileExtensionFilterList`;
+    /// children's URLs carry fresh tokens with the calling token's expiry (wopi.md §2).
+    async fn children(&self, req: &MobileRequest<'_>, c: &Claims) -> Result<Answer, ApiError> {
+        let r = c.resource.as_ref().ok_or_else(ApiError::not_found)?;
+        let reva = self.reva_token(&c.user).await?;
+        let info = self.stat(&reva, r).await?;
+        if info.r#type() != ResourceType::Container {
+            return Err(ApiError::not_found());
+        }
+        let filter: Option<Vec<String>> = req.header("x-wopi-fileextensionfilterlist").map(|f| {
+            f.split(',')
+                .map(|e| e.trim().to_ascii_lowercase())
+                .filter(|e| !e.is_empty())
+                .collect()
+        });
+        let list = self
+            .open
+            .reva
+            .list_container(&reva, ResourceId::from(r))
+            .await?;
+        let (mut containers, mut files) = (Vec::new(), Vec::new());
+        for child in &list {
+            if !child.permission_set.as_ref().is_some_and(|p| p.stat) {
+                continue;
+            }
+            let Some(id) = &child.id else { continue };
+            match child.r#type() {
+                ResourceType::Container => containers.push(json!({
+                    "Name": display_name(child),
+                    "Url": self.container_url(&c.user, &Resource::from(id), c.exp)?,
+                })),
+                ResourceType::File => {
+                    let name = display_name(child);
+                    if let Some(f) = &filter {
+                        let ext = crate::open::extension_of(&name).unwrap_or_default();
+                        if !f.contains(&ext) {
+                            continue;
+                        }
+                    }
+                    let mut entry = json!({
+                        "Name": name,
+                        "Url": self.file_url(&c.user, child, c.exp).await?,
+                        "Version": version_of(child),
+                        "Size": child.size,
+                    });
+                    if let Some(t) = &child.mtime {
+                        entry["LastModifiedTime"] = json!(time::iso8601(t.seconds, t.nanos));
+                    }
+                    files.push(entry);
+                }
+                _ => {}
+            }
+        }
+        Ok(Answer::ok(
+            json!({"ChildContainers": containers, "ChildFiles": files}),
+        ))
+    }
+
+    /// EnumerateAncestors: parents up to the user's home (the root container), root first.
+    async fn ancestry(&self, c: &Claims) -> Result<Answer, ApiError> {
+        let r = c.resource.as_ref().ok_or_else(ApiError::not_found)?;
+        let reva = self.reva_token(&c.user).await?;
+        let home = self.home(&reva).await?;
+        let home_id = home.id.clone().unwrap_or_default();
+        let mut info = self.stat(&reva, r).await?;
+        let mut chain = Vec::new();
+        // Bounded walk: a cycle or a very deep tree cannot hold the request.
+        for _ in 0..64 {
+            let is_home = info.id.as_ref().is_some_and(|i| {
+                i.storage_id == home_id.storage_id && i.opaque_id == home_id.opaque_id
+            });
+            if is_home {
+                break;
+            }
+            let Some(parent) = info.parent_id.clone() else {
+                break;
+            };
+            info = self.stat(&reva, &Resource::from(&parent)).await?;
+            chain.push(json!({
+                "Name": display_name(&info),
+                "Url": self.container_url(&c.user, &Resource::from(&parent), c.exp)?,
+            }));
+        }
+        chain.reverse();
+        Ok(Answer::ok(json!({"AncestorsWithRootFirst": chain})))
+    }
+
+    fn container_info(&self, info: &ResourceInfo) -> Value {
+        json!({
+            "Name": display_name(info),
+            "UserCanCreateChildContainer": false,
+            "UserCanCreateChildFile": false,
+            "UserCanDelete": false,
+            "UserCanRename": false,
+            "IsAnonymousUser": false,
+            "IsEduUser": self.settings.is_edu_user,
+            "LicenseCheckForEditIsEnabled": self.settings.license_check_for_edit,
+        })
+    }
+
+    pub(super) async fn root_container(
+        &self,
+        user: &UserClaim,
+        reva: &Secret,
+        exp: u64,
+    ) -> Result<Value, ApiError> {
+        let home = self.home(reva).await?;
+        let r = Resource::from(&home.id.clone().unwrap_or_default());
+        Ok(json!({
+            "ContainerPointer": {"Name": display_name(&home), "Url": self.container_url(user, &r, exp)?},
+            "ContainerInfo": self.container_info(&home),
+        }))
+    }
+}

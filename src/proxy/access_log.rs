@@ -1,0 +1,77 @@
+//! One access-log line and the request metrics for every request of the public and internal
+//! listeners. Path only: queries carry access tokens.
+
+use std::time::{Duration, Instant};
+
+use pingora::proxy::Session;
+
+use crate::wopi::operation::WopiOperation;
+
+/// What a listener knows about a finished request.
+pub struct Entry<'a> {
+    pub listener: &'static str,
+    pub request_id: &'a str,
+    /// Closed label of the route.
+    pub route: &'static str,
+    pub operation: Option<WopiOperation>,
+    /// The configured office app of the WOPI token.
+    pub app: Option<&'a str>,
+    pub started: Instant,
+    pub upstream_took: Option<Duration>,
+}
+
+pub fn record(session: &Session, e: Option<&pingora::Error>, entry: &Entry<'_>) {
+    let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    let class = crate::metrics::status_class(status);
+    let took = entry.started.elapsed();
+    let (bytes_in, bytes_out) = (session.body_bytes_read(), session.body_bytes_sent());
+    let m = crate::metrics::metrics();
+    m.http_requests
+        .with_label_values(&[entry.listener, entry.route, class])
+        .inc();
+    let app = entry.app.unwrap_or("unknown");
+    if let Some(op) = entry.operation {
+        let labels = [op.as_str(), app];
+        m.wopi_requests
+            .with_label_values(&[op.as_str(), app, class])
+            .inc();
+        m.wopi_duration
+            .with_label_values(&labels)
+            .observe(took.as_secs_f64());
+        m.wopi_request_bytes
+            .with_label_values(&labels)
+            .inc_by(bytes_in as u64);
+        m.wopi_response_bytes
+            .with_label_values(&labels)
+            .inc_by(bytes_out as u64);
+    }
+    let req = session.req_header();
+    tracing::info!(
+        target: "wopigate::access",
+        listener = entry.listener,
+        request_id = %entry.request_id,
+        method = %req.method,
+        path = %req.uri.path(),
+        route = entry.route,
+        operation = entry.operation.map_or("", WopiOperation::as_str),
+        app,
+        status,
+        duration_ms = took.as_secs_f64() * 1000.0,
+        upstream_ms = entry.upstream_took.map(|d| d.as_secs_f64() * 1000.0),
+        bytes_in,
+        bytes_out,
+        error = e.map(|e| e.etype().as_str()),
+        "request"
+    );
+}
+
+/// pingora's error-log summary of a request; its default includes the query (tokens).
+pub fn summary(listener: &str, session: &Session, request_id: &str) -> String {
+    let req = session.req_header();
+    format!(
+        "{listener}{}{} {} request_id={request_id}",
+        if listener.is_empty() { "" } else { " " },
+        req.method,
+        req.uri.path(),
+    )
+}

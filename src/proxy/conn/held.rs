@@ -1,0 +1,153 @@
+//! The held answer. An answer the proxy builds whole before sending (a rewritten
+//! CheckFileInfo, chunked because its length is known only at its end) is held across
+//! pingora's flushes — pingora writes head + flush, chunk + flush, last chunk + flush — and
+//! leaves in one send once its terminating chunk has been written. Only such answers are held:
+//! a streamed body must never wait.
+//!
+//! [`hold_answer`] is the one seam between the HTTP phases and the connection layer: a phase
+//! asks for the answer it is about to send to be held, and nothing else in the proxy reaches
+//! into the connection.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pingora::protocols::Stream;
+
+use super::stream::LimitedStream;
+
+/// pingora's terminating chunk, written on its own when a chunked answer ends.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+/// The most a held answer may take before it is sent regardless (above the proxy's limit for
+/// an answer it rewrites).
+pub const HOLD_BYTES: usize = 256 * 1024;
+
+/// Whether the answer being written is held, and whether it has ended.
+#[derive(Default)]
+pub struct Held {
+    /// Set from the HTTP phase (through a shared reference to the stream).
+    on: AtomicBool,
+    /// The held answer's last chunk has been written: the next flush sends everything.
+    ended: bool,
+}
+
+impl Held {
+    fn start(&self) {
+        self.on.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a write of `len` bytes joins the held answer, `held` bytes being held already;
+    /// a write that would take it past `HOLD_BYTES` ends the hold (what is held then leaves
+    /// with that write).
+    pub fn takes(&mut self, held: usize, len: usize) -> bool {
+        if !self.on.load(Ordering::Relaxed) {
+            return false;
+        }
+        if held + len > HOLD_BYTES {
+            self.end();
+            return false;
+        }
+        true
+    }
+
+    /// Notes a write that joined the held answer.
+    pub fn joined(&mut self, buf: &[u8]) {
+        self.ended |= buf == LAST_CHUNK;
+    }
+
+    pub fn end(&mut self) {
+        self.on.store(false, Ordering::Relaxed);
+        self.ended = false;
+    }
+
+    /// At a flush: false while a held answer has not ended (it keeps waiting), else true (and
+    /// the hold is over).
+    pub fn flushes(&mut self) -> bool {
+        if self.on.load(Ordering::Relaxed) {
+            if !self.ended {
+                return false;
+            }
+            self.end();
+        }
+        true
+    }
+}
+
+/// Holds the answer now being written on the session's connection until it has ended, so that
+/// it leaves in one send. False when the connection is not one of ours (HTTP/2).
+pub fn hold_answer(session: &pingora::proxy::Session) -> bool {
+    session.stream().is_some_and(hold_answer_on)
+}
+
+fn hold_answer_on(stream: &Stream) -> bool {
+    (**stream)
+        .as_any()
+        .downcast_ref::<LimitedStream>()
+        .map(|s| s.held.start())
+        .is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::deadline::PAST_HEAD;
+    use super::super::testing::{Sends, limited_in};
+    use super::*;
+
+    #[tokio::test]
+    async fn a_held_answer_leaves_whole_in_one_send_across_flushes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let sends = Sends::default();
+        let mut s: Stream = Box::new(limited_in(Box::new(sends.clone()), PAST_HEAD));
+        let sent = || sends.sent();
+        // pingora writing a chunked answer: head + flush, chunk + flush, last chunk + flush.
+        assert!(hold_answer_on(&s), "found through the boxed stream");
+        s.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        s.flush().await.unwrap();
+        let mut chunk = bytes::Buf::chain(&b"2\r\n{}"[..], &b"\r\n"[..]);
+        s.write_all_buf(&mut chunk).await.unwrap();
+        s.flush().await.unwrap();
+        assert!(
+            sent().is_empty(),
+            "nothing leaves before the answer has ended"
+        );
+        s.write_all(LAST_CHUNK).await.unwrap();
+        s.flush().await.unwrap();
+        assert_eq!(
+            sent(),
+            vec![b"HTTP/1.1 200 OK\r\n\r\n2\r\n{}\r\n0\r\n\r\n".to_vec()]
+        );
+
+        // The next answer is not held: its head leaves at the flush.
+        s.write_all(b"next").await.unwrap();
+        s.flush().await.unwrap();
+        assert_eq!(sent().last().unwrap(), b"next");
+
+        // A held answer that never sees its last chunk still leaves before the next read.
+        assert!(hold_answer_on(&s));
+        s.write_all(b"cut short").await.unwrap();
+        s.flush().await.unwrap();
+        assert_eq!(sent().len(), 2);
+        let mut buf = [0u8; 8];
+        let read =
+            tokio::time::timeout(std::time::Duration::from_millis(50), s.read(&mut buf)).await;
+        assert!(read.is_err(), "the recording stream has nothing to read");
+        assert_eq!(sent().last().unwrap(), b"cut short");
+
+        // More than a held answer may take leaves at once.
+        assert!(hold_answer_on(&s));
+        s.write_all(&vec![b'z'; HOLD_BYTES + 1]).await.unwrap();
+        assert_eq!(sent().last().unwrap().len(), HOLD_BYTES + 1);
+    }
+
+    #[test]
+    fn only_the_last_chunk_ends_a_held_answer() {
+        let mut h = Held::default();
+        assert!(!h.takes(0, 10), "nothing is held unless asked");
+        assert!(h.flushes());
+        h.start();
+        assert!(h.takes(0, 10));
+        h.joined(b"0\r\n");
+        assert!(!h.flushes(), "not ended yet");
+        h.joined(LAST_CHUNK);
+        assert!(h.flushes());
+        assert!(!h.takes(0, 10), "the hold is over");
+    }
+}
