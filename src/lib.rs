@@ -1,15 +1,43 @@
 //! wopigate: an OpenID Connect-aware WOPI gateway in front of the CS3 WOPI server and REVA.
 //!
+//! # Layering
+//! A module uses only modules of its own layer or of a layer below, and modules of one layer
+//! never form a cycle (production code; tests may use anything to build their fixtures).
+//! `tests/layering.rs` reads this list and checks the code against it.
+//!
+//! 0. foundations: `secret`, `ids`, `pb`, `metrics`, `drain`, `tls`, `http_client`, `config`
+//! 1. protocols: `tokens`, `wopi`
+//! 2. clients and identity: `auth`, `reva`, `exchange`, `wopiserver`, `discovery`, `telemetry`
+//! 3. client-facing errors: `error`
+//! 4. flows: `open`, `mobile`, `iop`
+//! 5. the HTTP edge: `proxy`
+//! 6. the process: `app`, `cli`
+//!
+//! `testkit` (feature `testkit`) holds the test doubles and may use everything.
+//!
 //! # Layout
-//! Dependencies point down (style.md principle 4):
+//! - [`secret`] (secrets as a type), [`ids`] (every resource id form), [`pb`] (generated CS3),
+//!   [`metrics`], [`drain`] (requests in flight), [`tls`], [`http_client`], [`config`] (file
+//!   mirror → validation → typed configuration).
+//! - [`tokens`]: where tokens travel (`access_token`, `Authorization`) and every token format:
+//!   gateway tokens and the wopiserver tokens remembered behind them, REVA tokens, the
+//!   wopiserver token's readable claims, the swap between gateway and wopiserver tokens.
+//! - [`wopi`]: the URL table with each request's WOPI operation, and proof keys.
+//! - [`auth`] (OIDC validation, JWKS), [`reva`] (CS3 gRPC), [`exchange`] (OIDC → REVA token),
+//!   [`wopiserver`] (`openinapp` client), [`discovery`] (office discovery cache),
+//!   [`telemetry`] (logging with redaction).
+//! - [`error`]: the client-facing error and every module error mapped to it, once.
+//! - [`open`] (the open flow shared by both open APIs, gateway-token renewal), [`mobile`]
+//!   (Office for iOS/Android from REVA), [`iop`] (the internal IOP API's rules).
+//! - [`proxy`]: pingora's side — the listeners' `ProxyHttp`s with phases that only dispatch,
+//!   and the connection layer below HTTP (`proxy::conn`).
 //! - [`cli`], [`app`]: start-up; `app` alone knows every part and builds pingora's server.
-//! - [`proxy`]: the public listener's `ProxyHttp` (routing, forwarding headers, JSON answers).
-//! - [`open`]: the open flow shared by `/api/v0/wopi/open` and `/app/open`.
-//! - [`auth`] (OIDC validation, JWKS), [`exchange`] (OIDC → REVA token), [`reva`] (CS3 gRPC),
-//!   [`wopiserver`] (`openinapp` client), [`discovery`] (office discovery cache).
-//! - [`config`], [`secret`], [`error`], [`http_client`], [`telemetry`]: foundations.
-//! - `testkit` (feature `testkit`): the test doubles, speaking the real protocols.
 #![forbid(unsafe_code)]
+// No unwrap, expect or panic outside tests: a request path answers with an error instead.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod app;
 pub mod auth;

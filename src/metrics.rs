@@ -52,12 +52,16 @@ pub fn watch_control_runtime(handle: tokio::runtime::Handle) {
     let _ = CONTROL.set(handle);
 }
 
+// The metric definitions below are constants: `expect` there can only fire on a programming
+// error (a bad name, a duplicate), which the exposition unit test catches before any release.
+#[allow(clippy::expect_used)]
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
     r.register(Box::new(c.clone())).expect("unique metric");
     c
 }
 
+#[allow(clippy::expect_used)]
 fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     let h = HistogramVec::new(
         HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
@@ -69,6 +73,7 @@ fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Histogram
 }
 
 impl Metrics {
+    #[allow(clippy::expect_used)]
     fn new() -> Self {
         let r = Registry::new();
         let build_info = IntGaugeVec::new(

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
@@ -45,18 +45,9 @@ struct Validated {
     kid: Arc<str>,
 }
 
-struct UntilExp;
-
-impl moka::Expiry<[u8; 32], Validated> for UntilExp {
-    fn expire_after_create(
-        &self,
-        _key: &[u8; 32],
-        value: &Validated,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(Duration::from_secs(
-            value.principal.expires_at.saturating_sub(now()),
-        ))
+impl crate::tokens::Expires for Validated {
+    fn expires_at(&self) -> u64 {
+        self.principal.expires_at
     }
 }
 
@@ -84,7 +75,7 @@ impl OidcValidator {
             .collect();
         let cache = moka::future::Cache::builder()
             .max_capacity(settings.cache_entries)
-            .expire_after(UntilExp)
+            .expire_after(crate::tokens::AtExpiry)
             .build();
         Self {
             settings,

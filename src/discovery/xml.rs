@@ -2,6 +2,7 @@
 //! `<proof-key>` element for proof validation. Lenient about unknown elements and attributes,
 //! strict about size.
 
+use crate::wopi::proof::ProofKeyXml;
 use std::collections::HashMap;
 
 use quick_xml::Reader;
@@ -16,17 +17,6 @@ pub struct ActionUrls {
     pub embedview: Option<String>,
     /// The discovery `<app>` the actions came from (e.g. `Word`), for names and icons.
     pub discovery_app: String,
-}
-
-/// The `<proof-key>` attributes, kept verbatim for proof-key validation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProofKeyXml {
-    pub value: String,
-    pub modulus: String,
-    pub exponent: String,
-    pub oldvalue: String,
-    pub oldmodulus: String,
-    pub oldexponent: String,
 }
 
 /// An `<app>` with its icon, for app listings.

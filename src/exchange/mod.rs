@@ -114,16 +114,9 @@ struct Cached {
     until: u64,
 }
 
-struct UntilExpiry;
-
-impl moka::Expiry<[u8; 32], Cached> for UntilExpiry {
-    fn expire_after_create(
-        &self,
-        _: &[u8; 32],
-        v: &Cached,
-        _: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(Duration::from_secs(v.until.saturating_sub(now())))
+impl crate::tokens::Expires for Cached {
+    fn expires_at(&self) -> u64 {
+        self.until
     }
 }
 
@@ -135,7 +128,7 @@ impl Authenticator {
             client_id,
             cache: moka::future::Cache::builder()
                 .max_capacity(100_000)
-                .expire_after(UntilExpiry)
+                .expire_after(crate::tokens::AtExpiry)
                 .build(),
         }
     }

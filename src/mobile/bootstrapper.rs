@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{Answer, MobileRequest, MobileService, not_implemented, quoted};
+use super::{Answer, MobileRequest, MobileService, not_implemented, quoted, resource_of};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{Resource, resource_of_path_id};
 use crate::pb::cs3::storage::provider::v1beta1::ResourceType;
@@ -112,7 +112,7 @@ impl MobileService {
                 let token = match (kind, info.r#type()) {
                     (Kind::File, ResourceType::File) => self.file_token(&user, &info, exp).await?,
                     (Kind::Container, ResourceType::Container) => {
-                        let r = Resource::from(&info.id.clone().unwrap_or_default());
+                        let r = resource_of(&info)?;
                         self.token(Kind::Container, &user, Some(r), exp)?
                     }
                     _ => return Err(ApiError::not_found()),

@@ -5,7 +5,8 @@
 use serde_json::{Value, json};
 
 use super::{
-    Answer, MobileRequest, MobileService, display_name, not_implemented, time, version_of,
+    Answer, MobileRequest, MobileService, display_name, not_implemented, resource_of, time,
+    version_of,
 };
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{Resource, path_matches};
@@ -174,7 +175,7 @@ impl MobileService {
         let r = c.resource.as_ref().ok_or_else(ApiError::not_found)?;
         let reva = self.reva_token(&c.user).await?;
         let home = self.home(&reva).await?;
-        let home_id = home.id.clone().unwrap_or_default();
+        let home_id = home.id.clone().ok_or_else(ApiError::not_found)?;
         let mut info = self.stat(&reva, r).await?;
         let mut chain = Vec::new();
         // Bounded walk: a cycle or a very deep tree cannot hold the request.
@@ -218,7 +219,7 @@ impl MobileService {
         exp: u64,
     ) -> Result<Value, ApiError> {
         let home = self.home(reva).await?;
-        let r = Resource::from(&home.id.clone().unwrap_or_default());
+        let r = resource_of(&home)?;
         Ok(json!({
             "ContainerPointer": {"Name": display_name(&home), "Url": self.container_url(user, &r, exp)?},
             "ContainerInfo": self.container_info(&home),

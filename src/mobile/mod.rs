@@ -86,6 +86,14 @@ fn version_of(info: &ResourceInfo) -> String {
     format!("v{}", info.etag.trim_matches('"'))
 }
 
+/// The resource REVA described; an answer without an id names nothing the caller may have.
+fn resource_of(info: &ResourceInfo) -> Result<Resource, ApiError> {
+    info.id
+        .as_ref()
+        .map(Resource::from)
+        .ok_or_else(ApiError::not_found)
+}
+
 fn display_name(info: &ResourceInfo) -> String {
     let name = if info.name.is_empty() {
         info.path.rsplit('/').next().unwrap_or_default()
@@ -175,7 +183,7 @@ impl MobileService {
                 .map(|c| c.app_name),
         };
         let mode = view_mode::resolve(info.permission_set.as_ref(), None);
-        let r = Resource::from(&info.id.clone().unwrap_or_default());
+        let r = resource_of(info)?;
         Ok(self.wrap()?.keys.issue(&Claims {
             kind: Kind::File,
             user: user.clone(),
@@ -193,7 +201,7 @@ impl MobileService {
         info: &ResourceInfo,
         exp: u64,
     ) -> Result<String, ApiError> {
-        let r = Resource::from(&info.id.clone().unwrap_or_default());
+        let r = resource_of(info)?;
         Ok(format!(
             "{}/wopi/files/{}?access_token={}",
             self.public_url,

@@ -3,6 +3,7 @@
 //! discovery → `openinapp` → the answer in the caller's shape.
 
 pub mod app_list;
+mod renew;
 pub mod request;
 pub mod view_mode;
 
@@ -15,7 +16,7 @@ use crate::auth::OidcValidator;
 use crate::config::ClaimNames;
 use crate::discovery::DiscoveryCache;
 use crate::error::{ApiError, ErrorCode};
-use crate::exchange::Exchanger;
+use crate::exchange::{ExchangeError, Exchanger};
 use crate::ids::{Resource, decode_file_id, endpoint_of};
 use crate::pb::cs3::storage::provider::v1beta1::ResourceId;
 use crate::pb::cs3::storage::provider::v1beta1::{ResourceInfo, ResourceType};
@@ -93,12 +94,17 @@ impl OpenService {
         let username = principal
             .claim_str(&self.claims.display_name)
             .unwrap_or_default();
+        // The wopiserver tells users apart (locks, `UserId`) by this: never a default.
+        let required = |name: &str| {
+            principal
+                .claim_str(name)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| ExchangeError::MissingClaim(name.to_owned()))
+        };
         let userid = format!(
             "{}@{}",
-            principal
-                .claim_str(&self.claims.opaque_id)
-                .unwrap_or_default(),
-            principal.claim_str(&self.claims.idp).unwrap_or_default()
+            required(&self.claims.opaque_id)?,
+            required(&self.claims.idp)?
         );
         let mut result = self
             .open_as(&OpenAs {
@@ -137,48 +143,6 @@ impl OpenService {
             result.access_token_ttl_ms = exp * 1000;
         }
         Ok(result)
-    }
-
-    /// The wopiserver token behind a gateway token: cached, or a fresh `openinapp` with a REVA
-    /// token minted for the token's user (which also re-checks the user's permissions).
-    pub async fn upstream_token(
-        &self,
-        gateway_token: &str,
-        claims: &Claims,
-        trace_id: &str,
-    ) -> Result<Secret, ApiError> {
-        let wrap = self
-            .wrap
-            .as_ref()
-            .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "gateway tokens are off"))?;
-        if let Some(t) = wrap.cached(gateway_token).await {
-            return Ok(t);
-        }
-        let resource = claims
-            .resource
-            .as_ref()
-            .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "not a file token"))?;
-        let reva_token = self.exchanger.for_user(&claims.user).await?;
-        let userid = format!("{}@{}", claims.user.id.opaque_id, claims.user.id.idp);
-        let result = self
-            .open_as(&OpenAs {
-                reva_token: &reva_token,
-                username: &claims.user.display_name,
-                userid: &userid,
-                id: ResourceId::from(resource),
-                app_name: claims.app.as_deref(),
-                view_mode: claims.view_mode.as_deref().and_then(ViewMode::parse),
-                trace_id,
-            })
-            .await?;
-        let upstream_exp = unverified_exp(result.access_token.expose()).unwrap_or(0);
-        wrap.remember(
-            gateway_token,
-            result.access_token.clone(),
-            wrap::upstream_until(upstream_exp, reva_token.expires_at, claims.exp),
-        )
-        .await;
-        Ok(result.access_token)
     }
 
     async fn open_as(&self, req: &OpenAs<'_>) -> Result<OpenResult, ApiError> {

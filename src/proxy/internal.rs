@@ -32,8 +32,7 @@ pub struct InternalGateway {
 pub struct InternalCtx {
     request_id: String,
     started: std::time::Instant,
-    /// What the request was: `iop_open`, `cbox_endpoints`, `iop_proxy`, `refused`, `not_found`.
-    route: &'static str,
+    route: InternalRoute,
     _in_flight: crate::drain::InFlight,
 }
 
@@ -48,9 +47,91 @@ async fn text(session: &mut Session, status: u16, body: &str) -> pingora::Result
         .await
 }
 
+/// What an internal request is, in the order of the checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InternalRoute {
+    /// The source address is not in `internal.allow`.
+    RefusedSource,
+    /// The bearer is neither the IOP secret nor (legacy) the REVA secret.
+    RefusedCaller,
+    CboxEndpoints,
+    /// Legacy `/wopi/iop/open`, translated here.
+    IopOpen,
+    /// Any other `/wopi/iop/*`, proxied with the IOP secret.
+    IopProxy,
+    NotFound,
+}
+
+impl InternalRoute {
+    /// Closed label for logs and metrics.
+    fn label(self) -> &'static str {
+        match self {
+            Self::RefusedSource | Self::RefusedCaller => "refused",
+            Self::CboxEndpoints => "cbox_endpoints",
+            Self::IopOpen => "iop_open",
+            Self::IopProxy => "iop_proxy",
+            Self::NotFound => "not_found",
+        }
+    }
+}
+
 impl InternalGateway {
     fn allowed(&self, session: &Session) -> bool {
         headers::client_ip(session).is_some_and(|ip| self.allow.iter().any(|n| n.contains(&ip)))
+    }
+
+    /// What the request is, in the order of the checks: source network, path, caller.
+    fn classify(&self, session: &Session) -> InternalRoute {
+        if !self.allowed(session) {
+            return InternalRoute::RefusedSource;
+        }
+        let req = session.req_header();
+        let path = req.uri.path();
+        if path == "/wopi/cbox/endpoints" && req.method == http::Method::GET {
+            return InternalRoute::CboxEndpoints;
+        }
+        if !path.starts_with("/wopi/iop/")
+            || matches!(
+                crate::wopi::route::classify(&req.method, path, &req.headers),
+                crate::wopi::route::Route::BadPath(_)
+            )
+        {
+            return InternalRoute::NotFound;
+        }
+        let authorization = req.headers.get(http::header::AUTHORIZATION);
+        if !self.callers.accepts(authorization.map(|v| v.as_bytes())) {
+            return InternalRoute::RefusedCaller;
+        }
+        if path == "/wopi/iop/open" && self.legacy_open_mode == LegacyOpenMode::Translate {
+            return InternalRoute::IopOpen;
+        }
+        InternalRoute::IopProxy
+    }
+
+    /// Legacy `/wopi/iop/open`, translated onto `openinapp` and answered in its text format.
+    async fn legacy_open(&self, session: &mut Session, request_id: &str) -> pingora::Result<()> {
+        let req = session.req_header();
+        let token = req.headers.get("tokenheader").and_then(|v| v.to_str().ok());
+        let answer = match parse_params(req.uri.query().unwrap_or_default(), token) {
+            Ok(p) => self.legacy_open.open(&p, request_id).await,
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(body) => text(session, 200, &body).await,
+            Err(e) => {
+                let reason = match e.status {
+                    401 => "not_authorized",
+                    404 => "not_found",
+                    400 => "bad_request",
+                    _ => "internal",
+                };
+                crate::metrics::metrics()
+                    .open_failures
+                    .with_label_values(&["iop_open", reason])
+                    .inc();
+                text(session, e.status, e.text).await
+            }
+        }
     }
 }
 
@@ -62,7 +143,7 @@ impl ProxyHttp for InternalGateway {
         InternalCtx {
             request_id: String::new(),
             started: std::time::Instant::now(),
-            route: "not_found",
+            route: InternalRoute::NotFound,
             _in_flight: crate::drain::InFlight::enter("internal"),
         }
     }
@@ -73,66 +154,25 @@ impl ProxyHttp for InternalGateway {
         ctx: &mut InternalCtx,
     ) -> pingora::Result<bool> {
         ctx.request_id = super::headers::new_request_id();
-        if !self.allowed(session) {
-            ctx.route = "refused";
-            let e = ApiError::new(ErrorCode::Forbidden, "source address not allowed");
-            respond::error(session, &e, &ctx.request_id).await?;
-            return Ok(true);
-        }
-        let req = session.req_header();
-        let path = req.uri.path().to_owned();
-        if path == "/wopi/cbox/endpoints" && req.method == http::Method::GET {
-            ctx.route = "cbox_endpoints";
-            let body = cbox_endpoints(&self.discovery).await;
-            respond::json(session, 200, body, &ctx.request_id, &[]).await?;
-            return Ok(true);
-        }
-        if !path.starts_with("/wopi/iop/")
-            || matches!(
-                crate::wopi::route::classify(&req.method, &path, &req.headers),
-                crate::wopi::route::Route::BadPath(_)
-            )
-        {
-            let e = ApiError::new(ErrorCode::NotFound, "no such endpoint");
-            respond::error(session, &e, &ctx.request_id).await?;
-            return Ok(true);
-        }
-        if !self.callers.accepts(
-            req.headers
-                .get(http::header::AUTHORIZATION)
-                .map(|v| v.as_bytes()),
-        ) {
-            ctx.route = "refused";
-            text(session, 401, "Client not authorized").await?;
-            return Ok(true);
-        }
-        ctx.route = "iop_proxy";
-        if path == "/wopi/iop/open" && self.legacy_open_mode == LegacyOpenMode::Translate {
-            ctx.route = "iop_open";
-            let token = req.headers.get("tokenheader").and_then(|v| v.to_str().ok());
-            let answer = match parse_params(req.uri.query().unwrap_or_default(), token) {
-                Ok(p) => self.legacy_open.open(&p, &ctx.request_id).await,
-                Err(e) => Err(e),
-            };
-            match answer {
-                Ok(body) => text(session, 200, &body).await?,
-                Err(e) => {
-                    let reason = match e.status {
-                        401 => "not_authorized",
-                        404 => "not_found",
-                        400 => "bad_request",
-                        _ => "internal",
-                    };
-                    crate::metrics::metrics()
-                        .open_failures
-                        .with_label_values(&["iop_open", reason])
-                        .inc();
-                    text(session, e.status, e.text).await?
-                }
+        ctx.route = self.classify(session);
+        match ctx.route {
+            InternalRoute::IopProxy => return Ok(false),
+            InternalRoute::RefusedSource => {
+                let e = ApiError::new(ErrorCode::Forbidden, "source address not allowed");
+                respond::error(session, &e, &ctx.request_id).await?;
             }
-            return Ok(true);
+            InternalRoute::RefusedCaller => text(session, 401, "Client not authorized").await?,
+            InternalRoute::CboxEndpoints => {
+                let body = cbox_endpoints(&self.discovery).await;
+                respond::json(session, 200, body, &ctx.request_id, &[]).await?;
+            }
+            InternalRoute::IopOpen => self.legacy_open(session, &ctx.request_id).await?,
+            InternalRoute::NotFound => {
+                let e = ApiError::new(ErrorCode::NotFound, "no such endpoint");
+                respond::error(session, &e, &ctx.request_id).await?;
+            }
         }
-        Ok(false)
+        Ok(true)
     }
 
     async fn upstream_peer(
@@ -178,7 +218,7 @@ impl ProxyHttp for InternalGateway {
         let entry = super::access_log::Entry {
             listener: "internal",
             request_id: &ctx.request_id,
-            route: ctx.route,
+            route: ctx.route.label(),
             operation: None,
             app: None,
             started: ctx.started,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -245,6 +245,40 @@ impl FakeWopiserver {
 }
 
 /// The raw `access_token` value of a request.
+/// One WOPI request to the double, as the wopiserver takes it: recorded first, then its token
+/// verified and its file looked up; what fails is answered as the wopiserver answers it.
+struct WopiCall {
+    s: FakeWopiserver,
+    /// Its place among the recorded requests.
+    index: usize,
+    claims: WopiClaims,
+    key: (String, String),
+    entry: Entry,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl axum::extract::FromRequestParts<FakeWopiserver> for WopiCall {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &FakeWopiserver,
+    ) -> Result<Self, Response> {
+        let index = s.record(&parts.method, &parts.uri, &parts.headers);
+        let (claims, key, entry) = s.resolve(&parts.uri)?;
+        Ok(Self {
+            s: s.clone(),
+            index,
+            claims,
+            key,
+            entry,
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
 fn token_of(uri: &Uri) -> String {
     url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "access_token")
@@ -407,18 +441,14 @@ async fn openinapp(
     .into_response()
 }
 
-async fn check_file_info(
-    State(s): State<FakeWopiserver>,
-    Path(_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    s.record(&method, &uri, &headers);
-    let (c, _, e) = match s.resolve(&uri) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+async fn check_file_info(call: WopiCall) -> Response {
+    let WopiCall {
+        s,
+        claims: c,
+        entry: e,
+        uri,
+        ..
+    } = call;
     let token = token_of(&uri);
     let encoded: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
     axum::Json(serde_json::json!({
@@ -456,18 +486,8 @@ fn pattern_stream(len: u64) -> Body {
     Body::from_stream(stream)
 }
 
-async fn get_file(
-    State(s): State<FakeWopiserver>,
-    Path(_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    s.record(&method, &uri, &headers);
-    let (_, _, e) = match s.resolve(&uri) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+async fn get_file(call: WopiCall) -> Response {
+    let WopiCall { entry: e, .. } = call;
     let len = e.content.len();
     let body = match e.content {
         Content::Bytes(b) => Body::from(b),
@@ -531,18 +551,15 @@ impl FakeWopiserver {
     }
 }
 
-async fn file_op(
-    State(s): State<FakeWopiserver>,
-    Path(_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    s.record(&method, &uri, &headers);
-    let (c, key, entry) = match s.resolve(&uri) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+async fn file_op(call: WopiCall) -> Response {
+    let WopiCall {
+        s,
+        claims: c,
+        key,
+        entry,
+        headers,
+        ..
+    } = call;
     let h = |n: &str| {
         headers
             .get(n)
@@ -613,19 +630,16 @@ async fn file_op(
     }
 }
 
-async fn put_file(
-    State(s): State<FakeWopiserver>,
-    Path(_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let idx = s.record(&method, &uri, &headers);
-    let (c, key, entry) = match s.resolve(&uri) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+async fn put_file(call: WopiCall, body: Body) -> Response {
+    let WopiCall {
+        s,
+        index: idx,
+        claims: c,
+        key,
+        entry,
+        headers,
+        ..
+    } = call;
     if c.viewmode != "VIEW_MODE_READ_WRITE" {
         return text(
             StatusCode::UNAUTHORIZED,

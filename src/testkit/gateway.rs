@@ -92,6 +92,23 @@ impl GatewayProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The log once `needle` appears in it `times` times (informational lines reach the log in
+    /// batches, up to 100 ms late); panics after 10 s.
+    pub async fn logs_with(&self, needle: &str, times: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = self.logs();
+            if logs.matches(needle).count() >= times {
+                return logs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not {times} times in the log:\n{logs}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Resident set size in bytes.
     pub fn rss_bytes(&self) -> Option<u64> {
         rss_of(self.child.id())

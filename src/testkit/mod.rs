@@ -1,6 +1,8 @@
 //! Test doubles speaking the real protocols, shared by tests, benches and the demo (feature
 //! `testkit`; release builds ship none of it). Every double listens on `127.0.0.1:0`, checks
 //! credentials like the real component and records what it saw.
+// Test doubles: a failed expectation here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod fake_office;
 pub mod fake_reva;

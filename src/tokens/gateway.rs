@@ -3,7 +3,7 @@
 //! the resource, the office app, the view mode and the expiry; it is sealed with
 //! XChaCha20-Poly1305 under a key from a file (so it is both authenticated and opaque), and stays
 //! far below Microsoft's 1500-character limit. Nothing in it is a credential: the gateway turns
-//! it into a wopiserver token itself (see [`crate::wrap`]), so any replica with the same key can
+//! it into a wopiserver token itself (see [`super::remembered`]), so any replica with the same key can
 //! serve any token; no shared state is needed.
 
 use base64::Engine;
@@ -121,6 +121,9 @@ impl TokenKeys {
         }
     }
 
+    /// Seals `claims` under the current key. Serialising these claims and sealing them with a
+    /// valid key cannot fail; if it ever did, the token would be one that never opens (it
+    /// fails closed, granting nothing).
     pub fn issue(&self, claims: &Claims) -> String {
         let plain = serde_json::to_vec(claims).unwrap_or_default();
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);

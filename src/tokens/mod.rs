@@ -11,7 +11,7 @@ pub mod reva;
 pub mod swap;
 pub mod wopiserver;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The wall clock in Unix seconds, as token expiries count.
 pub fn now() -> u64 {
@@ -19,4 +19,20 @@ pub fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// A cached token (or what was derived from one) that is good until a Unix time.
+pub trait Expires {
+    fn expires_at(&self) -> u64;
+}
+
+/// The expiry policy of every token cache: an entry goes when what it holds ends.
+pub struct AtExpiry;
+
+impl<K, V: Expires> moka::Expiry<K, V> for AtExpiry {
+    fn expire_after_create(&self, _: &K, value: &V, _: Instant) -> Option<Duration> {
+        Some(Duration::from_secs(
+            value.expires_at().saturating_sub(now()),
+        ))
+    }
 }

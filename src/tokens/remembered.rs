@@ -23,16 +23,9 @@ struct Upstream {
     until: u64,
 }
 
-struct UntilRenewal;
-
-impl moka::Expiry<[u8; 32], Upstream> for UntilRenewal {
-    fn expire_after_create(
-        &self,
-        _: &[u8; 32],
-        v: &Upstream,
-        _: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(Duration::from_secs(v.until.saturating_sub(now())))
+impl super::Expires for Upstream {
+    fn expires_at(&self) -> u64 {
+        self.until
     }
 }
 
@@ -57,7 +50,7 @@ impl TokenWrap {
             wrap_open,
             upstream: moka::future::Cache::builder()
                 .max_capacity(200_000)
-                .expire_after(UntilRenewal)
+                .expire_after(super::AtExpiry)
                 .build(),
         }
     }

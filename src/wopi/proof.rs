@@ -8,7 +8,16 @@ use base64::engine::general_purpose::STANDARD;
 use rsa::{BigUint, Pkcs1v15Sign, RsaPublicKey};
 use sha2::{Digest, Sha256};
 
-use crate::discovery::xml::ProofKeyXml;
+/// The `<proof-key>` attributes of a discovery document, verbatim (wopi.md §10.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProofKeyXml {
+    pub value: String,
+    pub modulus: String,
+    pub exponent: String,
+    pub oldvalue: String,
+    pub oldmodulus: String,
+    pub oldexponent: String,
+}
 
 /// .NET ticks at the Unix epoch.
 const EPOCH_TICKS: i64 = 621_355_968_000_000_000;

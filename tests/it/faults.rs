@@ -12,16 +12,28 @@ use wopigate::testkit::tree::Content;
 
 use crate::{bin, client, open_as_alice, start, unsigned_wopi_token, wopi_src_path};
 
-/// Sends `head` and part of a body on a raw connection, then drops it.
-async fn send_and_abort(port: u16, head: &str, body_part: &[u8]) {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+/// Sends `head` and part of a body on a raw connection, and drops it once the upload has
+/// reached the wopiserver.
+async fn send_and_abort(stack: &Stack, head: &str, body_part: &[u8]) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", stack.gateway_port))
         .await
         .unwrap();
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(body_part).await.unwrap();
     s.flush().await.unwrap();
-    // Give the gateway time to start forwarding before the client vanishes.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stack
+        .wopiserver
+        .requests()
+        .iter()
+        .any(|r| r.method == "POST" && r.path.ends_with("/contents"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the upload never reached the wopiserver"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     drop(s);
 }
 
@@ -75,7 +87,7 @@ async fn a_put_file_aborted_mid_body_never_completes_upstream() {
     ];
     for (name, head, part) in cases {
         stack.wopiserver.clear_requests();
-        send_and_abort(stack.gateway_port, &head, &part).await;
+        send_and_abort(&stack, &head, &part).await;
         // The upload reached the wopiserver and ended there as broken, and nothing was written.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

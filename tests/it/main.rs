@@ -80,6 +80,22 @@ pub async fn start_gateway(stack: &Stack, config: &std::path::Path) -> GatewayPr
     gw
 }
 
+/// Polls `probe` until it yields a value, for at most `limit`; the failure names `what`.
+pub async fn eventually<T>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Query-string value encoding for test URLs.
 pub fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()

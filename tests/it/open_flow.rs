@@ -128,8 +128,8 @@ async fn legacy_open_mints_a_reva_token_and_returns_the_app_url() {
     assert_eq!(tokens.len(), 2);
     assert_eq!(tokens[0], tokens[1]);
 
-    // Nothing secret in the gateway's log.
-    let logs = gw.logs();
+    // Nothing secret in the gateway's log, once it holds both opens.
+    let logs = gw.logs_with("opened", 2).await;
     assert!(logs.contains("wopigate listening"), "{logs}");
     for secret in [
         stack.reva_secret.as_str(),

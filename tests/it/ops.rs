@@ -672,13 +672,15 @@ async fn load_across_a_reload_and_a_sigterm_loses_no_request() {
 
     let terminated: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let mut workers = Vec::new();
     for _ in 0..4 {
-        let (file, token, terminated, stop) = (
+        let (file, token, terminated, stop, answered) = (
             file.clone(),
             token.clone(),
             terminated.clone(),
             stop.clone(),
+            answered.clone(),
         );
         workers.push(tokio::spawn(async move {
             let c = client();
@@ -692,7 +694,10 @@ async fn load_across_a_reload_and_a_sigterm_loses_no_request() {
                 let after_term = terminated.lock().unwrap().is_some();
                 match r {
                     Ok(r) if r.status() == 200 => match r.bytes().await {
-                        Ok(_) => ok += 1,
+                        Ok(_) => {
+                            ok += 1;
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
                         Err(e) => failed.push(format!("truncated body: {e}")),
                     },
                     Ok(r) => failed.push(format!("status {}", r.status())),
@@ -710,14 +715,22 @@ async fn load_across_a_reload_and_a_sigterm_loses_no_request() {
             (ok, refused, failed)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The load runs before, during and after the reload: wait for answers, not for time.
+    let answers_reach = async |n: u32| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while answered.load(Ordering::Relaxed) < n {
+            assert!(Instant::now() < deadline, "{}", gw.logs());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    answers_reach(50).await;
     gw.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(15);
     while !gw.logs().contains("reload complete") {
         assert!(Instant::now() < deadline, "{}", gw.logs());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    answers_reach(answered.load(Ordering::Relaxed) + 50).await;
 
     // A long transfer in flight when SIGTERM arrives.
     let r = client()

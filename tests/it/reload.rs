@@ -9,7 +9,7 @@ use wopigate::testkit::gateway::GatewayProcess;
 use wopigate::testkit::stack::{BIG_FILE_BYTES, Stack, StackOptions};
 
 use crate::ops::{metric, scrape};
-use crate::{client, open_as_alice, start, wopi_src_path};
+use crate::{client, eventually, open_as_alice, start, wopi_src_path};
 
 async fn generations(stack: &Stack) -> f64 {
     metric(&scrape(stack).await, "wopigate_config_generations", &[])
@@ -27,34 +27,26 @@ async fn reloads_ok(stack: &Stack) -> f64 {
 async fn reload(stack: &Stack, gw: &GatewayProcess) {
     let before = reloads_ok(stack).await;
     gw.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while reloads_ok(stack).await <= before {
-        assert!(Instant::now() < deadline, "reload not done:\n{}", gw.logs());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("reload not done:\n{}", gw.logs());
+    eventually(&what, Duration::from_secs(15), async || {
+        (reloads_ok(stack).await > before).then_some(())
+    })
+    .await;
 }
 
 /// Waits (bounded) until the gauge of live generations reads `want`.
-async fn generations_become(stack: &Stack, gw: &GatewayProcess, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = generations(stack).await;
-        if now == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{now} generations alive, want {want}:\n{}",
-            gw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn generations_become(stack: &Stack, want: f64) {
+    let what = format!("generations alive never became {want}");
+    eventually(&what, Duration::from_secs(10), async || {
+        (generations(stack).await == want).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_generation_is_freed_after_its_last_request_and_reloads_keep_memory_flat() {
     let (stack, gw) = start(StackOptions::default()).await;
-    generations_become(&stack, &gw, 1.0).await;
+    generations_become(&stack, 1.0).await;
 
     // A long GetFile pins the first generation across a reload.
     let (status, body) = open_as_alice(&stack, "file-big").await;
@@ -80,7 +72,7 @@ async fn a_replaced_generation_is_freed_after_its_last_request_and_reloads_keep_
     }
     assert_eq!(got, BIG_FILE_BYTES);
     drop(stream);
-    generations_become(&stack, &gw, 1.0).await;
+    generations_become(&stack, 1.0).await;
 
     // Many reloads, with a request served by each generation: what a generation held is
     // freed with it, so memory after warm-up stays where it was.
@@ -100,7 +92,7 @@ async fn a_replaced_generation_is_freed_after_its_last_request_and_reloads_keep_
         serve_one().await;
     }
     let after = gw.rss_bytes().expect("RSS");
-    generations_become(&stack, &gw, 1.0).await;
+    generations_become(&stack, 1.0).await;
     // Nothing of a replaced generation keeps running: its discovery refresh loops used to,
     // two tasks per reload holding the whole replaced cache. Connections closing may still be
     // winding down, hence a small margin rather than equality.
