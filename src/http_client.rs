@@ -141,3 +141,27 @@ pub async fn read_bounded(resp: &mut reqwest::Response, limit: usize) -> Result<
     }
     Ok(buf.freeze())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_settings_reqwest_cannot_use_are_errors() {
+        let s = Duration::from_secs(1);
+        assert!(client(s, s).is_ok());
+        // Used to fall back to a default client (platform roots, no deadlines, redirects).
+        let bad = ClientTls {
+            ca_pem: Some(
+                b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".to_vec(),
+            ),
+            identity_pem: None,
+        };
+        assert!(client_tls(s, s, &bad).is_err());
+        let bad_identity = ClientTls {
+            ca_pem: None,
+            identity_pem: Some((b"no cert".to_vec(), b"no key".to_vec())),
+        };
+        assert!(client_tls(s, s, &bad_identity).is_err());
+    }
+}

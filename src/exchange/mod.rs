@@ -240,3 +240,46 @@ fn count_exchange<T>(mode: &'static str, result: &Result<T, ExchangeError>) {
         .with_label_values(&[mode, outcome])
         .inc();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokens::reva::{UserClaim, UserIdClaim};
+
+    fn user(opaque: &str, name: &str) -> UserClaim {
+        UserClaim {
+            id: UserIdClaim {
+                idp: "https://idp.example".into(),
+                opaque_id: opaque.into(),
+                user_type: reva_token::USER_TYPE_PRIMARY,
+            },
+            display_name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_minted_token_is_shared_only_by_identical_users() {
+        let m = Minter::new(
+            &Secret::new("a-long-enough-test-secret"),
+            Duration::from_secs(3600),
+            ClaimNames::default(),
+        );
+        let alice = m.token_for(&user("alice", "Alice")).await.unwrap();
+        assert_eq!(
+            alice.token.expose(),
+            m.token_for(&user("alice", "Alice"))
+                .await
+                .unwrap()
+                .token
+                .expose(),
+            "re-used for the same user"
+        );
+        // Any claim that differs is another cache entry: the key is the whole user claim (it
+        // was a digest of its JSON, which would have merged users had serialising failed).
+        for other in [user("bob", "Alice"), user("alice", "Alice B.")] {
+            let t = m.token_for(&other).await.unwrap();
+            assert_ne!(t.token.expose(), alice.token.expose());
+        }
+    }
+}

@@ -70,3 +70,55 @@ pub fn peer(u: &Upstream) -> Box<HttpPeer> {
     peer.client_cert_key = u.client_cert.clone();
     Box::new(peer)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::ClientTls;
+
+    fn upstream() -> Upstream {
+        Upstream {
+            addr: "127.0.0.1:8880".parse().unwrap(),
+            tls: true,
+            sni: "wopi.example.org".into(),
+            authority: "wopi.example.org:8880".into(),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            ca: None,
+            client_cert: None,
+        }
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/tls")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn pinned_material_is_used_or_refused_never_dropped() {
+        let good = ClientTls {
+            ca_pem: Some(fixture("ca.pem")),
+            identity_pem: Some((fixture("client.pem"), fixture("client.key"))),
+        };
+        let u = upstream().with_tls(&good).unwrap();
+        assert!(u.ca.is_some() && u.client_cert.is_some());
+        // Used to leave `ca` unset (the platform's roots) without a word.
+        let bad_ca = ClientTls {
+            ca_pem: Some(b"no certificate here".to_vec()),
+            identity_pem: None,
+        };
+        let e = upstream().with_tls(&bad_ca).err().unwrap();
+        assert!(e.starts_with("wopiserver.tls.ca_file"), "{e}");
+        // Used to drop the client certificate when its key did not parse.
+        let bad_key = ClientTls {
+            ca_pem: None,
+            identity_pem: Some((fixture("client.pem"), b"no key here".to_vec())),
+        };
+        let e = upstream().with_tls(&bad_key).err().unwrap();
+        assert!(e.starts_with("wopiserver.tls.key_file"), "{e}");
+    }
+}

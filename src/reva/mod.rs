@@ -242,3 +242,33 @@ impl RevaClient {
         check(resp.status.as_ref())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::ClientTls;
+
+    fn client(url: &str, tls: &ClientTls) -> Result<RevaClient, String> {
+        let s = Duration::from_secs(1);
+        RevaClient::new(&url::Url::parse(url).unwrap(), s, s, tls)
+    }
+
+    #[tokio::test]
+    async fn unusable_settings_are_errors_naming_the_key_not_silent_defaults() {
+        // (An address tonic refuses used to become 127.0.0.1:9142 without a word; it is an
+        // error naming `reva.gateway` now, though tonic takes every http(s) URL with a host,
+        // which is all the configuration lets through.)
+        assert!(client("http://127.0.0.1:19000", &ClientTls::default()).is_ok());
+        // Used to be logged and then ignored: the platform's roots instead of the pinned CA.
+        let garbage = ClientTls {
+            ca_pem: Some(
+                b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".to_vec(),
+            ),
+            identity_pem: None,
+        };
+        let e = client("https://reva.example.org:19000", &garbage)
+            .err()
+            .expect("a CA bundle TLS cannot use");
+        assert!(e.starts_with("reva.tls"), "{e}");
+    }
+}

@@ -160,12 +160,34 @@ pub async fn serve_tls(
     .await
 }
 
-/// An unused port on 127.0.0.1 (bound and released; the caller binds it next).
+/// An unused port on 127.0.0.1 for a process that binds it itself (the gateway).
+///
+/// A port released by a `bind(:0)` could be handed straight to another server's `bind(:0)`
+/// before the gateway binds it (tests run in parallel), and the test would then talk to that
+/// server. So the port comes from below the kernel's ephemeral range (which `bind(:0)` never
+/// hands out), is checked bindable, and is never handed out twice by this process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const LAST: u16 = 32_000;
+    // Start where another test process (a second run) is unlikely to be.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        FIRST + (std::process::id() % u32::from(LAST - FIRST)) as u16,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..(LAST - FIRST) {
+        let mut port = NEXT.fetch_add(1, Ordering::Relaxed);
+        if port >= LAST {
+            port = FIRST + port % (LAST - FIRST);
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    0
 }
 
 pub fn localhost(port: u16) -> SocketAddr {

@@ -5,7 +5,7 @@ use wopigate::testkit::hygiene;
 use wopigate::testkit::stack::StackOptions;
 use wopigate::testkit::tree::Content;
 
-use crate::{client, open_as_alice, start, wopi_src_path};
+use crate::{open_as_alice, start, wopi_get, wopi_src_path};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_response_tap_finds_a_secret_in_a_response() {
@@ -29,12 +29,8 @@ async fn the_response_tap_finds_a_secret_in_a_response() {
         wopi_src_path(body["wopiclienturl"].as_str().unwrap())
     );
     let scanned_before = tap.scanned_bytes();
-    let got = client()
-        .get(&url)
-        .query(&[("access_token", body["accesstoken"].as_str().unwrap())])
-        .send()
+    let got = wopi_get(&url, body["accesstoken"].as_str().unwrap())
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();

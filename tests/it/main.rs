@@ -35,6 +35,16 @@ pub fn client() -> reqwest::Client {
         .expect("an HTTP client")
 }
 
+/// A WOPI GET of `url` with `token` as its `access_token`.
+pub async fn wopi_get(url: &str, token: &str) -> reqwest::Response {
+    client()
+        .get(url)
+        .query(&[("access_token", token)])
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Starts the doubles and a gateway in front of them, and waits (bounded) until the gateway
 /// holds the IdP keys: on a loaded CI machine the 5 s start-up warm-up can run out first.
 pub async fn start(opts: StackOptions) -> (Stack, GatewayProcess) {

@@ -10,7 +10,7 @@ use wopigate::testkit::test_idp::{
 };
 use wopigate::tokens::gateway::{Claims, TokenKeys, url_encoded_len};
 
-use crate::{client, start};
+use crate::{client, start, wopi_get};
 
 const MOBILE: &str = r#"
 [mobile]
@@ -400,12 +400,7 @@ async fn office_mobile_flows_add_a_place_browse_open_save_and_renew() {
     claims.exp = now() - 1;
     let expired = keys.issue(&claims);
     let (base, _) = file_url.split_once('?').unwrap();
-    let r = client()
-        .get(base)
-        .query(&[("access_token", &expired)])
-        .send()
-        .await
-        .unwrap();
+    let r = wopi_get(base, &expired).await;
     assert_eq!(r.status(), 401);
     let opens_before = stack
         .wopiserver
@@ -430,12 +425,7 @@ async fn office_mobile_flows_add_a_place_browse_open_save_and_renew() {
     check_token(&stack, &fresh, &mut seen);
     let expiry = b["AccessTokenInfo"]["AccessTokenExpiry"].as_u64().unwrap();
     assert_eq!(expiry, exp_of(&fresh) * 1000, "epoch milliseconds");
-    let r = client()
-        .get(base)
-        .query(&[("access_token", &fresh)])
-        .send()
-        .await
-        .unwrap();
+    let r = wopi_get(base, &fresh).await;
     assert_eq!(r.status(), 200);
     let opens: Vec<_> = stack
         .wopiserver

@@ -11,12 +11,26 @@ use futures_util::StreamExt;
 use wopigate::testkit::gateway::GatewayProcess;
 use wopigate::testkit::stack::{BIG_FILE_BYTES, Stack, StackOptions};
 
-use crate::{bin, client, legacy_open, start, wopi_src_path};
+use crate::{bin, client, legacy_open, start, wopi_get, wopi_src_path};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/tls")
         .join(name)
+}
+
+/// A `[<section>.tls]` block trusting the test CA, with the test client certificate when
+/// `client_cert` (the doubles of the mutual-TLS tests demand one from CA 2).
+fn client_tls_section(section: &str, client_cert: bool) -> String {
+    let mut text = format!("\n[{section}.tls]\nca_file = {:?}\n", fixture("ca.pem"));
+    if client_cert {
+        text.push_str(&format!(
+            "cert_file = {:?}\nkey_file = {:?}\n",
+            fixture("client.pem"),
+            fixture("client.key")
+        ));
+    }
+    text
 }
 
 fn read(name: &str) -> Vec<u8> {
@@ -733,12 +747,7 @@ async fn load_across_a_reload_and_a_sigterm_loses_no_request() {
     answers_reach(answered.load(Ordering::Relaxed) + 50).await;
 
     // A long transfer in flight when SIGTERM arrives.
-    let r = client()
-        .get(&big)
-        .query(&[("access_token", &big_token)])
-        .send()
-        .await
-        .unwrap();
+    let r = wopi_get(&big, &big_token).await;
     assert_eq!(r.status(), 200);
     let mut stream = r.bytes_stream();
     let mut got = stream.next().await.unwrap().unwrap().len() as u64;
@@ -801,22 +810,11 @@ async fn wopiserver_over_mutual_tls_with_a_pinned_ca() {
     let plain = stack.write_config();
     let https_url = format!("https://localhost:{}", addr.port());
     let with_tls = |client_cert: bool| {
-        let mut text = std::fs::read_to_string(&plain).unwrap().replace(
+        let text = std::fs::read_to_string(&plain).unwrap().replace(
             &format!("url = \"http://{addr}\""),
             &format!("url = \"{https_url}\""),
         );
-        text.push_str(&format!(
-            "\n[wopiserver.tls]\nca_file = {:?}\n",
-            fixture("ca.pem")
-        ));
-        if client_cert {
-            text.push_str(&format!(
-                "cert_file = {:?}\nkey_file = {:?}\n",
-                fixture("client.pem"),
-                fixture("client.key")
-            ));
-        }
-        text
+        text + &client_tls_section("wopiserver", client_cert)
     };
     let config = stack.dir().join("mtls.toml");
     std::fs::write(&config, with_tls(true)).unwrap();
@@ -824,12 +822,7 @@ async fn wopiserver_over_mutual_tls_with_a_pinned_ca() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (file, token, _) = open_docx(&stack, &stack.gateway_url()).await;
-    let r = client()
-        .get(&file)
-        .query(&[("access_token", &token)])
-        .send()
-        .await
-        .unwrap();
+    let r = wopi_get(&file, &token).await;
     assert_eq!(r.status(), 200, "proxied over mutual TLS");
     let body = ready_becomes(&stack, 200).await;
     assert_eq!(check(&body, "wopiserver")["ok"], true);
@@ -844,12 +837,7 @@ async fn wopiserver_over_mutual_tls_with_a_pinned_ca() {
     let id = wopigate::ids::encode_legacy(wopigate::testkit::stack::STORAGE, "file-docx");
     let (status, body) = legacy_open(&stack, &stack.idp.token("alice"), &id).await;
     assert!(matches!(status, 502 | 503), "{status} {body}");
-    let r = client()
-        .get(&file)
-        .query(&[("access_token", &token)])
-        .send()
-        .await
-        .unwrap();
+    let r = wopi_get(&file, &token).await;
     assert!(matches!(r.status().as_u16(), 502 | 503), "{}", r.status());
     assert_eq!(
         stack.wopiserver.requests().len(),
@@ -880,26 +868,11 @@ async fn reva_over_mutual_tls_and_the_idp_over_https_with_pinned_cas() {
         .await
         .unwrap();
     let config_with = |client_cert: bool| {
-        let mut text = stack.config_toml().replace(
+        let text = stack.config_toml().replace(
             &format!("gateway = \"http://{reva_addr}\""),
             &format!("gateway = \"https://localhost:{}\"", reva_addr.port()),
         );
-        text.push_str(&format!(
-            "\n[oidc.tls]\nca_file = {:?}\n",
-            fixture("ca.pem")
-        ));
-        text.push_str(&format!(
-            "\n[reva.tls]\nca_file = {:?}\n",
-            fixture("ca.pem")
-        ));
-        if client_cert {
-            text.push_str(&format!(
-                "cert_file = {:?}\nkey_file = {:?}\n",
-                fixture("client.pem"),
-                fixture("client.key")
-            ));
-        }
-        text
+        text + &client_tls_section("oidc", false) + &client_tls_section("reva", client_cert)
     };
     assert!(stack.idp.issuer().starts_with("https://"));
     let config = stack.dir().join("tls-upstreams.toml");

@@ -9,7 +9,7 @@ use wopigate::testkit::gateway::GatewayProcess;
 use wopigate::testkit::stack::{BIG_FILE_BYTES, Stack, StackOptions};
 
 use crate::ops::{metric, scrape};
-use crate::{client, eventually, open_as_alice, start, wopi_src_path};
+use crate::{eventually, open_as_alice, start, wopi_get, wopi_src_path};
 
 async fn generations(stack: &Stack) -> f64 {
     metric(&scrape(stack).await, "wopigate_config_generations", &[])
@@ -52,12 +52,11 @@ async fn a_replaced_generation_is_freed_after_its_last_request_and_reloads_keep_
     let (status, body) = open_as_alice(&stack, "file-big").await;
     assert_eq!(status, 200, "{body}");
     let path = wopi_src_path(body["wopiclienturl"].as_str().unwrap());
-    let r = client()
-        .get(format!("{}{path}/contents", stack.gateway_url()))
-        .query(&[("access_token", body["accesstoken"].as_str().unwrap())])
-        .send()
-        .await
-        .unwrap();
+    let r = wopi_get(
+        &format!("{}{path}/contents", stack.gateway_url()),
+        body["accesstoken"].as_str().unwrap(),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let mut stream = r.bytes_stream();
     let mut got = stream.next().await.unwrap().unwrap().len() as u64;

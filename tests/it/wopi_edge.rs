@@ -10,7 +10,7 @@ use wopigate::testkit::proof_signer::{ProofSigner, validator_signers};
 use wopigate::testkit::stack::{Stack, StackOptions};
 use wopigate::wopi::proof::ticks_of;
 
-use crate::{client, enc, start, wopi_src_path};
+use crate::{client, enc, start, wopi_get, wopi_src_path};
 
 /// Opens `file_id` with `app`; returns (WOPI file URL without query, access token).
 async fn open_with(stack: &Stack, file_id: &str, app: &str) -> (String, String) {
@@ -218,12 +218,7 @@ async fn deviations_are_normalised_and_can_be_switched_off() {
     .await;
     let file = format!("{}/wopi/files/storage-1!ZmlsZS1kb2N4", raw.gateway_url());
     let expired = token_with_expired_reva_token(&raw);
-    let r = client()
-        .get(&file)
-        .query(&[("access_token", &expired)])
-        .send()
-        .await
-        .unwrap();
+    let r = wopi_get(&file, &expired).await;
     assert_eq!(
         r.status(),
         500,
@@ -249,12 +244,7 @@ async fn deviations_are_normalised_and_can_be_switched_off() {
     let file = format!("{}/wopi/files/storage-1!ZmlsZS1kb2N4", stack.gateway_url());
     let expired = token_with_expired_reva_token(&stack);
     stack.wopiserver.clear_requests();
-    let r = client()
-        .get(&file)
-        .query(&[("access_token", &expired)])
-        .send()
-        .await
-        .unwrap();
+    let r = wopi_get(&file, &expired).await;
     assert_eq!(r.status(), 401);
     assert_eq!(
         r.json::<serde_json::Value>().await.unwrap()["code"],
@@ -295,12 +285,7 @@ async fn log_only_and_off_let_unsigned_requests_through() {
         .unwrap();
         let (file, token) =
             open_with(&stack, "storage-1!file-docx", "Microsoft Office Online").await;
-        let r = client()
-            .get(&file)
-            .query(&[("access_token", &token)])
-            .send()
-            .await
-            .unwrap();
+        let r = wopi_get(&file, &token).await;
         assert_eq!(r.status(), 200, "{mode}");
         assert_eq!(
             gw.logs().contains("WOPI proof failed (log-only)"),

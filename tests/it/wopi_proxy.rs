@@ -9,7 +9,7 @@ use wopigate::testkit::gateway::rss_of;
 use wopigate::testkit::stack::{BIG_FILE_BYTES, Stack, StackOptions};
 use wopigate::testkit::tree::Content;
 
-use crate::{client, legacy_open, start, wopi_src_path};
+use crate::{client, legacy_open, start, wopi_get, wopi_src_path};
 
 /// Opens `file_id` and returns (WOPI file URL without query, access token).
 async fn open_file(stack: &Stack, file_id: &str) -> (String, String) {
@@ -164,12 +164,7 @@ async fn get_file_of_256_mib_is_streamed_with_bounded_memory() {
             }
         })
     };
-    let resp = client()
-        .get(format!("{file}/contents"))
-        .query(&[("access_token", &token)])
-        .send()
-        .await
-        .unwrap();
+    let resp = wopi_get(&format!("{file}/contents"), &token).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
         resp.headers()["content-length"],
