@@ -108,7 +108,9 @@ impl Validator<'_> {
             }
         };
         let tls = s.tls.as_ref().and_then(|t| {
-            let (cert_file, key_file) = (self.resolve(&t.cert_file), self.resolve(&t.key_file));
+            let cert_file = self.resolve("server.tls.cert_file", &t.cert_file);
+            let key_file = self.resolve("server.tls.key_file", &t.key_file);
+            let (cert_file, key_file) = (cert_file?, key_file?);
             match crate::tls::load_certified_key(&cert_file, &key_file) {
                 Ok(_) => Some(ServerTls {
                     cert_file,

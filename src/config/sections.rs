@@ -232,7 +232,7 @@ impl Validator<'_> {
                 self.problem(&key("refresh_seconds"), "must be greater than 0");
             }
             let ca_pem = a.ca_file.as_ref().and_then(|p| {
-                let full = self.resolve(p);
+                let full = self.resolve(&key("ca_file"), p)?;
                 match std::fs::read(&full) {
                     Ok(pem)
                         if reqwest::Certificate::from_pem_bundle(&pem)

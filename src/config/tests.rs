@@ -291,6 +291,14 @@ fn credentials_directory_paths_resolve_from_the_environment() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("$CREDENTIALS_DIRECTORY/iop-secret"), "{e}");
+    assert!(
+        e.contains("$CREDENTIALS_DIRECTORY is not set") && e.contains("LoadCredential="),
+        "the unset variable is named, with what to do: {e}"
+    );
+    assert!(
+        !e.contains("cannot read"),
+        "not read as a folder named after the variable: {e}"
+    );
 }
 
 #[test]

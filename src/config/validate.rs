@@ -56,17 +56,31 @@ impl Validator<'_> {
 
     /// A file path from the configuration: `$CREDENTIALS_DIRECTORY/…` names a systemd credential
     /// (`LoadCredential=`), relative paths are relative to the configuration file's folder.
-    pub(super) fn resolve(&self, path: &Path) -> PathBuf {
-        if let Ok(rest) = path.strip_prefix("$CREDENTIALS_DIRECTORY")
-            && let Some(dir) = self.credentials
-        {
-            return dir.join(rest);
+    /// Outside systemd, with `$CREDENTIALS_DIRECTORY` unset, such a path is a problem saying so
+    /// (not a file named after the variable).
+    pub(super) fn resolve(&mut self, key: &str, path: &Path) -> Option<PathBuf> {
+        let Ok(rest) = path.strip_prefix("$CREDENTIALS_DIRECTORY") else {
+            return Some(self.base.join(path));
+        };
+        match self.credentials {
+            Some(dir) => Some(dir.join(rest)),
+            None => {
+                self.problem(
+                    key,
+                    format!(
+                        "{} names a systemd credential, but $CREDENTIALS_DIRECTORY is not set: \
+                         run wopigate under systemd with LoadCredential=, or set \
+                         CREDENTIALS_DIRECTORY to the folder holding the files",
+                        path.display()
+                    ),
+                );
+                None
+            }
         }
-        self.base.join(path)
     }
 
     pub(super) fn secret(&mut self, key: &str, path: &Path) -> Option<Secret> {
-        let full: PathBuf = self.resolve(path);
+        let full: PathBuf = self.resolve(key, path)?;
         match Secret::from_file(&full) {
             Ok(s) if s.is_empty() => {
                 self.problem(key, format!("secret file {} is empty", full.display()));
@@ -84,7 +98,7 @@ impl Validator<'_> {
     }
 
     pub(super) fn read_pem(&mut self, key: &str, path: &Path) -> Option<(PathBuf, Vec<u8>)> {
-        let full = self.resolve(path);
+        let full = self.resolve(key, path)?;
         match std::fs::read(&full) {
             Ok(pem) => Some((full, pem)),
             Err(e) => {
@@ -111,7 +125,14 @@ impl Validator<'_> {
             .and_then(|p| self.ca_bundle(&format!("{section}.tls.ca_file"), p));
         let identity_pem = match (&t.cert_file, &t.key_file) {
             (Some(c), Some(k)) => {
-                let (cert, key) = (self.resolve(c), self.resolve(k));
+                let cert = self.resolve(&format!("{section}.tls.cert_file"), c);
+                let key = self.resolve(&format!("{section}.tls.key_file"), k);
+                let (Some(cert), Some(key)) = (cert, key) else {
+                    return ClientTls {
+                        ca_pem,
+                        identity_pem: None,
+                    };
+                };
                 match crate::tls::load_certified_key(&cert, &key) {
                     Ok(_) => match (std::fs::read(&cert), std::fs::read(&key)) {
                         (Ok(c), Ok(k)) => Some((c, k)),

@@ -172,3 +172,33 @@ async fn check_covers_tls_listeners_and_the_admin_listener() {
         "{err}"
     );
 }
+
+/// The README's lines for trying the example configuration by hand work as written: they make
+/// the credentials, and `wopigate check` accepts `conf/wopigate.toml` with them.
+#[test]
+fn the_readme_lines_for_the_example_configuration_work() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let block = readme
+        .split("```sh\n")
+        .map(|b| b.split("```").next().unwrap_or_default())
+        .find(|b| b.contains("creds=$(mktemp -d)"))
+        .expect("the README's credentials block");
+    if Command::new("openssl").arg("version").output().is_err() {
+        eprintln!("SKIPPED the README credentials lines: openssl is not installed");
+        return;
+    }
+    let script = block.replace("./target/release/wopigate", &bin().display().to_string());
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("public listener: https://"), "{stdout}");
+}

@@ -1,0 +1,90 @@
+//! The shipped Prometheus alerting rules (`docs/alerts.yml`): valid for promtool, each alert
+//! unit-tested (`docs/alerts.test.yml`), and querying only metrics the gateway exports.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn docs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs")
+}
+
+/// Runs promtool; `None` (with a SKIPPED line) when it is not installed.
+fn promtool(args: &[&str]) -> Option<std::process::Output> {
+    match Command::new("promtool")
+        .args(args)
+        .current_dir(docs())
+        .output()
+    {
+        Ok(out) => Some(out),
+        Err(_) => {
+            eprintln!(
+                "SKIPPED promtool {}: promtool is not installed (.ci/run installs the Debian package prometheus)",
+                args.join(" ")
+            );
+            None
+        }
+    }
+}
+
+fn assert_success(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_alerting_rules_pass_promtool_check() {
+    if let Some(out) = promtool(&["check", "rules", "alerts.yml"]) {
+        assert_success(&out);
+    }
+}
+
+#[test]
+fn every_alert_fires_when_it_should_and_not_before() {
+    let Some(out) = promtool(&["test", "rules", "alerts.test.yml"]) else {
+        return;
+    };
+    assert_success(&out);
+    // Every alert of the rule file has a test.
+    let rules = std::fs::read_to_string(docs().join("alerts.yml")).unwrap();
+    let tests = std::fs::read_to_string(docs().join("alerts.test.yml")).unwrap();
+    for name in rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+    {
+        assert!(
+            tests.contains(&format!("alertname: {name}")),
+            "no unit test for {name}"
+        );
+    }
+}
+
+#[test]
+fn the_rules_query_only_exported_metrics() {
+    let rules = std::fs::read_to_string(docs().join("alerts.yml")).unwrap();
+    let source =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/metrics.rs"))
+            .unwrap();
+    let mut rest = rules.as_str();
+    let mut seen = 0;
+    while let Some(at) = rest.find("wopigate_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let base = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name);
+        assert!(
+            source.contains(&format!("\"{base}\"")),
+            "the rules query unknown metric {name}"
+        );
+        seen += 1;
+        rest = &rest[at + name.len()..];
+    }
+    assert!(seen >= 12, "{seen}");
+}
