@@ -3,7 +3,8 @@
 # toolchain lacks, through apt-get; says clearly what is missing when it cannot.
 #   scripts/setup.sh build   cmake and a C compiler (pingora builds zlib-ng with cmake)
 #   scripts/setup.sh test    the above, Node.js >= 20.19 with npm and the pinned OpenID
-#                            provider (tests/idp), promtool, systemd-analyze, openssl
+#                            provider (tests/idp), promtool, systemd-analyze, openssl,
+#                            Chromium with its chromedriver (the demo browser test)
 # Sourced or run; exits non-zero only when something required cannot be had.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -53,4 +54,6 @@ if [ "$what" = test ]; then
   need promtool prometheus "the metrics and alerting-rule checks" optional
   need systemd-analyze systemd "the systemd unit check" optional
   need openssl openssl "the README credentials lines check" optional
+  need chromium chromium "the demo browser test" optional
+  need chromedriver chromium-driver "the demo browser test" optional
 fi

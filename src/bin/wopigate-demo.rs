@@ -1,13 +1,16 @@
 //! The demo stack: the real gateway in front of the test doubles (IdP, REVA, wopiserver,
-//! Collabora- and Microsoft-shaped office apps), all on 127.0.0.1. Prints a ready-to-run
-//! `curl` that opens a sample document, and the app URL of an open it did itself.
+//! a small web editor as office app, Collabora- and Microsoft-shaped discovery), all on
+//! 127.0.0.1. Prints a link that opens `welcome.txt` in the editor in a browser (read and saved
+//! over WOPI through the gateway) and a ready-to-run `curl` for the open API.
 //!
-//! `cargo run --features testkit --bin wopigate-demo [PORT]` (default port 8080).
+//! `scripts/demo.sh [PORT]` or `cargo run --features testkit --bin wopigate-demo [PORT]`
+//! (default port 8080).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use wopigate::ids::encode_legacy;
+use wopigate::testkit::demo_office::DemoStack;
 use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
 
 struct Ready {
@@ -27,13 +30,14 @@ fn main() -> ExitCode {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         rt.block_on(async move {
-            let stack = Stack::start(StackOptions {
+            let demo = DemoStack::start(StackOptions {
                 gateway_port: port,
                 // The demo's gateway listens on the port it prints.
                 tap: false,
                 ..Default::default()
             })
             .await;
+            let stack = &demo.stack;
             let file_id = encode_legacy(STORAGE, "file-docx");
             let _ = tx.send(Ready {
                 config: stack.write_config(),
@@ -41,7 +45,7 @@ fn main() -> ExitCode {
                 gateway: stack.gateway_url(),
                 file_id: file_id.clone(),
             });
-            demo_open(&stack, &file_id).await;
+            demo_open(&demo, &file_id).await;
             std::future::pending::<()>().await;
         });
     });
@@ -81,8 +85,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Waits for the gateway, opens the sample file once and prints the answer.
-async fn demo_open(stack: &Stack, file_id: &str) {
+/// Waits for the gateway, prints the editor link for `welcome.txt`, opens `report.docx` once
+/// through the legacy API and prints the answer.
+async fn demo_open(demo: &DemoStack, file_id: &str) {
+    let stack: &Stack = &demo.stack;
     let client =
         match wopigate::http_client::client(Duration::from_secs(2), Duration::from_secs(10)) {
             Ok(c) => c,
@@ -99,6 +105,15 @@ async fn demo_open(stack: &Stack, file_id: &str) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    match demo.open_link().await {
+        Ok(link) => {
+            println!(
+                "Open welcome.txt in the demo editor (read and saved over WOPI through the gateway):"
+            );
+            println!("  {link}");
+        }
+        Err(e) => println!("demo open of welcome.txt failed: {e}"),
     }
     let url = format!("{}/api/v0/wopi/open?fileId={file_id}", stack.gateway_url());
     match client

@@ -4,6 +4,7 @@
 // Test doubles: a failed expectation here is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod demo_office;
 pub mod fake_office;
 pub mod fake_reva;
 pub mod fake_wopiserver;

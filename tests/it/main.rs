@@ -2,6 +2,7 @@
 
 mod attacks;
 mod check;
+mod demo_browser;
 mod discovery;
 mod errors;
 mod fault_matrix;
