@@ -13,10 +13,38 @@ use crate::error::{ApiError, ErrorCode};
 use crate::mobile::MobileRequest;
 use crate::open::request::{self, OpenApi};
 use crate::tokens::carriers::{self, BearerForm};
+use crate::wopi::route::Route;
 
 impl Gateway {
+    /// Everything but WOPI file traffic, answered here; the answer's JSON body.
+    pub(super) async fn answer_locally(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Vec<u8>, ApiError> {
+        let api = match ctx.route {
+            Route::LegacyOpen => OpenApi::Legacy,
+            Route::AppOpen => OpenApi::AppOpen,
+            Route::AppList => {
+                return Ok(crate::open::app_list::app_list(&self.open.discovery).await);
+            }
+            Route::MethodNotAllowed => {
+                return Err(ApiError::new(
+                    ErrorCode::MethodNotAllowed,
+                    "method not allowed",
+                ));
+            }
+            Route::BadPath(reason) => return Err(ApiError::new(ErrorCode::BadRequest, reason)),
+            _ => return Err(ApiError::new(ErrorCode::NotFound, "no such endpoint")),
+        };
+        let (outcome, waited) =
+            crate::metrics::timing_upstreams(self.open_api(api, session, ctx)).await;
+        ctx.upstream_took = Some(waited);
+        outcome
+    }
+
     /// `GET /api/v0/wopi/open` and `POST /app/open`: the answer's JSON body.
-    pub(super) async fn open_api(
+    async fn open_api(
         &self,
         api: OpenApi,
         session: &mut Session,

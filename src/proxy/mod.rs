@@ -29,7 +29,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::open::OpenService;
-use crate::open::request::OpenApi;
+
 use crate::wopi::operation::WopiOperation;
 use crate::wopi::route::{self, Route};
 pub use ctx::RequestCtx;
@@ -81,33 +81,6 @@ impl Gateway {
             });
         }
         Ok(())
-    }
-
-    /// Everything but WOPI file traffic, answered here; the answer's JSON body.
-    async fn answer_locally(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<Vec<u8>, ApiError> {
-        let api = match ctx.route {
-            Route::LegacyOpen => OpenApi::Legacy,
-            Route::AppOpen => OpenApi::AppOpen,
-            Route::AppList => {
-                return Ok(crate::open::app_list::app_list(&self.open.discovery).await);
-            }
-            Route::MethodNotAllowed => {
-                return Err(ApiError::new(
-                    ErrorCode::MethodNotAllowed,
-                    "method not allowed",
-                ));
-            }
-            Route::BadPath(reason) => return Err(ApiError::new(ErrorCode::BadRequest, reason)),
-            _ => return Err(ApiError::new(ErrorCode::NotFound, "no such endpoint")),
-        };
-        let (outcome, waited) =
-            crate::metrics::timing_upstreams(self.open_api(api, session, ctx)).await;
-        ctx.upstream_took = Some(waited);
-        outcome
     }
 }
 

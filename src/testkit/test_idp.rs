@@ -29,10 +29,26 @@ pub struct SigningKey {
     pub public_pem: String,
 }
 
+/// The IdP's first RSA key, generated once and kept (PKCS#1 DER): the demo, built without
+/// optimisation to start fast, would otherwise spend its first seconds generating one.
+const RSA_1: &[u8] = include_bytes!("../../tests/fixtures/idp/rsa-1.der");
+
 impl SigningKey {
+    /// A freshly generated RSA key.
     pub fn rsa(kid: &str) -> Self {
         let mut rng = rsa::rand_core::OsRng;
         let private = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("RSA key generation");
+        Self::from_rsa(kid, private)
+    }
+
+    /// The kept key of `tests/fixtures/idp/rsa-1.der`.
+    pub fn rsa_fixture(kid: &str) -> Self {
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        let private = rsa::RsaPrivateKey::from_pkcs1_der(RSA_1).expect("the fixture key");
+        Self::from_rsa(kid, private)
+    }
+
+    fn from_rsa(kid: &str, private: rsa::RsaPrivateKey) -> Self {
         let public = private.to_public_key();
         let der = private.to_pkcs1_der().expect("PKCS#1 DER");
         let b64 = |b: Vec<u8>| URL_SAFE_NO_PAD.encode(b);
@@ -98,7 +114,7 @@ impl TestIdp {
                 issuer: RwLock::new(String::new()),
                 audience: audience.into(),
                 keys: RwLock::new(vec![
-                    Arc::new(SigningKey::rsa("rsa-1")),
+                    Arc::new(SigningKey::rsa_fixture("rsa-1")),
                     Arc::new(SigningKey::ec("ec-1")),
                 ]),
                 jwks_fetches: AtomicUsize::new(0),

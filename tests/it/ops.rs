@@ -433,7 +433,7 @@ fn systemd_unit_verifies_and_is_hardened() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/wopigate.service"),
     )
     .unwrap()
-    .replace("/usr/local/bin/wopigate", bin().to_str().unwrap());
+    .replace("/usr/bin/wopigate", bin().to_str().unwrap());
     assert!(
         unit.contains("Type=notify")
             && unit.contains("ExecReload=")
