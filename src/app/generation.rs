@@ -159,6 +159,7 @@ pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
         max_api_body_bytes: c.server.max_api_body_bytes,
         limits: c.server.limits,
         tls: c.server.tls.is_some(),
+        trusted_proxies: c.server.trusted_proxies.clone().into(),
         generation: generation.clone(),
     };
     let internal = c.internal.as_ref().map(|internal| InternalGateway {
@@ -176,6 +177,8 @@ pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
         legacy_open_mode: internal.legacy_open,
         discovery: state.discovery.clone(),
         upstream: upstream.clone(),
+        trusted_proxies: c.server.trusted_proxies.clone().into(),
+        allow_forwarded: internal.allow_forwarded,
         generation: generation.clone(),
     });
     let admin = match &c.admin {

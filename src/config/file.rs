@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use super::types::ClaimNames;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -125,6 +127,9 @@ pub struct InternalSection {
     /// (bearer rewritten) to an old wopiserver that still has it.
     #[serde(default = "default_legacy_open")]
     pub legacy_open: LegacyOpenMode,
+    /// Check `allow` against the client a trusted proxy forwarded instead of the peer.
+    #[serde(default)]
+    pub allow_forwarded: bool,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +207,8 @@ pub struct ServerSection {
     /// `body_read_timeout_ms` either way.
     pub min_body_rate_bytes_per_second: u64,
     pub min_body_rate_after_ms: u64,
+    /// Load balancers (CIDR) whose `Forwarded` / `X-Forwarded-For` are believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerSection {
@@ -224,6 +231,7 @@ impl Default for ServerSection {
             max_uri_bytes: 16 * 1024,
             min_body_rate_bytes_per_second: 1024,
             min_body_rate_after_ms: 10_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -304,29 +312,6 @@ impl Default for ExchangeSection {
             authenticate_type: "bearer".into(),
             authenticate_client_id: String::new(),
             claims: ClaimNames::default(),
-        }
-    }
-}
-
-/// OIDC claim names the REVA user is built from.
-#[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClaimNames {
-    pub opaque_id: String,
-    pub idp: String,
-    pub username: String,
-    pub mail: String,
-    pub display_name: String,
-}
-
-impl Default for ClaimNames {
-    fn default() -> Self {
-        Self {
-            opaque_id: "sub".into(),
-            idp: "iss".into(),
-            username: "preferred_username".into(),
-            mail: "email".into(),
-            display_name: "name".into(),
         }
     }
 }

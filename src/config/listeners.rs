@@ -71,17 +71,12 @@ impl Validator<'_> {
                 None
             }
         };
-        let mut allow = Vec::new();
-        for net in &i.allow {
-            match net.parse::<ipnet::IpNet>() {
-                Ok(n) => allow.push(n),
-                Err(_) => self.problem("internal.allow", format!("{net:?} is not a CIDR network")),
-            }
-        }
+        let allow = self.networks("internal.allow", &i.allow);
         Some(Internal {
             listen: listen?,
             allow,
             legacy_open: i.legacy_open,
+            allow_forwarded: i.allow_forwarded,
         })
     }
 
@@ -161,8 +156,10 @@ impl Validator<'_> {
                 "must be at least 1024 and at most server.max_header_bytes",
             );
         }
+        let trusted_proxies = self.networks("server.trusted_proxies", &s.trusted_proxies);
         Some(Server {
             limits,
+            trusted_proxies,
             public_url: public_url?,
             listen: listen?,
             threads: s.threads.max(1),
@@ -172,5 +169,17 @@ impl Validator<'_> {
             max_api_body_bytes: s.max_api_body_bytes,
             tls,
         })
+    }
+
+    /// CIDR networks; each one that does not parse is a problem.
+    fn networks(&mut self, key: &str, list: &[String]) -> Vec<ipnet::IpNet> {
+        let mut out = Vec::new();
+        for net in list {
+            match net.parse::<ipnet::IpNet>() {
+                Ok(n) => out.push(n),
+                Err(_) => self.problem(key, format!("{net:?} is not a CIDR network")),
+            }
+        }
+        out
     }
 }

@@ -387,3 +387,36 @@ fn client_limits_have_defaults_and_bounds() {
         assert!(keys.contains(&key), "{key} not reported: {keys:?}");
     }
 }
+
+#[test]
+fn trusted_proxies_are_networks_and_allow_forwarded_needs_them() {
+    let d = dir();
+    let text = GOOD.replace(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"fd00::/8\"]\n",
+    );
+    let c = Config::parse(&text, d.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.server.trusted_proxies.len(), 2);
+    assert!(
+        Config::parse(GOOD, d.path())
+            .unwrap()
+            .server
+            .trusted_proxies
+            .is_empty()
+    );
+    let bad = GOOD.replace(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"10.0.0.300/8\"]\n",
+    );
+    let e = Config::parse(&bad, d.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("server.trusted_proxies") && e.contains("not a CIDR"),
+        "{e}"
+    );
+    let internal = "\n[internal]\nlisten = \"127.0.0.1:18081\"\nallow_forwarded = true\n";
+    let e = Config::parse(&format!("{GOOD}{internal}"), d.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("internal.allow_forwarded"), "{e}");
+    assert!(Config::parse(&format!("{text}{internal}"), d.path()).is_ok());
+}

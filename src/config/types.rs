@@ -9,7 +9,9 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use url::Url;
 
-use super::file::{ClaimNames, DiscoveryFormat, ExchangeMode, LegacyOpenMode, ProofMode};
+use serde::Deserialize;
+
+use super::file::{DiscoveryFormat, ExchangeMode, LegacyOpenMode, ProofMode};
 use crate::secret::Secret;
 use crate::tls::ClientTls;
 
@@ -96,6 +98,8 @@ pub struct Internal {
     pub allow: Vec<ipnet::IpNet>,
     /// Translate legacy `/wopi/iop/open` onto `openinapp`, or pass it through.
     pub legacy_open: LegacyOpenMode,
+    /// Check `allow` against the forwarded client (behind a trusted proxy) instead of the peer.
+    pub allow_forwarded: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +130,8 @@ pub struct Server {
     pub tls: Option<ServerTls>,
     /// What a client may take of a listener.
     pub limits: Limits,
+    /// Load balancers whose forwarded headers name the client; empty: none.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// What a client may take of a listener: time to send a head, idle time, pauses in bodies,
@@ -253,4 +259,27 @@ pub struct Open {
     pub folder_url_base: Option<Url>,
     /// Dotted lower-case extension → app names, most preferred first.
     pub app_preference: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// OIDC claim names the REVA user is built from.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimNames {
+    pub opaque_id: String,
+    pub idp: String,
+    pub username: String,
+    pub mail: String,
+    pub display_name: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            opaque_id: "sub".into(),
+            idp: "iss".into(),
+            username: "preferred_username".into(),
+            mail: "email".into(),
+            display_name: "name".into(),
+        }
+    }
 }

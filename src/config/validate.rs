@@ -184,6 +184,16 @@ impl Validator<'_> {
         let internal = raw
             .internal
             .and_then(|i| self.internal(i, server.as_ref().map(|s| s.listen)));
+        if internal.as_ref().is_some_and(|i| i.allow_forwarded)
+            && server
+                .as_ref()
+                .is_some_and(|s| s.trusted_proxies.is_empty())
+        {
+            self.problem(
+                "internal.allow_forwarded",
+                "needs server.trusted_proxies: only a trusted proxy's forwarded chain is believed",
+            );
+        }
         let admin = self.admin(
             raw.admin,
             server.as_ref().map(|s| s.listen),

@@ -11,6 +11,8 @@ use crate::wopi::operation::WopiOperation;
 pub struct Entry<'a> {
     pub listener: &'static str,
     pub request_id: &'a str,
+    /// The client's address (behind a trusted load balancer: from the forwarded chain).
+    pub client: Option<std::net::IpAddr>,
     /// Closed label of the route.
     pub route: &'static str,
     pub operation: Option<WopiOperation>,
@@ -50,6 +52,7 @@ pub fn record(session: &Session, e: Option<&pingora::Error>, entry: &Entry<'_>) 
         target: "wopigate::access",
         listener = entry.listener,
         request_id = %entry.request_id,
+        client = entry.client.map(tracing::field::display),
         method = %req.method,
         path = %req.uri.path(),
         route = entry.route,

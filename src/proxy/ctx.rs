@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::client::Client;
 use super::wrapped::{BodyRewrite, Wrapped};
 use crate::wopi::route::Route;
 
@@ -9,6 +10,8 @@ pub struct RequestCtx {
     /// The route and WOPI operation, classified once in `request_filter`.
     pub route: Route,
     pub request_id: String,
+    /// Who the client is (behind a trusted load balancer: from the forwarded chain).
+    pub client: Client,
     pub started: Instant,
     /// The configured office app the WOPI token belongs to.
     pub app: Option<String>,
@@ -31,6 +34,7 @@ impl RequestCtx {
         Self {
             route: Route::NotFound,
             request_id: String::new(),
+            client: Client::default(),
             started: Instant::now(),
             app: None,
             upstream_started: None,

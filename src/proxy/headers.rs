@@ -1,5 +1,6 @@
 //! Headers set towards the wopiserver: forwarding information is ours, never the client's
-//! (security.md P8), and the request id travels as `X-Trace-Id`.
+//! (security.md P8) — only a trusted load balancer's chain is passed on, appended to
+//! ([`super::client`]) — and the request id travels as `X-Trace-Id`.
 
 use pingora::http::RequestHeader;
 
@@ -14,7 +15,8 @@ const SPOOFABLE: [&str; 6] = [
 ];
 
 pub struct Forwarding<'a> {
-    pub client_ip: Option<String>,
+    /// Who the client is, and the forwarded chain to pass on ([`super::client`]).
+    pub client: &'a super::client::Client,
     pub proto: &'static str,
     pub host: Option<&'a str>,
     pub request_id: &'a str,
@@ -25,9 +27,14 @@ pub fn apply(req: &mut RequestHeader, f: &Forwarding<'_>) -> pingora::Result<()>
     for name in SPOOFABLE {
         req.remove_header(name);
     }
-    if let Some(ip) = &f.client_ip {
-        req.insert_header("X-Forwarded-For", ip.as_str())?;
-        req.insert_header("X-Real-IP", ip.as_str())?;
+    if let Some(chain) = &f.client.forwarded_for {
+        req.insert_header("X-Forwarded-For", chain.as_str())?;
+    }
+    if let Some(ip) = f.client.addr {
+        req.insert_header("X-Real-IP", ip.to_string())?;
+    }
+    if let Some(forwarded) = &f.client.forwarded {
+        req.insert_header("Forwarded", forwarded.as_str())?;
     }
     req.insert_header("X-Forwarded-Proto", f.proto)?;
     if let Some(host) = f.host {
@@ -38,18 +45,18 @@ pub fn apply(req: &mut RequestHeader, f: &Forwarding<'_>) -> pingora::Result<()>
     Ok(())
 }
 
-/// Sets the forwarding headers on a request to the wopiserver: the client's address, the
-/// scheme it used, its `Host` when `pass_host` (the public listener), the request id, and the
-/// wopiserver's own authority as `Host`.
+/// Sets the forwarding headers on a request to the wopiserver: the client's address and the
+/// forwarded chain, the scheme it used, its `Host` when `pass_host` (the public listener), the
+/// request id, and the wopiserver's own authority as `Host`.
 pub fn forward(
     session: &pingora::proxy::Session,
     upstream_request: &mut RequestHeader,
+    client: &super::client::Client,
     proto: &'static str,
     pass_host: bool,
     request_id: &str,
     upstream: &super::Upstream,
 ) -> pingora::Result<()> {
-    let client_ip = client_ip(session).map(|ip| ip.to_string());
     let host = pass_host
         .then(|| session.req_header().headers.get(http::header::HOST))
         .flatten()
@@ -58,7 +65,7 @@ pub fn forward(
     apply(
         upstream_request,
         &Forwarding {
-            client_ip,
+            client,
             proto,
             host: host.as_deref(),
             request_id,
@@ -76,7 +83,28 @@ pub fn request_id_of(req: &RequestHeader) -> String {
         .unwrap_or_else(new_request_id)
 }
 
-/// The client's IP address, when the connection is over IP.
+/// The client of a request, given the trusted proxies ([`super::client`]).
+pub fn client_of(
+    session: &pingora::proxy::Session,
+    proxies: &[ipnet::IpNet],
+) -> super::client::Client {
+    let headers = &session.req_header().headers;
+    let values = |name| -> Vec<&str> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    };
+    super::client::client_of(
+        client_ip(session),
+        proxies,
+        &values(http::header::FORWARDED),
+        &values(http::header::HeaderName::from_static("x-forwarded-for")),
+    )
+}
+
+/// The peer's IP address, when the connection is over IP.
 pub fn client_ip(session: &pingora::proxy::Session) -> Option<std::net::IpAddr> {
     session
         .client_addr()
@@ -119,10 +147,16 @@ mod tests {
         req.insert_header("X-Real-IP", "6.6.6.6").unwrap();
         req.insert_header("Forwarded", "for=6.6.6.6").unwrap();
         req.insert_header("X-Trace-Id", "evil").unwrap();
+        let client = super::super::client::client_of(
+            Some("127.0.0.1".parse().unwrap()),
+            &[],
+            &["for=6.6.6.6"],
+            &["6.6.6.6"],
+        );
         apply(
             &mut req,
             &Forwarding {
-                client_ip: Some("127.0.0.1".into()),
+                client: &client,
                 proto: "http",
                 host: Some("gw.example"),
                 request_id: "rid-1",

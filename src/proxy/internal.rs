@@ -25,12 +25,18 @@ pub struct InternalGateway {
     pub legacy_open_mode: LegacyOpenMode,
     pub discovery: Arc<DiscoveryCache>,
     pub upstream: Upstream,
+    /// Load balancers whose forwarded headers are believed (`server.trusted_proxies`).
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// Check `allow` against the forwarded client (`internal.allow_forwarded`) instead of the
+    /// peer.
+    pub allow_forwarded: bool,
     /// Keeps this configuration generation counted while the service lives.
     pub generation: Arc<crate::metrics::GenerationAlive>,
 }
 
 pub struct InternalCtx {
     request_id: String,
+    client: super::client::Client,
     started: std::time::Instant,
     route: InternalRoute,
     _in_flight: crate::drain::InFlight,
@@ -76,13 +82,19 @@ impl InternalRoute {
 }
 
 impl InternalGateway {
-    fn allowed(&self, session: &Session) -> bool {
-        headers::client_ip(session).is_some_and(|ip| self.allow.iter().any(|n| n.contains(&ip)))
+    /// The peer's address is checked, unless the forwarded client is asked for.
+    fn allowed(&self, session: &Session, client: &super::client::Client) -> bool {
+        let source = if self.allow_forwarded {
+            client.addr
+        } else {
+            headers::client_ip(session)
+        };
+        source.is_some_and(|ip| self.allow.iter().any(|n| n.contains(&ip)))
     }
 
     /// What the request is, in the order of the checks: source network, path, caller.
-    fn classify(&self, session: &Session) -> InternalRoute {
-        if !self.allowed(session) {
+    fn classify(&self, session: &Session, client: &super::client::Client) -> InternalRoute {
+        if !self.allowed(session, client) {
             return InternalRoute::RefusedSource;
         }
         let req = session.req_header();
@@ -142,6 +154,7 @@ impl ProxyHttp for InternalGateway {
     fn new_ctx(&self) -> InternalCtx {
         InternalCtx {
             request_id: String::new(),
+            client: Default::default(),
             started: std::time::Instant::now(),
             route: InternalRoute::NotFound,
             _in_flight: crate::drain::InFlight::enter("internal"),
@@ -154,7 +167,8 @@ impl ProxyHttp for InternalGateway {
         ctx: &mut InternalCtx,
     ) -> pingora::Result<bool> {
         ctx.request_id = super::headers::new_request_id();
-        ctx.route = self.classify(session);
+        ctx.client = headers::client_of(session, &self.trusted_proxies);
+        ctx.route = self.classify(session, &ctx.client);
         match ctx.route {
             InternalRoute::IopProxy => return Ok(false),
             InternalRoute::RefusedSource => {
@@ -198,6 +212,7 @@ impl ProxyHttp for InternalGateway {
         headers::forward(
             session,
             upstream_request,
+            &ctx.client,
             "http",
             false,
             &ctx.request_id,
@@ -218,6 +233,7 @@ impl ProxyHttp for InternalGateway {
         let entry = super::access_log::Entry {
             listener: "internal",
             request_id: &ctx.request_id,
+            client: ctx.client.addr,
             route: ctx.route.label(),
             operation: None,
             app: None,

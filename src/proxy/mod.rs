@@ -5,6 +5,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod client;
 pub mod conn;
 mod ctx;
 pub mod failure;
@@ -50,6 +51,8 @@ pub struct Gateway {
     pub mobile: Option<crate::tokens::swap::MobileFlags>,
     /// Bootstrapper, ecosystem and containers; `None` when `[mobile]` is off.
     pub mobile_service: Option<Arc<crate::mobile::MobileService>>,
+    /// Load balancers whose forwarded headers are believed (`server.trusted_proxies`).
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// Keeps this configuration generation counted while the service lives.
     pub generation: Arc<crate::metrics::GenerationAlive>,
 }
@@ -99,6 +102,7 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<bool> {
         let req = session.req_header();
         ctx.request_id = headers::request_id_of(req);
+        ctx.client = headers::client_of(session, &self.trusted_proxies);
         ctx.route = route::classify(&req.method, req.uri.path(), &req.headers);
         if let Err(e) = limits::within_limits(req, &self.limits) {
             respond::error(session, &e, &ctx.request_id).await?;
@@ -169,6 +173,7 @@ impl ProxyHttp for Gateway {
         headers::forward(
             session,
             upstream_request,
+            &ctx.client,
             proto,
             true,
             &ctx.request_id,
@@ -253,6 +258,7 @@ impl ProxyHttp for Gateway {
         let entry = access_log::Entry {
             listener: "public",
             request_id: &ctx.request_id,
+            client: ctx.client.addr,
             route: ctx.route.label(),
             operation: ctx.route.operation(),
             app: ctx.app.as_deref(),
