@@ -22,7 +22,8 @@ pub struct Client {
     pub forwarded: Option<String>,
 }
 
-fn trusted(addr: IpAddr, proxies: &[IpNet]) -> bool {
+/// Whether `addr` is one of the trusted proxies.
+pub fn trusted(addr: IpAddr, proxies: &[IpNet]) -> bool {
     proxies.iter().any(|n| n.contains(&addr))
 }
 

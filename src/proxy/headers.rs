@@ -88,6 +88,11 @@ pub fn client_of(
     session: &pingora::proxy::Session,
     proxies: &[ipnet::IpNet],
 ) -> super::client::Client {
+    let peer = client_ip(session);
+    // Most deployments trust no proxy: the forwarded headers are then not even read.
+    if !peer.is_some_and(|p| super::client::trusted(p, proxies)) {
+        return super::client::client_of(peer, proxies, &[], &[]);
+    }
     let headers = &session.req_header().headers;
     let values = |name| -> Vec<&str> {
         headers
@@ -97,7 +102,7 @@ pub fn client_of(
             .collect()
     };
     super::client::client_of(
-        client_ip(session),
+        peer,
         proxies,
         &values(http::header::FORWARDED),
         &values(http::header::HeaderName::from_static("x-forwarded-for")),
