@@ -141,6 +141,7 @@ pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
             public_url: c.server.public_url.clone(),
             reject_expired_tokens: c.wopi.reject_expired_tokens,
             wrap: state.open.wrap.clone(),
+            seen: Default::default(),
         },
         mobile_service: c.mobile.as_ref().map(|m| {
             Arc::new(crate::mobile::MobileService {

@@ -92,6 +92,10 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), StartError> {
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout.as_secs()),
         daemon: false,
+        // One runtime per worker thread, a connection stays on the thread that accepted it
+        // (pingora's no-steal runtime): no cross-thread wake-ups or task stealing on the
+        // request path. The gateway's per-request work is short and even, the case it suits.
+        work_stealing: false,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -48,6 +48,37 @@ pub fn record(session: &Session, e: Option<&pingora::Error>, entry: &Entry<'_>) 
             .inc_by(bytes_out as u64);
     }
     let req = session.req_header();
+    if crate::telemetry::access_json_enabled() {
+        use crate::telemetry::Field;
+        let opt_f64 =
+            |d: Option<Duration>| d.map_or(Field::Absent, |d| Field::F64(d.as_secs_f64() * 1000.0));
+        crate::telemetry::access_json(
+            "request",
+            &[
+                ("listener", Field::Str(entry.listener)),
+                ("request_id", Field::Str(entry.request_id)),
+                ("client", entry.client.map_or(Field::Absent, Field::Ip)),
+                ("method", Field::Str(req.method.as_str())),
+                ("path", Field::Str(req.uri.path())),
+                ("route", Field::Str(entry.route)),
+                (
+                    "operation",
+                    Field::Str(entry.operation.map_or("", WopiOperation::as_str)),
+                ),
+                ("app", Field::Str(app)),
+                ("status", Field::U64(status.into())),
+                ("duration_ms", Field::F64(took.as_secs_f64() * 1000.0)),
+                ("upstream_ms", opt_f64(entry.upstream_took)),
+                ("bytes_in", Field::U64(bytes_in as u64)),
+                ("bytes_out", Field::U64(bytes_out as u64)),
+                (
+                    "error",
+                    e.map_or(Field::Absent, |e| Field::Str(e.etype().as_str())),
+                ),
+            ],
+        );
+        return;
+    }
     tracing::info!(
         target: "wopigate::access",
         listener = entry.listener,

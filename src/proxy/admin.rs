@@ -147,6 +147,10 @@ pub struct AdminCtx {
 impl ProxyHttp for AdminService {
     type CTX = AdminCtx;
 
+    /// None: pingora adds a (disabled) response compression module by default, which still
+    /// runs its hooks on every request; the gateway compresses nothing.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> AdminCtx {
         AdminCtx {
             started: Instant::now(),

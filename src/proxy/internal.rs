@@ -151,6 +151,10 @@ impl InternalGateway {
 impl ProxyHttp for InternalGateway {
     type CTX = InternalCtx;
 
+    /// None: pingora adds a (disabled) response compression module by default, which still
+    /// runs its hooks on every request; the gateway compresses nothing.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> InternalCtx {
         InternalCtx {
             request_id: String::new(),

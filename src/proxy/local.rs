@@ -117,7 +117,7 @@ impl Gateway {
             Ok(access_token) => {
                 let mreq = MobileRequest {
                     head: req,
-                    access_token,
+                    access_token: access_token.map(|t| t.into_owned()),
                 };
                 service.serve(ctx.route, &mreq).await
             }

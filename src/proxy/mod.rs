@@ -91,6 +91,10 @@ impl Gateway {
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
+    /// None: pingora adds a (disabled) response compression module by default, which still
+    /// runs its hooks on every request; the gateway compresses nothing.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::new()
     }

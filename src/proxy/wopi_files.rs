@@ -23,6 +23,8 @@ pub struct WopiFilesGuard {
     pub reject_expired_tokens: bool,
     /// Gateway tokens are verified with these keys.
     pub wrap: Option<Arc<TokenWrap>>,
+    /// Wopiserver tokens read recently.
+    pub seen: wopiserver::Seen,
 }
 
 /// A request the checks let through.
@@ -45,14 +47,16 @@ impl WopiFilesGuard {
             .map_err(|_| ApiError::new(ErrorCode::BadRequest, "more than one access_token"))?
             .ok_or_else(|| invalid("access_token missing"))?;
         if gateway::is_gateway_token(&token) {
-            return self.check_gateway_token(req, token).await;
+            return self.check_gateway_token(req, token.into_owned()).await;
         }
-        let claims =
-            wopiserver::read(&token).ok_or_else(|| invalid("access token is not a WOPI token"))?;
-        if self.reject_expired_tokens && wopiserver::effective_exp(&claims) <= now() {
+        let facts = self
+            .seen
+            .facts(&token)
+            .ok_or_else(|| invalid("access token is not a WOPI token"))?;
+        if self.reject_expired_tokens && facts.exp <= now() {
             return Err(invalid("access token expired"));
         }
-        let app = match self.discovery.app(&claims.appname) {
+        let app = match self.discovery.app(&facts.appname) {
             Some(app) => {
                 self.check_proof(req, app, &token).await?;
                 Some(app.name.clone())

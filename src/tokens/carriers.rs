@@ -38,18 +38,18 @@ pub fn raw_access_token(query: &str) -> Result<Option<&str>, CarrierError> {
 }
 
 /// The token as issued: the query value with `+` as a space and percent-decoding applied
-/// (wopi.md §10.2; the proof signs this form).
-pub fn access_token(query: Option<&str>) -> Result<Option<String>, CarrierError> {
+/// (wopi.md §10.2; the proof signs this form). Borrowed from the query when nothing needs
+/// decoding (JWTs and gateway tokens never do).
+pub fn access_token(query: Option<&str>) -> Result<Option<Cow<'_, str>>, CarrierError> {
     Ok(raw_access_token(query.unwrap_or_default())?.map(decode))
 }
 
-fn decode(raw: &str) -> String {
-    let spaced: Cow<'_, str> = if raw.contains('+') {
-        Cow::Owned(raw.replace('+', " "))
-    } else {
-        Cow::Borrowed(raw)
-    };
-    percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+fn decode(raw: &str) -> Cow<'_, str> {
+    if !raw.bytes().any(|b| b == b'+' || b == b'%') {
+        return Cow::Borrowed(raw);
+    }
+    let spaced = raw.replace('+', " ");
+    Cow::Owned(percent_decode_str(&spaced).decode_utf8_lossy().into_owned())
 }
 
 /// `query` with every `access_token` value replaced by `encoded` (already URL-encoded) and
@@ -137,8 +137,12 @@ mod tests {
     fn access_token_is_decoded_as_issued() {
         assert_eq!(
             access_token(Some("x=1&access_token=a%2Bb+c%3D")).unwrap(),
-            Some("a+b c=".to_owned())
+            Some(Cow::Owned("a+b c=".to_owned()))
         );
+        assert!(matches!(
+            access_token(Some("access_token=eyJ.a-b_c.d")).unwrap(),
+            Some(Cow::Borrowed("eyJ.a-b_c.d"))
+        ));
         assert_eq!(access_token(None).unwrap(), None);
     }
 

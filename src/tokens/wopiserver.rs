@@ -2,6 +2,8 @@
 //! signature; the gateway only uses these claims to refuse early (expired tokens), to pick the
 //! office app for proof checks, never to grant anything.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
@@ -27,6 +29,56 @@ pub fn read(token: &str) -> Option<UnverifiedClaims> {
     }
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// What the proxied path needs from a wopiserver token: its office app and effective expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    pub appname: Arc<str>,
+    pub exp: u64,
+}
+
+/// Facts of the wopiserver tokens seen recently. An office app repeats its token on every call,
+/// and reading one means decoding two nested JWT payloads (~2 KiB of base64 and JSON) — most of
+/// what the pass-through path did per request. Keyed by the token's signature, confirmed
+/// against the whole token, so a token is never taken for another.
+pub struct Seen {
+    cache: moka::sync::Cache<Box<str>, Arc<(Box<str>, Facts)>>,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Self {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_idle(std::time::Duration::from_secs(300))
+                .build(),
+        }
+    }
+}
+
+impl Seen {
+    /// The token's facts; `None` when it is not a JWT with a JSON payload.
+    pub fn facts(&self, token: &str) -> Option<Facts> {
+        let signature = token.rsplit('.').next().unwrap_or_default();
+        if let Some(hit) = self.cache.get(signature)
+            && *hit.0 == *token
+        {
+            return Some(hit.1.clone());
+        }
+        let claims = read(token)?;
+        let facts = Facts {
+            exp: effective_exp(&claims),
+            appname: Arc::from(claims.appname),
+        };
+        if !signature.is_empty() {
+            self.cache.insert(
+                Box::from(signature),
+                Arc::new((Box::from(token), facts.clone())),
+            );
+        }
+        Some(facts)
+    }
 }
 
 /// The earlier of the WOPI token's `exp` and, when `userid` is a JWT (a REVA token), its `exp`.
@@ -56,5 +108,25 @@ mod tests {
         assert!(read("not-a-jwt").is_none());
         assert!(read("a.b.c.d").is_none());
         assert!(read("a.!!!.c").is_none());
+    }
+
+    #[test]
+    fn seen_tokens_are_remembered_by_signature_and_never_confused() {
+        let token = |exp: u64, app: &str| {
+            format!(
+                "h.{}.same-signature",
+                URL_SAFE_NO_PAD.encode(serde_json::json!({"exp": exp, "appname": app}).to_string())
+            )
+        };
+        let seen = Seen::default();
+        let (a, b) = (token(200, "Collabora"), token(300, "OnlyOffice"));
+        let fa = seen.facts(&a).unwrap();
+        assert_eq!((&*fa.appname, fa.exp), ("Collabora", 200));
+        assert_eq!(seen.facts(&a).unwrap(), fa);
+        // Same signature, another payload: read afresh, not taken from the first.
+        let fb = seen.facts(&b).unwrap();
+        assert_eq!((&*fb.appname, fb.exp), ("OnlyOffice", 300));
+        assert_eq!(seen.facts(&a).unwrap(), fa);
+        assert!(seen.facts("not-a-jwt").is_none());
     }
 }
