@@ -5,7 +5,8 @@
 //! never form a cycle (production code; tests may use anything to build their fixtures).
 //! `tests/layering.rs` reads this list and checks the code against it.
 //!
-//! 0. foundations: `secret`, `ids`, `pb`, `metrics`, `drain`, `tls`, `http_client`, `config`
+//! 0. foundations: `secret`, `ids`, `pb`, `metrics`, `memory`, `drain`, `tls`, `http_client`,
+//!    `config`
 //! 1. protocols: `tokens`, `wopi`
 //! 2. clients and identity: `auth`, `reva`, `exchange`, `wopiserver`, `discovery`, `telemetry`
 //! 3. client-facing errors: `error`
@@ -17,7 +18,8 @@
 //!
 //! # Layout
 //! - [`secret`] (secrets as a type), [`ids`] (every resource id form), [`pb`] (generated CS3),
-//!   [`metrics`], [`drain`] (requests in flight), [`tls`], [`http_client`], [`config`] (file
+//!   [`metrics`], [`memory`] (memory handed back after connection bursts), [`drain`] (requests
+//!   in flight), [`tls`], [`http_client`], [`config`] (file
 //!   mirror → validation → typed configuration).
 //! - [`tokens`]: where tokens travel (`access_token`, `Authorization`) and every token format:
 //!   gateway tokens and the wopiserver tokens remembered behind them, REVA tokens, the
@@ -32,7 +34,8 @@
 //! - [`proxy`]: pingora's side — the listeners' `ProxyHttp`s with phases that only dispatch,
 //!   and the connection layer below HTTP (`proxy::conn`).
 //! - [`cli`], [`app`]: start-up; `app` alone knows every part and builds pingora's server.
-#![forbid(unsafe_code)]
+// The one exception, with its reason, is `memory::hand_back` (a libc call).
+#![deny(unsafe_code)]
 // No unwrap, expect or panic outside tests: a request path answers with an error instead.
 #![cfg_attr(
     not(test),
@@ -50,6 +53,7 @@ pub mod exchange;
 pub mod http_client;
 pub mod ids;
 pub mod iop;
+pub mod memory;
 pub mod metrics;
 pub mod mobile;
 pub mod open;

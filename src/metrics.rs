@@ -42,6 +42,8 @@ pub struct Metrics {
     pub config_generations: IntGauge,
     /// Tasks alive on the control runtime (REVA channel, refreshes, reloads); set at scrape.
     pub control_tasks: IntGauge,
+    /// Client connections open on the public and internal listeners.
+    pub open_connections: IntGauge,
 }
 
 /// The control runtime, watched for [`Metrics::control_tasks`].
@@ -123,7 +125,15 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(control_tasks.clone()))
             .expect("unique metric");
+        let open_connections = IntGauge::new(
+            "wopigate_open_connections",
+            "Client connections open on the public and internal listeners (idle keep-alive included).",
+        )
+        .expect("valid metric");
+        r.register(Box::new(open_connections.clone()))
+            .expect("unique metric");
         Self {
+            open_connections,
             requests_in_flight,
             http_requests: counter(
                 &r,

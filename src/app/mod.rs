@@ -86,6 +86,8 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), StartError> {
         let _guard = control.enter();
         spawn_refreshers(&generation.state, &config)
     };
+    // Lives as long as the process; independent of the configuration.
+    control.spawn(crate::memory::hand_back_after_bursts());
 
     let conf = ServerConf {
         threads: config.server.threads,

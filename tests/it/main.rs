@@ -7,6 +7,7 @@ mod discovery;
 mod errors;
 mod fault_matrix;
 mod faults;
+mod footprint;
 mod forwarded;
 mod framing;
 mod hygiene;

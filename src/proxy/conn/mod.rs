@@ -65,6 +65,7 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let _open = OpenConnection::counted();
         // HTTP/2 (only ever negotiated by ALPN) has its own flow control; keep pingora's path.
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             return ServerApp::process_new(&self.inner, stream, shutdown).await;
@@ -108,6 +109,22 @@ where
 
     async fn cleanup(&self) {
         self.inner.http_cleanup().await;
+    }
+}
+
+/// One open client connection in `wopigate_open_connections`, for as long as it lives.
+struct OpenConnection;
+
+impl OpenConnection {
+    fn counted() -> Self {
+        crate::metrics::metrics().open_connections.inc();
+        Self
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        crate::metrics::metrics().open_connections.dec();
     }
 }
 
