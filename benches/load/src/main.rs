@@ -11,7 +11,8 @@
 //!
 //! Knobs for investigations (the defaults are what `docs/benchmarks.md` reports):
 //! `BENCH_QUICK=1` (short smoke run), `WOPIGATE_BIN` / `BARE_PINGORA_BIN` (other builds),
-//! `BENCH_RUST_LOG` (gateway log level), `BENCH_BUILD` (how the measured build was made, for the
+//! `BENCH_TRANSFER_MIB` / `BENCH_TRANSFER_ROUNDS` (transfer size and rounds), `BENCH_RUST_LOG`
+//! (gateway log level), `BENCH_BUILD` (how the measured build was made, for the
 //! report), `BENCH_NO_WRITE=1` (print, do not write docs/benchmarks.md), `BENCH_HOLD=<secs>`
 //! (start everything, print the URLs and PIDs, wait; for profiling by hand).
 
@@ -78,6 +79,20 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// `BENCH_TRANSFER_MIB` / `BENCH_TRANSFER_ROUNDS` override the transfers (A/B runs).
+    fn with_overrides(mut self) -> Self {
+        let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+        if let Some(mib) = var("BENCH_TRANSFER_MIB") {
+            self.big_bytes = mib << 20;
+        }
+        if let Some(r) = var("BENCH_TRANSFER_ROUNDS") {
+            self.transfer_rounds = r as usize;
+        }
+        self
+    }
+}
+
 fn main() {
     pin_self_to_core(1);
     raise_fd_limit();
@@ -87,7 +102,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(Plan::from_env()));
+    rt.block_on(run(Plan::from_env().with_overrides()));
 }
 
 /// A binary built into the same directory as this one (`cargo build` puts all of a profile's

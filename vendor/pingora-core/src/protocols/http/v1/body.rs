@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::utils::BufRef;
 
 // TODO: make this dynamically adjusted
-const BODY_BUFFER_SIZE: usize = 1024 * 64;
+const BODY_BUFFER_SIZE: usize = 1024 * 256;
 // limit how much incomplete chunk-size and chunk-ext to buffer
 const PARTIAL_CHUNK_HEAD_LIMIT: usize = 1024 * 8;
 // Trailers: https://datatracker.ietf.org/doc/html/rfc9112#section-7.1.2
@@ -305,6 +305,21 @@ impl BodyReader {
     pub fn get_body(&self, buf_ref: &BufRef) -> &[u8] {
         // TODO: these get_*() could panic. handle them better
         buf_ref.get(self.body_buf.as_ref().unwrap())
+    }
+
+    /// The body chunk `buf_ref` names, as `Bytes`. When the chunk is all the buffer holds (sized
+    /// and close-delimited bodies: every read starts from an empty buffer) it is split off the
+    /// buffer without a copy; the next read then reuses the allocation once the chunk has been
+    /// dropped, or allocates a new one, as the copy did. Chunked bodies keep positions in the
+    /// buffer across reads, so their chunks are copied as before.
+    pub fn take_body(&mut self, buf_ref: &BufRef) -> Bytes {
+        let whole = !matches!(self.body_state, PS::Chunked(..) | PS::ChunkedFinal(..))
+            && buf_ref.0 == 0
+            && self.body_buf.as_ref().is_some_and(|b| b.len() == buf_ref.1);
+        match self.body_buf.as_mut() {
+            Some(buf) if whole => buf.split_to(buf_ref.1).freeze(),
+            _ => Bytes::copy_from_slice(self.get_body(buf_ref)),
+        }
     }
 
     #[allow(dead_code)]
