@@ -241,12 +241,8 @@ impl Write for RedactingStderr {
             return Ok(buf.len());
         };
         if self.batched {
-            pending.extend_from_slice(line.as_bytes());
-            if pending.len() >= FLUSH_BYTES {
-                let batch = std::mem::take(&mut *pending);
-                drop(pending);
-                write_out(batch);
-            }
+            drop(pending);
+            push_batched(&line);
         } else {
             // What is pending goes first, then this line.
             let batch = (!pending.is_empty()).then(|| std::mem::take(&mut *pending));
@@ -339,12 +335,8 @@ pub fn access_json(message: &str, fields: &[(&str, Field<'_>)]) {
         line.push_str("\":");
         match value {
             Field::Str(s) => json_string(s, &mut line),
-            Field::U64(n) => {
-                let _ = write!(line, "{n}");
-            }
-            Field::F64(x) if x.is_finite() => {
-                let _ = write!(line, "{x}");
-            }
+            Field::U64(n) => line.push_str(itoa::Buffer::new().format(*n)),
+            Field::F64(x) if x.is_finite() => line.push_str(ryu::Buffer::new().format_finite(*x)),
             Field::F64(_) => line.push_str("null"),
             Field::Ip(ip) => {
                 let _ = write!(line, "\"{ip}\"");
@@ -353,7 +345,21 @@ pub fn access_json(message: &str, fields: &[(&str, Field<'_>)]) {
         }
     }
     line.push_str("},\"target\":\"wopigate::access\"}\n");
-    let _ = RedactingStderr { batched: true }.write(line.as_bytes());
+    push_batched(&redact(&line));
+}
+
+/// An INFO line (already redacted) into the batch.
+fn push_batched(line: &str) {
+    let Ok(mut pending) = PENDING.lock() else {
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        return;
+    };
+    pending.extend_from_slice(line.as_bytes());
+    if pending.len() >= FLUSH_BYTES {
+        let batch = std::mem::take(&mut *pending);
+        drop(pending);
+        write_out(batch);
+    }
 }
 
 /// `s` as a JSON string literal.
