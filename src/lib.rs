@@ -5,8 +5,7 @@
 //! never form a cycle (production code; tests may use anything to build their fixtures).
 //! `tests/layering.rs` reads this list and checks the code against it.
 //!
-//! 0. foundations: `secret`, `ids`, `pb`, `metrics`, `memory`, `drain`, `tls`, `http_client`,
-//!    `config`
+//! 0. foundations: `secret`, `ids`, `pb`, `metrics`, `memory`, `drain`, `tls`, `http_client`, `config`
 //! 1. protocols: `tokens`, `wopi`
 //! 2. clients and identity: `auth`, `reva`, `exchange`, `wopiserver`, `discovery`, `telemetry`
 //! 3. client-facing errors: `error`
