@@ -1137,7 +1137,7 @@ impl Report<'_> {
         );
         let _ = writeln!(
             s,
-            "- Targets: nginx (1 worker, keep-alive upstream, unbuffered bodies, 256k buffers incl. `client_body_buffer_size`); bare pingora (pingora 0.9 with none of wopigate's work, tuned: no-steal runtime, no downstream modules, no L4 buffers, the peer built once); wopigate **pass-through** (`wrap_tokens = false`: the wopiserver's JWT, no token swap, no rewrite) and **wrapped** (the default: gateway token checked and swapped, CheckFileInfo rewritten); direct, nginx and bare pingora get the pass-through URL"
+            "- Targets: nginx (1 worker, keep-alive upstream, unbuffered bodies, 256k buffers incl. `client_body_buffer_size`); bare pingora (pingora 0.9 with none of wopigate's work, tuned: no-steal runtime, no downstream modules, no L4 read buffer, the peer built once; built against the same vendored pingora-core as wopigate, so the ratios are wopigate's own cost — `vendor/pingora-core/README.md` has the published pingora's figures); wopigate **pass-through** (`wrap_tokens = false`: the wopiserver's JWT, no token swap, no rewrite) and **wrapped** (the default: gateway token checked and swapped, CheckFileInfo rewritten); direct, nginx and bare pingora get the pass-through URL"
         );
         let _ = writeln!(
             s,
