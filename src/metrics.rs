@@ -278,6 +278,123 @@ pub fn metrics() -> &'static Metrics {
 }
 
 /// `2xx`, `4xx`, …; `none` when no response was written (client gone).
+/// Per-thread handles of the per-request series, found by label values once: the vectors'
+/// `with_label_values` hashes the label strings and takes the vector's lock on every call, five
+/// times per proxied request. The label sets are the vectors' own (closed sets and configured
+/// app names), so the cache is as bounded as the series.
+mod handles {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use prometheus::{Histogram, IntCounter};
+
+    /// The WOPI series of one operation and office app; requests by status class.
+    struct Wopi {
+        app: Box<str>,
+        requests: [Option<IntCounter>; 6],
+        duration: Histogram,
+        request_bytes: IntCounter,
+        response_bytes: IntCounter,
+    }
+
+    #[derive(Default)]
+    struct Cache {
+        /// By the addresses of the `&'static str` labels (listener, route, class).
+        http: HashMap<(usize, usize, usize), IntCounter>,
+        /// By the operation label's address, then the app's name.
+        wopi: HashMap<usize, Vec<Wopi>>,
+    }
+
+    thread_local! {
+        static CACHE: RefCell<Cache> = RefCell::default();
+    }
+
+    fn class_index(class: &str) -> usize {
+        match class {
+            "1xx" => 0,
+            "2xx" => 1,
+            "3xx" => 2,
+            "4xx" => 3,
+            "5xx" => 4,
+            _ => 5,
+        }
+    }
+
+    pub(super) fn count_request(
+        m: &super::Metrics,
+        listener: &'static str,
+        route: &'static str,
+        class: &'static str,
+    ) {
+        let key = (
+            listener.as_ptr() as usize,
+            route.as_ptr() as usize,
+            class.as_ptr() as usize,
+        );
+        CACHE.with_borrow_mut(|c| {
+            c.http
+                .entry(key)
+                .or_insert_with(|| m.http_requests.with_label_values(&[listener, route, class]))
+                .inc()
+        });
+    }
+
+    pub(super) fn observe_wopi(
+        m: &super::Metrics,
+        operation: &'static str,
+        app: &str,
+        class: &'static str,
+        seconds: f64,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        CACHE.with_borrow_mut(|c| {
+            let apps = c.wopi.entry(operation.as_ptr() as usize).or_default();
+            let at = match apps.iter().position(|w| &*w.app == app) {
+                Some(at) => at,
+                None => {
+                    let labels = [operation, app];
+                    apps.push(Wopi {
+                        app: app.into(),
+                        requests: Default::default(),
+                        duration: m.wopi_duration.with_label_values(&labels),
+                        request_bytes: m.wopi_request_bytes.with_label_values(&labels),
+                        response_bytes: m.wopi_response_bytes.with_label_values(&labels),
+                    });
+                    apps.len() - 1
+                }
+            };
+            let w = &mut apps[at];
+            w.requests[class_index(class)]
+                .get_or_insert_with(|| m.wopi_requests.with_label_values(&[operation, app, class]))
+                .inc();
+            w.duration.observe(seconds);
+            w.request_bytes.inc_by(bytes_in);
+            w.response_bytes.inc_by(bytes_out);
+        });
+    }
+}
+
+impl Metrics {
+    /// One finished request in `wopigate_http_requests_total`.
+    pub fn count_request(&self, listener: &'static str, route: &'static str, class: &'static str) {
+        handles::count_request(self, listener, route, class);
+    }
+
+    /// One finished WOPI request: count by status class, duration and bytes.
+    pub fn observe_wopi(
+        &self,
+        operation: &'static str,
+        app: &str,
+        class: &'static str,
+        seconds: f64,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        handles::observe_wopi(self, operation, app, class, seconds, bytes_in, bytes_out);
+    }
+}
+
 pub fn status_class(status: u16) -> &'static str {
     match status {
         100..=199 => "1xx",
@@ -309,6 +426,49 @@ impl Drop for GenerationAlive {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_handles_count_into_the_same_series() {
+        let m = metrics();
+        let get = |labels: &[&str]| m.http_requests.with_label_values(labels).get();
+        let before = get(&["test-listener", "test_route", "2xx"]);
+        let wopi = |app: &str, class: &str| {
+            m.wopi_requests
+                .with_label_values(&["TestOperation", app, class])
+                .get()
+        };
+        let (a0, b0) = (wopi("AppA", "2xx"), wopi("AppB", "5xx"));
+        let bytes0 = m
+            .wopi_response_bytes
+            .with_label_values(&["TestOperation", "AppA"])
+            .get();
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    let m = metrics();
+                    for _ in 0..4 {
+                        m.count_request("test-listener", "test_route", "2xx");
+                        m.observe_wopi("TestOperation", "AppA", "2xx", 0.01, 1, 10);
+                    }
+                    // Another app and class under the same operation: their own series.
+                    m.observe_wopi("TestOperation", &String::from("AppB"), "5xx", 0.01, 0, 0);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(get(&["test-listener", "test_route", "2xx"]) - before, 12);
+        assert_eq!(
+            (wopi("AppA", "2xx") - a0, wopi("AppB", "5xx") - b0),
+            (12, 3)
+        );
+        let bytes = m
+            .wopi_response_bytes
+            .with_label_values(&["TestOperation", "AppA"])
+            .get();
+        assert_eq!(bytes - bytes0, 120);
+    }
 
     #[test]
     fn exposition_names_follow_conventions_and_carry_build_info() {

@@ -28,24 +28,17 @@ pub fn record(session: &Session, e: Option<&pingora::Error>, entry: &Entry<'_>) 
     let took = entry.started.elapsed();
     let (bytes_in, bytes_out) = (session.body_bytes_read(), session.body_bytes_sent());
     let m = crate::metrics::metrics();
-    m.http_requests
-        .with_label_values(&[entry.listener, entry.route, class])
-        .inc();
+    m.count_request(entry.listener, entry.route, class);
     let app = entry.app.unwrap_or("unknown");
     if let Some(op) = entry.operation {
-        let labels = [op.as_str(), app];
-        m.wopi_requests
-            .with_label_values(&[op.as_str(), app, class])
-            .inc();
-        m.wopi_duration
-            .with_label_values(&labels)
-            .observe(took.as_secs_f64());
-        m.wopi_request_bytes
-            .with_label_values(&labels)
-            .inc_by(bytes_in as u64);
-        m.wopi_response_bytes
-            .with_label_values(&labels)
-            .inc_by(bytes_out as u64);
+        m.observe_wopi(
+            op.as_str(),
+            app,
+            class,
+            took.as_secs_f64(),
+            bytes_in as u64,
+            bytes_out as u64,
+        );
     }
     let req = session.req_header();
     if crate::telemetry::access_json_enabled() {

@@ -64,14 +64,13 @@ pub fn forward(
     let host = pass_host
         .then(|| session.req_header().headers.get(http::header::HOST))
         .flatten()
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .and_then(|v| v.to_str().ok());
     apply(
         upstream_request,
         &Forwarding {
             client,
             proto,
-            host: host.as_deref(),
+            host,
             request_id,
             upstream_authority: &upstream.authority,
         },

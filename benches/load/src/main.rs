@@ -1121,7 +1121,7 @@ impl Report<'_> {
         );
         let _ = writeln!(
             s,
-            "- Command: `benches/load.sh` (builds the gateway and `bare-pingora` with `cargo build --release`, the harness in its own profile, runs it); build: {build}"
+            "- Command: `benches/load.sh` (builds the gateway alone with `cargo build --release`, then `bare-pingora` and this harness with the same profile, runs it); build: {build}"
         );
         let _ = writeln!(
             s,
