@@ -64,6 +64,13 @@ fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterV
 }
 
 #[allow(clippy::expect_used)]
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+#[allow(clippy::expect_used)]
 fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     let h = HistogramVec::new(
         HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
@@ -97,41 +104,31 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(requests_in_flight.clone()))
             .expect("unique metric");
-        let jwks_keys = IntGauge::new(
+        let jwks_keys = gauge(
+            &r,
             "wopigate_jwks_keys",
             "Usable keys in the identity provider's current key set.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(jwks_keys.clone()))
-            .expect("unique metric");
-        let tls_cert_not_after = IntGauge::new(
+        );
+        let tls_cert_not_after = gauge(
+            &r,
             "wopigate_tls_certificate_not_after_timestamp_seconds",
             "Expiry of the public listener's certificate (Unix time); alert well before it.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(tls_cert_not_after.clone()))
-            .expect("unique metric");
-        let config_generations = IntGauge::new(
+        );
+        let config_generations = gauge(
+            &r,
             "wopigate_config_generations",
             "Configuration generations alive (the current one and those finishing requests).",
-        )
-        .expect("valid metric");
-        r.register(Box::new(config_generations.clone()))
-            .expect("unique metric");
-        let control_tasks = IntGauge::new(
+        );
+        let control_tasks = gauge(
+            &r,
             "wopigate_control_tasks",
             "Tasks alive on the control runtime; steady unless something leaks.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(control_tasks.clone()))
-            .expect("unique metric");
-        let open_connections = IntGauge::new(
+        );
+        let open_connections = gauge(
+            &r,
             "wopigate_open_connections",
             "Client connections open on the public and internal listeners (idle keep-alive included).",
-        )
-        .expect("valid metric");
-        r.register(Box::new(open_connections.clone()))
-            .expect("unique metric");
+        );
         Self {
             open_connections,
             requests_in_flight,
@@ -320,78 +317,66 @@ mod handles {
         }
     }
 
-    pub(super) fn count_request(
-        m: &super::Metrics,
-        listener: &'static str,
-        route: &'static str,
-        class: &'static str,
-    ) {
-        let key = (
-            listener.as_ptr() as usize,
-            route.as_ptr() as usize,
-            class.as_ptr() as usize,
-        );
-        CACHE.with_borrow_mut(|c| {
-            c.http
-                .entry(key)
-                .or_insert_with(|| m.http_requests.with_label_values(&[listener, route, class]))
-                .inc()
-        });
-    }
+    impl super::Metrics {
+        /// One finished request in `wopigate_http_requests_total`.
+        pub fn count_request(
+            &self,
+            listener: &'static str,
+            route: &'static str,
+            class: &'static str,
+        ) {
+            let m = self;
+            let key = (
+                listener.as_ptr() as usize,
+                route.as_ptr() as usize,
+                class.as_ptr() as usize,
+            );
+            CACHE.with_borrow_mut(|c| {
+                c.http
+                    .entry(key)
+                    .or_insert_with(|| m.http_requests.with_label_values(&[listener, route, class]))
+                    .inc()
+            });
+        }
 
-    pub(super) fn observe_wopi(
-        m: &super::Metrics,
-        operation: &'static str,
-        app: &str,
-        class: &'static str,
-        seconds: f64,
-        bytes_in: u64,
-        bytes_out: u64,
-    ) {
-        CACHE.with_borrow_mut(|c| {
-            let apps = c.wopi.entry(operation.as_ptr() as usize).or_default();
-            let at = match apps.iter().position(|w| &*w.app == app) {
-                Some(at) => at,
-                None => {
-                    let labels = [operation, app];
-                    apps.push(Wopi {
-                        app: app.into(),
-                        requests: Default::default(),
-                        duration: m.wopi_duration.with_label_values(&labels),
-                        request_bytes: m.wopi_request_bytes.with_label_values(&labels),
-                        response_bytes: m.wopi_response_bytes.with_label_values(&labels),
-                    });
-                    apps.len() - 1
-                }
-            };
-            let w = &mut apps[at];
-            w.requests[class_index(class)]
-                .get_or_insert_with(|| m.wopi_requests.with_label_values(&[operation, app, class]))
-                .inc();
-            w.duration.observe(seconds);
-            w.request_bytes.inc_by(bytes_in);
-            w.response_bytes.inc_by(bytes_out);
-        });
-    }
-}
-
-impl Metrics {
-    /// One finished request in `wopigate_http_requests_total`.
-    pub fn count_request(&self, listener: &'static str, route: &'static str, class: &'static str) {
-        handles::count_request(self, listener, route, class);
-    }
-
-    /// One finished WOPI request: count by status class, duration and bytes.
-    pub fn observe_wopi(
-        &self,
-        operation: &'static str,
-        app: &str,
-        class: &'static str,
-        seconds: f64,
-        bytes_in: u64,
-        bytes_out: u64,
-    ) {
-        handles::observe_wopi(self, operation, app, class, seconds, bytes_in, bytes_out);
+        /// One finished WOPI request: count by status class, duration and bytes.
+        pub fn observe_wopi(
+            &self,
+            operation: &'static str,
+            app: &str,
+            class: &'static str,
+            seconds: f64,
+            bytes_in: u64,
+            bytes_out: u64,
+        ) {
+            let m = self;
+            CACHE.with_borrow_mut(|c| {
+                let apps = c.wopi.entry(operation.as_ptr() as usize).or_default();
+                let at = match apps.iter().position(|w| &*w.app == app) {
+                    Some(at) => at,
+                    None => {
+                        let labels = [operation, app];
+                        apps.push(Wopi {
+                            app: app.into(),
+                            requests: Default::default(),
+                            duration: m.wopi_duration.with_label_values(&labels),
+                            request_bytes: m.wopi_request_bytes.with_label_values(&labels),
+                            response_bytes: m.wopi_response_bytes.with_label_values(&labels),
+                        });
+                        apps.len() - 1
+                    }
+                };
+                let w = &mut apps[at];
+                w.requests[class_index(class)]
+                    .get_or_insert_with(|| {
+                        m.wopi_requests.with_label_values(&[operation, app, class])
+                    })
+                    .inc();
+                w.duration.observe(seconds);
+                w.request_bytes.inc_by(bytes_in);
+                w.response_bytes.inc_by(bytes_out);
+            });
+        }
     }
 }
 

@@ -204,15 +204,7 @@ pub fn check_file_info(
     }
     let mut v: Value = serde_json::from_slice(body).ok()?;
     let o = v.as_object_mut()?;
-    // The wopiserver's download endpoint is /wopi/iop/*, never reachable from the public side.
-    for k in ["DownloadUrl", "FileUrl"] {
-        if o.get(k)
-            .and_then(Value::as_str)
-            .is_some_and(|u| u.contains("/wopi/iop/"))
-        {
-            o.remove(k);
-        }
-    }
+    drop_iop_urls(o);
     if let Some(m) = mobile {
         amend_for_mobile(o, m.flags);
         // Bootstrap's UserId and CheckFileInfo's must be the same value (wopi.md §7.2).
@@ -335,6 +327,18 @@ mod raw {
         }
         out.extend_from_slice(&hay[at..]);
         std::borrow::Cow::Owned(out)
+    }
+}
+
+/// The wopiserver's download endpoint is /wopi/iop/*, never reachable from the public side.
+fn drop_iop_urls(o: &mut Map<String, Value>) {
+    for k in ["DownloadUrl", "FileUrl"] {
+        if o.get(k)
+            .and_then(Value::as_str)
+            .is_some_and(|u| u.contains("/wopi/iop/"))
+        {
+            o.remove(k);
+        }
     }
 }
 
@@ -476,15 +480,7 @@ mod tests {
     fn the_text_rewrite_agrees_with_the_tree_rewrite() {
         let tree = |body: &str, up: &str, gw: &str| -> Option<Value> {
             let mut v: Value = serde_json::from_str(body).ok()?;
-            let o = v.as_object_mut()?;
-            for k in ["DownloadUrl", "FileUrl"] {
-                if o.get(k)
-                    .and_then(Value::as_str)
-                    .is_some_and(|u| u.contains("/wopi/iop/"))
-                {
-                    o.remove(k);
-                }
-            }
+            drop_iop_urls(v.as_object_mut()?);
             replace_token(&mut v, up, gw);
             Some(v)
         };

@@ -7,23 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wopigate::testkit::stack::StackOptions;
 
-use super::{client, eventually, open_as_alice, start, wopi_src_path};
-
-/// The gauge's value on the admin listener's `/metrics`.
-async fn gauge(admin: &str, name: &str) -> Option<i64> {
-    let text = client()
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as i64)
-}
+use super::{client, eventually, gauge, open_as_alice, start, wopi_src_path};
 
 /// Up to `want` connections, within this process's descriptor limit (raised to its hard limit
 /// with util-linux's `prlimit`, as the load bench does), keeping 200 for everything else.
@@ -94,6 +78,7 @@ async fn idle_connections_cost_little_and_their_memory_comes_back() {
         async || {
             gauge(&admin, "wopigate_open_connections")
                 .await
+                .map(|v| v as i64)
                 .filter(|open| *open >= n as i64)
         },
     )
@@ -114,7 +99,7 @@ async fn idle_connections_cost_little_and_their_memory_comes_back() {
         async || {
             gauge(&admin, "wopigate_open_connections")
                 .await
-                .filter(|n| *n <= 1)
+                .filter(|open| *open <= 1.0)
         },
     )
     .await;

@@ -72,25 +72,28 @@ pub async fn start_gateway(stack: &Stack, config: &std::path::Path) -> GatewayPr
             "the gateway did not load the IdP keys within 20 s:\n{}",
             gw.logs()
         );
-        let keys = async {
-            let text = client()
-                .get(format!("{}/metrics", stack.admin_url()))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            text.lines()
-                .find_map(|l| l.strip_prefix("wopigate_jwks_keys "))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-        };
-        if keys.await.is_some_and(|k| k >= 1.0) {
+        let keys = gauge(&stack.admin_url(), "wopigate_jwks_keys").await;
+        if keys.is_some_and(|k| k >= 1.0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     gw
+}
+
+/// The value of an unlabelled metric on the admin listener's `/metrics` at `admin`.
+pub async fn gauge(admin: &str, name: &str) -> Option<f64> {
+    let text = client()
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
 }
 
 /// Polls `probe` until it yields a value, for at most `limit`; the failure names `what`.
