@@ -43,14 +43,19 @@ pub struct Facts {
 /// what the pass-through path did per request. Keyed by the token's signature, confirmed
 /// against the whole token, so a token is never taken for another.
 pub struct Seen {
-    cache: moka::sync::Cache<Box<str>, Arc<(Box<str>, Facts)>>,
+    cache: moka::sync::Cache<Arc<str>, Arc<(Box<str>, Facts)>>,
 }
 
 impl Default for Seen {
     fn default() -> Self {
         Self {
+            // Bounded by bytes, not entries: a wopiserver token is ~2 KiB (the REVA token
+            // rides inside it), so 8 MiB holds a few thousand open documents' tokens.
             cache: moka::sync::Cache::builder()
-                .max_capacity(10_000)
+                .weigher(|k: &Arc<str>, v: &Arc<(Box<str>, Facts)>| {
+                    u32::try_from(k.len() + v.0.len() + v.1.appname.len() + 64).unwrap_or(u32::MAX)
+                })
+                .max_capacity(8 << 20)
                 .time_to_idle(std::time::Duration::from_secs(300))
                 .build(),
         }
@@ -73,7 +78,7 @@ impl Seen {
         };
         if !signature.is_empty() {
             self.cache.insert(
-                Box::from(signature),
+                Arc::from(signature),
                 Arc::new((Box::from(token), facts.clone())),
             );
         }
