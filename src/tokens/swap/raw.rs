@@ -1,0 +1,165 @@
+//! The web holder's CheckFileInfo rewritten on the JSON text itself: one validating pass that
+//! records each member's span (no `Value` tree, no re-serialisation: that was the largest part
+//! of the rewrite's cost), then one copy with the token replaced. It applies only where text
+//! and value agree: a body without any escape (`\\`) and tokens that need none; anything else
+//! (`None`) takes the tree path in [`super`], which gives the same answer.
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::{TokenFinder, url_encoded};
+
+/// The top-level members of a JSON object, borrowed from its text, in order.
+struct Members<'a>(Vec<(&'a str, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(32));
+                while let Some(entry) = map.next_entry::<&'de str, &'de RawValue>()? {
+                    members.push(entry);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Text that stands for itself inside a JSON string (no quote, backslash or control
+/// character), long enough never to be mistaken for a literal or a number.
+fn json_plain(s: &str) -> bool {
+    // No early exit: the loop vectorises (tokens are up to ~2 KiB).
+    s.len() >= 16
+        && !s.bytes().fold(false, |any, b| {
+            any | (b == b'"') | (b == b'\\') | (b < 0x20)
+        })
+}
+
+pub(super) fn check_file_info(body: &[u8], upstream: &str, gateway: &str) -> Option<Vec<u8>> {
+    if memchr::memchr(b'\\', body).is_some() || !json_plain(upstream) || !json_plain(gateway) {
+        return None;
+    }
+    let (up_enc, gw_enc) = (url_encoded(upstream), url_encoded(gateway));
+    if !json_plain(&up_enc) || !json_plain(&gw_enc) {
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    let members: Members<'_> = serde_json::from_str(text).ok()?;
+    let raw = TokenFinder::new(upstream);
+    let encoded = (up_enc != upstream).then(|| TokenFinder::new(&up_enc));
+    let grow = gateway.len().saturating_sub(upstream.len()) * 4;
+    let mut out = Vec::with_capacity(body.len() + grow);
+    out.push(b'{');
+    for (key, value) in members.0 {
+        let value = value.get();
+        // The wopiserver's download endpoint is /wopi/iop/*, never reachable from the
+        // public side.
+        if matches!(key, "DownloadUrl" | "FileUrl")
+            && value.starts_with('"')
+            && value.contains("/wopi/iop/")
+        {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        if value.len() < upstream.len().min(up_enc.len()) {
+            out.extend_from_slice(value.as_bytes());
+            continue;
+        }
+        let with_raw = replace_into(value.as_bytes(), &raw, gateway.as_bytes());
+        match &encoded {
+            Some(find) => out.extend_from_slice(&replace_into(&with_raw, find, gw_enc.as_bytes())),
+            None => out.extend_from_slice(&with_raw),
+        }
+    }
+    out.push(b'}');
+    Some(out)
+}
+
+/// `hay` with every match of `find` replaced by `with`, borrowed when nothing matches.
+fn replace_into<'h>(
+    hay: &'h [u8],
+    find: &TokenFinder<'_>,
+    with: &[u8],
+) -> std::borrow::Cow<'h, [u8]> {
+    let mut hits = find.find_iter(hay).peekable();
+    if hits.peek().is_none() {
+        return std::borrow::Cow::Borrowed(hay);
+    }
+    let mut out = Vec::with_capacity(hay.len() + with.len());
+    let mut at = 0;
+    for hit in hits {
+        out.extend_from_slice(&hay[at..hit]);
+        out.extend_from_slice(with);
+        at = hit + find.token.len();
+    }
+    out.extend_from_slice(&hay[at..]);
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::super::{check_file_info, drop_iop_urls, encoded, replace_token};
+
+    /// The text path and the tree path must give the same answer wherever the text path
+    /// applies, and the text path must step aside where it cannot be sure.
+    #[test]
+    fn the_text_rewrite_agrees_with_the_tree_rewrite() {
+        let tree = |body: &str, up: &str, gw: &str| -> Option<Value> {
+            let mut v: Value = serde_json::from_str(body).ok()?;
+            drop_iop_urls(v.as_object_mut()?);
+            replace_token(&mut v, up, gw);
+            Some(v)
+        };
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ";
+        let odd = "eyJ+odd/token=with-chars-that-encode";
+        let gw = "wg1.AAAABBBBCCCCDDDDEEEEFFFF";
+        for up in [jwt, odd] {
+            let enc = encoded(up);
+            let bodies = [
+                format!(
+                    r#"{{"BaseFileName":"a.docx","Size":5,"HostEditUrl":"https://o/e?WOPISrc=x&access_token={enc}","UserCanWrite":true}}"#
+                ),
+                format!(r#"{{ "A" : [ "{up}", {{"n":"{up}{up}"}} ], "B": null, "C": 1.5e3 }}"#),
+                format!(
+                    r#"{{"DownloadUrl":"https://gw/wopi/iop/download?t={up}","FileUrl":"https://cdn/file","Raw":"{up}"}}"#
+                ),
+                r#"{"DownloadUrl":null,"X":"short"}"#.to_owned(),
+                r#"{}"#.to_owned(),
+            ];
+            for body in &bodies {
+                let want = tree(body, up, gw).unwrap();
+                let fast = super::check_file_info(body.as_bytes(), up, gw)
+                    .unwrap_or_else(|| panic!("the text path applies to {body}"));
+                let got: Value = serde_json::from_slice(&fast).unwrap();
+                assert_eq!(got, want, "{body}");
+                let text = String::from_utf8(fast).unwrap();
+                assert!(!text.contains(up) && !text.contains(&*enc), "{text}");
+            }
+        }
+        // Escapes in the body, tokens that need escaping, or not an object: the tree path.
+        let escaped = format!(r#"{{"BaseFileName":"caf\u00e9.docx","U":"{jwt}"}}"#);
+        assert!(super::check_file_info(escaped.as_bytes(), jwt, gw).is_none());
+        let out = check_file_info(escaped.as_bytes(), jwt, gw, None).unwrap();
+        assert!(!String::from_utf8(out).unwrap().contains(jwt));
+        let quote = "eyJhbGciOiJIUzI1NiJ9.\"quoted\"-token";
+        assert!(super::check_file_info(b"{}", quote, gw).is_none());
+        for not_object in ["[1,2]", "\"x\"", "{\"a\":1", "{\"a\":1} trailing"] {
+            assert!(super::check_file_info(not_object.as_bytes(), jwt, gw).is_none());
+            assert!(check_file_info(not_object.as_bytes(), jwt, gw, None).is_none());
+        }
+    }
+}
