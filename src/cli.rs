@@ -145,15 +145,18 @@ pub fn describe(c: &Config) -> Vec<String> {
                 .into(),
         );
     }
-    out.push(format!(
-        "wopiserver:      {} ({})",
-        c.wopiserver.url,
-        if c.wopiserver.url.scheme() == "https" {
-            tls_summary(&c.wopiserver.tls)
-        } else {
-            "plain HTTP".into()
-        }
-    ));
+    for x in &c.wopiserver.instances {
+        out.push(format!(
+            "wopiserver:      {} = {} ({})",
+            x.name,
+            x.url,
+            if x.url.scheme() == "https" {
+                tls_summary(&c.wopiserver.tls)
+            } else {
+                "plain HTTP".into()
+            }
+        ));
+    }
     out.push(format!(
         "REVA gateway:    {} ({})",
         c.reva.gateway,

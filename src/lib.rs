@@ -5,7 +5,7 @@
 //! never form a cycle (production code; tests may use anything to build their fixtures).
 //! `tests/layering.rs` reads this list and checks the code against it.
 //!
-//! 0. foundations: `secret`, `ids`, `pb`, `metrics`, `memory`, `drain`, `tls`, `http_client`, `config`
+//! 0. foundations: `secret`, `ids`, `pb`, `metrics`, `memory`, `drain`, `tls`, `http_client`, `config`, `rate`
 //! 1. protocols: `tokens`, `wopi`
 //! 2. clients and identity: `auth`, `reva`, `exchange`, `wopiserver`, `discovery`, `telemetry`
 //! 3. client-facing errors: `error`
@@ -19,13 +19,13 @@
 //! - [`secret`] (secrets as a type), [`ids`] (every resource id form), [`pb`] (generated CS3),
 //!   [`metrics`], [`memory`] (memory handed back after connection bursts), [`drain`] (requests
 //!   in flight), [`tls`], [`http_client`], [`config`] (file
-//!   mirror → validation → typed configuration).
+//!   mirror → validation → typed configuration), [`rate`] (rate limits per user and client).
 //! - [`tokens`]: where tokens travel (`access_token`, `Authorization`) and every token format:
 //!   gateway tokens and the wopiserver tokens remembered behind them, REVA tokens, the
 //!   wopiserver token's readable claims, the swap between gateway and wopiserver tokens.
 //! - [`wopi`]: the URL table with each request's WOPI operation, and proof keys.
 //! - [`auth`] (OIDC validation, JWKS), [`reva`] (CS3 gRPC), [`exchange`] (OIDC → REVA token),
-//!   [`wopiserver`] (`openinapp` client), [`discovery`] (office discovery cache),
+//!   [`wopiserver`] (`openinapp` client, the instances and their capacity), [`discovery`] (office discovery cache),
 //!   [`telemetry`] (logging with redaction).
 //! - [`error`]: the client-facing error and every module error mapped to it, once.
 //! - [`open`] (the open flow shared by both open APIs, gateway-token renewal), [`mobile`]
@@ -57,6 +57,7 @@ pub mod metrics;
 pub mod mobile;
 pub mod open;
 pub mod proxy;
+pub mod rate;
 pub mod reva;
 pub mod secret;
 pub mod telemetry;

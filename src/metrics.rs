@@ -28,6 +28,15 @@ pub struct Metrics {
     pub open_failures: IntCounterVec,
     pub token_validations: IntCounterVec,
     pub token_exchanges: IntCounterVec,
+    /// Per wopiserver instance (label values: configured instance names only).
+    pub instance_healthy: IntGaugeVec,
+    pub instance_in_flight: IntGaugeVec,
+    pub instance_queued: IntGaugeVec,
+    pub instance_requests: IntCounterVec,
+    pub instance_busy: IntCounterVec,
+    pub instance_failovers: IntCounterVec,
+    pub instance_ejections: IntCounterVec,
+    pub rate_limited: IntCounterVec,
     pub cache_lookups: IntCounterVec,
     pub jwks_refreshes: IntCounterVec,
     pub jwks_keys: IntGauge,
@@ -129,7 +138,57 @@ impl Metrics {
             "wopigate_open_connections",
             "Client connections open on the public and internal listeners (idle keep-alive included).",
         );
+        let instance_gauge = |name: &str, help: &str| {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["instance"]).expect("valid metric");
+            r.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let instance_healthy = instance_gauge(
+            "wopigate_wopiserver_instance_healthy",
+            "1 while the wopiserver instance passes its health checks and is not ejected.",
+        );
+        let instance_in_flight = instance_gauge(
+            "wopigate_wopiserver_instance_in_flight",
+            "Requests holding one of the instance's concurrency slots now.",
+        );
+        let instance_queued = instance_gauge(
+            "wopigate_wopiserver_instance_queued",
+            "Requests waiting for one of the instance's concurrency slots now.",
+        );
         Self {
+            instance_healthy,
+            instance_in_flight,
+            instance_queued,
+            instance_requests: counter(
+                &r,
+                "wopigate_wopiserver_instance_requests_total",
+                "Requests sent to a wopiserver instance (proxied WOPI and openinapp).",
+                &["instance"],
+            ),
+            instance_busy: counter(
+                &r,
+                "wopigate_wopiserver_instance_busy_total",
+                "Requests refused with 503 because the instance was at its concurrency cap.",
+                &["instance"],
+            ),
+            instance_failovers: counter(
+                &r,
+                "wopigate_wopiserver_instance_failovers_total",
+                "Requests moved to another instance because this one refused the connection.",
+                &["instance"],
+            ),
+            instance_ejections: counter(
+                &r,
+                "wopigate_wopiserver_instance_ejections_total",
+                "Times the instance was taken out of rotation (failed connect or health check).",
+                &["instance", "cause"],
+            ),
+            rate_limited: counter(
+                &r,
+                "wopigate_rate_limited_total",
+                "Requests refused with 429, by scope (open, bootstrap, wopi) and key (user, client).",
+                &["scope", "by"],
+            ),
             open_connections,
             requests_in_flight,
             http_requests: counter(
@@ -259,6 +318,10 @@ impl Metrics {
         self.upstream_errors
             .with_label_values(&[upstream, kind])
             .inc();
+    }
+
+    pub fn rate_limited(&self, scope: &str, by: &str) {
+        self.rate_limited.with_label_values(&[scope, by]).inc();
     }
 
     pub fn cache(&self, cache: &str, hit: bool) {

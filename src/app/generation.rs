@@ -17,6 +17,7 @@ use crate::exchange::Exchanger;
 use crate::http_client;
 use crate::open::OpenService;
 use crate::proxy::admin::AdminService;
+use crate::proxy::balance::Pool;
 use crate::proxy::internal::InternalGateway;
 use crate::proxy::{Gateway, Upstream};
 use crate::reva::RevaClient;
@@ -30,21 +31,25 @@ pub struct AppState {
     pub open: Arc<OpenService>,
     pub jwks: Arc<JwksSource>,
     pub discovery: Arc<DiscoveryCache>,
+    /// The wopiserver instances (proxied traffic and `openinapp` alike).
+    pub pool: Arc<Pool>,
 }
 
-fn resolve_upstream(c: &Config) -> Result<Upstream, StartError> {
-    let url = &c.wopiserver.url;
-    let host = url
-        .host_str()
-        .ok_or_else(|| StartError::Upstream("no host".into()))?;
+fn resolve_upstream(
+    c: &Config,
+    instance: &crate::config::WopiserverInstance,
+) -> Result<Upstream, StartError> {
+    let url = &instance.url;
+    let fail = |why: String| StartError::Upstream(format!("{}: {why}", instance.name));
+    let host = url.host_str().ok_or_else(|| fail("no host".into()))?;
     let port = url
         .port_or_known_default()
-        .ok_or_else(|| StartError::Upstream("no port".into()))?;
+        .ok_or_else(|| fail("no port".into()))?;
     let addr = (host, port)
         .to_socket_addrs()
-        .map_err(|e| StartError::Upstream(e.to_string()))?
+        .map_err(|e| fail(e.to_string()))?
         .next()
-        .ok_or_else(|| StartError::Upstream("no address".into()))?;
+        .ok_or_else(|| fail("no address".into()))?;
     Upstream {
         addr,
         tls: url.scheme() == "https",
@@ -87,9 +92,20 @@ pub fn build_state(c: &Config) -> Result<AppState, StartError> {
         DiscoveryCache::with_preferences(&c.office, c.open.app_preference.clone())
             .map_err(|e| StartError::Setup(format!("office: {e}")))?,
     );
+    let upstreams = c
+        .wopiserver
+        .instances
+        .iter()
+        .map(|x| resolve_upstream(c, x))
+        .collect::<Result<Vec<_>, _>>()?;
+    let hc = &c.wopiserver.health_check;
+    let probe_http = http_client::client_tls(hc.timeout, hc.timeout, &c.wopiserver.tls)
+        .map_err(|e| StartError::Setup(format!("wopiserver.tls: {e}")))?;
+    let pool =
+        Arc::new(Pool::new(&c.wopiserver, upstreams, probe_http).map_err(StartError::Setup)?);
     let wopiserver = Arc::new(
         WopiserverClient::new(
-            c.wopiserver.url.clone(),
+            pool.instances.clone(),
             c.wopiserver.iop_secret.clone(),
             c.wopiserver.connect_timeout,
             c.wopiserver.timeout,
@@ -105,6 +121,7 @@ pub fn build_state(c: &Config) -> Result<AppState, StartError> {
         wopiserver,
         claims: c.exchange.claims.clone(),
         folder_url_base: c.open.folder_url_base.clone(),
+        rate_limits: Arc::new(crate::rate::RateLimits::from_config(&c.rate_limits)),
         wrap: c.tokens.key.as_ref().map(|key| {
             Arc::new(crate::tokens::remembered::TokenWrap::new(
                 crate::tokens::gateway::TokenKeys::new(key, c.tokens.previous_key.as_ref()),
@@ -117,6 +134,7 @@ pub fn build_state(c: &Config) -> Result<AppState, StartError> {
         open,
         jwks,
         discovery,
+        pool,
     })
 }
 
@@ -132,7 +150,6 @@ pub(super) struct Generation {
 
 pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
     let state = build_state(c)?;
-    let upstream = resolve_upstream(c)?;
     let generation = crate::metrics::GenerationAlive::new();
     let public = Gateway {
         open: state.open.clone(),
@@ -156,7 +173,8 @@ pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
             license_check_for_edit: m.license_check_for_edit,
         }),
         normalize_get_lock: c.wopi.normalize_get_lock,
-        upstream: upstream.clone(),
+        pool: state.pool.clone(),
+        rate_limits: state.open.rate_limits.clone(),
         max_api_body_bytes: c.server.max_api_body_bytes,
         limits: c.server.limits,
         tls: c.server.tls.is_some(),
@@ -177,7 +195,7 @@ pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
         }),
         legacy_open_mode: internal.legacy_open,
         discovery: state.discovery.clone(),
-        upstream: upstream.clone(),
+        pool: state.pool.clone(),
         trusted_proxies: c.server.trusted_proxies.clone().into(),
         allow_forwarded: internal.allow_forwarded,
         generation: generation.clone(),
@@ -187,7 +205,7 @@ pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
             jwks: state.jwks.clone(),
             discovery: state.discovery.clone(),
             reva: state.open.reva.clone(),
-            wopiserver_url: c.wopiserver.url.clone(),
+            pool: state.pool.clone(),
             http: http_client::client_tls(a.probe_timeout, a.probe_timeout, &c.wopiserver.tls)
                 .map_err(|e| StartError::Setup(format!("wopiserver.tls: {e}")))?,
             probe_timeout: a.probe_timeout,
@@ -218,6 +236,7 @@ pub(super) fn spawn_refreshers(state: &AppState, c: &Config) -> Vec<JoinHandle<(
     let jwks_every = c.oidc.jwks_refresh;
     vec![
         tokio::spawn(state.discovery.clone().run_refresh_loop()),
+        tokio::spawn(state.pool.health_loop()),
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(jwks_every);
             tick.tick().await;

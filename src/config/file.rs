@@ -31,6 +31,8 @@ pub struct FileConfig {
     pub tokens: TokensSection,
     #[serde(default)]
     pub mobile: MobileSection,
+    #[serde(default)]
+    pub rate_limits: RateLimitsSection,
 }
 
 /// Gateway-issued WOPI access tokens.
@@ -342,8 +344,27 @@ fn default_connect_timeout() -> u64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WopiserverSection {
-    /// Base URL of the CS3 WOPI server, e.g. `http://127.0.0.1:8880`.
-    pub url: String,
+    /// Base URL of the CS3 WOPI server, e.g. `http://127.0.0.1:8880`: one instance named
+    /// `default`. Alternative to `[[wopiserver.instances]]`.
+    pub url: Option<String>,
+    /// `[[wopiserver.instances]]`: several instances, each file served by one of them.
+    #[serde(default)]
+    pub instances: Vec<WopiserverInstanceSection>,
+    /// Concurrent requests each instance is sent; 0: no cap.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Requests that may wait for a busy instance; beyond, 503 with `Retry-After`.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// Longest wait for a busy instance, ms; then 503 with `Retry-After`.
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout_ms: u64,
+    /// How long an instance that refused a connection stays out of rotation, seconds.
+    #[serde(default = "default_eject_seconds")]
+    pub eject_seconds: u64,
+    /// `[wopiserver.health_check]`: the active probe of each instance's `GET /wopi`.
+    #[serde(default)]
+    pub health_check: HealthCheckSection,
     /// File holding the IOP secret (the wopiserver's `iopsecretfile`).
     pub iop_secret_file: PathBuf,
     /// Deadline of the `openinapp` call, ms.
@@ -361,6 +382,79 @@ pub struct WopiserverSection {
 
 fn default_proxy_read_timeout() -> u64 {
     300
+}
+
+fn default_max_in_flight() -> usize {
+    64
+}
+
+fn default_queue() -> usize {
+    64
+}
+
+fn default_queue_timeout() -> u64 {
+    2_000
+}
+
+fn default_eject_seconds() -> u64 {
+    10
+}
+
+/// One wopiserver instance.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WopiserverInstanceSection {
+    /// Short name: logs and the `instance` metric label (`[A-Za-z0-9_-]`, at most 32).
+    pub name: String,
+    pub url: String,
+}
+
+/// Active health checks of the wopiserver instances.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckSection {
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Consecutive passed probes that bring an unhealthy instance back.
+    pub healthy_after: usize,
+    /// Consecutive failed probes that take a healthy instance out.
+    pub unhealthy_after: usize,
+}
+
+impl Default for HealthCheckSection {
+    fn default() -> Self {
+        Self {
+            interval_ms: 5_000,
+            timeout_ms: 2_000,
+            healthy_after: 2,
+            unhealthy_after: 3,
+        }
+    }
+}
+
+/// `[rate_limits]`: requests per key and window; 0 = off.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsSection {
+    pub window_seconds: u64,
+    pub open_per_user: u32,
+    pub open_per_client: u32,
+    pub bootstrap_per_user: u32,
+    pub bootstrap_per_client: u32,
+    pub wopi_per_client: u32,
+}
+
+impl Default for RateLimitsSection {
+    fn default() -> Self {
+        Self {
+            window_seconds: 60,
+            open_per_user: 120,
+            open_per_client: 0,
+            bootstrap_per_user: 60,
+            bootstrap_per_client: 0,
+            wopi_per_client: 0,
+        }
+    }
 }
 
 fn default_wopiserver_timeout() -> u64 {

@@ -185,7 +185,7 @@ impl Validator<'_> {
     }
 
     pub(super) fn wopiserver(&mut self, w: file::WopiserverSection) -> Option<Wopiserver> {
-        let url = self.url("wopiserver.url", &w.url);
+        let instances = self.wopiserver_instances(&w);
         let iop_secret = self.secret("wopiserver.iop_secret_file", &w.iop_secret_file);
         if iop_secret
             .as_ref()
@@ -203,14 +203,151 @@ impl Validator<'_> {
             w.proxy_read_timeout_seconds,
         ) * 1000;
         let tls = self.client_tls("wopiserver", &w.tls);
+        let hc = &w.health_check;
+        let health_check = HealthCheck {
+            interval: self.positive("wopiserver.health_check.interval_ms", hc.interval_ms),
+            timeout: self.positive("wopiserver.health_check.timeout_ms", hc.timeout_ms),
+            healthy_after: hc.healthy_after,
+            unhealthy_after: hc.unhealthy_after,
+        };
+        for (key, n) in [
+            ("wopiserver.health_check.healthy_after", hc.healthy_after),
+            (
+                "wopiserver.health_check.unhealthy_after",
+                hc.unhealthy_after,
+            ),
+        ] {
+            if !(1..=100).contains(&n) {
+                self.problem(key, "must be between 1 and 100 consecutive probes");
+            }
+        }
+        if hc.timeout_ms >= hc.interval_ms {
+            self.problem(
+                "wopiserver.health_check.timeout_ms",
+                "must be shorter than interval_ms",
+            );
+        }
+        let capacity = Capacity {
+            max_in_flight: w.max_in_flight,
+            queue: w.queue,
+            queue_timeout: Duration::from_millis(w.queue_timeout_ms),
+        };
+        if w.max_in_flight > 0 && w.queue > 0 && w.queue_timeout_ms == 0 {
+            self.problem(
+                "wopiserver.queue_timeout_ms",
+                "must be greater than 0 when queue is",
+            );
+        }
+        let eject_for = self.positive("wopiserver.eject_seconds", w.eject_seconds) * 1000;
         Some(Wopiserver {
             tls,
-            url: url?,
+            instances: instances?,
+            capacity,
+            eject_for,
+            health_check,
             iop_secret: iop_secret?,
             timeout,
             connect_timeout,
             proxy_read_timeout,
         })
+    }
+
+    /// `url` (one instance, `default`) or `[[wopiserver.instances]]`: unique names fit for a
+    /// metric label, unique URLs, at most [`MAX_WOPISERVER_INSTANCES`].
+    fn wopiserver_instances(
+        &mut self,
+        w: &file::WopiserverSection,
+    ) -> Option<Vec<WopiserverInstance>> {
+        let listed: Vec<(String, String, String)> = match (&w.url, w.instances.is_empty()) {
+            (Some(url), true) => vec![("default".into(), url.clone(), "wopiserver.url".into())],
+            (None, false) => w
+                .instances
+                .iter()
+                .enumerate()
+                .map(|(i, x)| {
+                    (
+                        x.name.clone(),
+                        x.url.clone(),
+                        format!("wopiserver.instances[{i}].url"),
+                    )
+                })
+                .collect(),
+            (Some(_), false) => {
+                self.problem(
+                    "wopiserver.url",
+                    "set either url or [[wopiserver.instances]], not both",
+                );
+                return None;
+            }
+            (None, true) => {
+                self.problem(
+                    "wopiserver",
+                    "needs url or at least one [[wopiserver.instances]]",
+                );
+                return None;
+            }
+        };
+        if listed.len() > MAX_WOPISERVER_INSTANCES {
+            self.problem(
+                "wopiserver.instances",
+                format!("at most {} instances", MAX_WOPISERVER_INSTANCES),
+            );
+        }
+        let mut out: Vec<WopiserverInstance> = Vec::new();
+        let mut ok = true;
+        for (i, (name, url, url_key)) in listed.into_iter().enumerate() {
+            let name_key = format!("wopiserver.instances[{i}].name");
+            let fit = !name.is_empty()
+                && name.len() <= 32
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !fit {
+                self.problem(
+                    &name_key,
+                    format!("{name:?}: 1 to 32 of A-Z, a-z, 0-9, - and _ (a metric label)"),
+                );
+                ok = false;
+            }
+            if out.iter().any(|o| o.name == name) {
+                self.problem(&name_key, format!("duplicate instance name {name:?}"));
+                ok = false;
+            }
+            let Some(url) = self.url(&url_key, &url) else {
+                ok = false;
+                continue;
+            };
+            if out.iter().any(|o| o.url == url) {
+                self.problem(&url_key, format!("{url} is listed twice"));
+                ok = false;
+            }
+            out.push(WopiserverInstance { name, url });
+        }
+        if out.iter().any(|o| o.url.scheme() != out[0].url.scheme()) {
+            self.problem(
+                "wopiserver.instances",
+                "all instances use the same scheme (one [wopiserver.tls] for all)",
+            );
+            ok = false;
+        }
+        ok.then_some(out)
+    }
+
+    pub(super) fn rate_limits(&mut self, r: file::RateLimitsSection) -> RateLimitsConfig {
+        if r.window_seconds == 0 || r.window_seconds > 3600 {
+            self.problem(
+                "rate_limits.window_seconds",
+                "must be between 1 and 3600 seconds",
+            );
+        }
+        RateLimitsConfig {
+            window: Duration::from_secs(r.window_seconds),
+            open_per_user: r.open_per_user,
+            open_per_client: r.open_per_client,
+            bootstrap_per_user: r.bootstrap_per_user,
+            bootstrap_per_client: r.bootstrap_per_client,
+            wopi_per_client: r.wopi_per_client,
+        }
     }
 
     pub(super) fn office(&mut self, apps: Vec<file::OfficeSection>) -> Vec<OfficeApp> {

@@ -42,6 +42,7 @@ pub struct Config {
     pub tokens: Tokens,
     /// Office for iOS/Android; `None` when disabled.
     pub mobile: Option<Mobile>,
+    pub rate_limits: RateLimitsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -215,8 +216,13 @@ pub struct Reva {
 
 #[derive(Debug, Clone)]
 pub struct Wopiserver {
-    /// The CS3 WOPI server.
-    pub url: Url,
+    /// The CS3 WOPI server's instances (one for a plain `url`).
+    pub instances: Vec<WopiserverInstance>,
+    /// Per-instance concurrency cap and queue.
+    pub capacity: Capacity,
+    /// How long a refused connection keeps an instance out of rotation.
+    pub eject_for: Duration,
+    pub health_check: HealthCheck,
     /// Its `iopsecretfile` content, sent as the bearer of internal calls.
     pub iop_secret: Secret,
     /// `openinapp` deadline.
@@ -227,6 +233,45 @@ pub struct Wopiserver {
     pub proxy_read_timeout: Duration,
     /// TLS for an `https://` wopiserver.
     pub tls: ClientTls,
+}
+
+/// The most wopiserver instances one configuration may list.
+pub const MAX_WOPISERVER_INSTANCES: usize = 64;
+
+/// How many requests a wopiserver instance takes at once and how many may wait for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// Concurrent requests per instance; 0: no cap.
+    pub max_in_flight: usize,
+    /// Requests that may wait for a slot; beyond, 503 at once.
+    pub queue: usize,
+    /// Longest wait for a slot; then 503.
+    pub queue_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WopiserverInstance {
+    pub name: String,
+    pub url: Url,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_after: usize,
+    pub unhealthy_after: usize,
+}
+
+/// Requests per key in each window; 0 = off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitsConfig {
+    pub window: Duration,
+    pub open_per_user: u32,
+    pub open_per_client: u32,
+    pub bootstrap_per_user: u32,
+    pub bootstrap_per_client: u32,
+    pub wopi_per_client: u32,
 }
 
 #[derive(Debug, Clone)]

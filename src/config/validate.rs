@@ -200,6 +200,7 @@ impl Validator<'_> {
             internal.as_ref().map(|i| i.listen),
         );
         let mobile = self.mobile(raw.mobile, exchange.mode);
+        let rate_limits = self.rate_limits(raw.rate_limits);
         if let Some(app) = mobile.as_ref().and_then(|m| m.app.as_ref())
             && !office.iter().any(|o| o.name.eq_ignore_ascii_case(app))
         {
@@ -246,6 +247,7 @@ impl Validator<'_> {
             admin,
             tokens,
             mobile,
+            rate_limits,
             wopi: Wopi {
                 normalize_get_lock: raw.wopi.normalize_get_lock,
                 reject_expired_tokens: raw.wopi.reject_expired_tokens,

@@ -57,6 +57,7 @@ impl From<WopiserverError> for ApiError {
     fn from(e: WopiserverError) -> Self {
         let code = match e {
             WopiserverError::Unavailable => ErrorCode::Unavailable,
+            WopiserverError::Busy => return ApiError::busy(),
             WopiserverError::Timeout => ErrorCode::UpstreamTimeout,
             WopiserverError::NotFound => return ApiError::not_found(),
             WopiserverError::Rejected(_) | WopiserverError::Invalid(_) => ErrorCode::UpstreamError,

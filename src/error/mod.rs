@@ -27,6 +27,10 @@ pub enum ErrorCode {
     UnsupportedExtension,
     UpstreamError,
     Unavailable,
+    /// Every wopiserver instance that could serve the request is at its concurrency cap.
+    Busy,
+    /// Over a configured rate limit (`[rate_limits]`).
+    RateLimited,
     UpstreamTimeout,
     /// WOPI proof-key check failed: 500 as the WOPI spec requires (wopi.md §10.3).
     ProofInvalid,
@@ -49,7 +53,8 @@ impl ErrorCode {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedExtension => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::UpstreamError => StatusCode::BAD_GATEWAY,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::ProofInvalid | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotImplemented => StatusCode::NOT_IMPLEMENTED,
@@ -70,6 +75,8 @@ impl ErrorCode {
             Self::UnsupportedExtension => "unsupported_extension",
             Self::UpstreamError => "upstream_error",
             Self::Unavailable => "unavailable",
+            Self::Busy => "busy",
+            Self::RateLimited => "rate_limited",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::ProofInvalid => "proof_invalid",
             Self::NotImplemented => "not_implemented",
@@ -83,6 +90,8 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// `Retry-After` seconds: when a client over a limit may try again.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -90,6 +99,23 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 503: the wopiserver instances are at their concurrency cap; worth retrying shortly.
+    pub fn busy() -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(ErrorCode::Busy, "the wopiserver is busy, retry shortly")
+        }
+    }
+
+    /// 429 with the seconds until the limit's window ends.
+    pub fn rate_limited(retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after.max(1)),
+            ..Self::new(ErrorCode::RateLimited, "too many requests")
         }
     }
 

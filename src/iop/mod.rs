@@ -191,6 +191,7 @@ impl LegacyOpen {
             .open_in_app(
                 &OpenInApp {
                     fileid: &id.opaque_id,
+                    storage_id: &id.storage_id,
                     endpoint: &endpoint_of(&id),
                     viewmode: p.viewmode,
                     appname: &choice.app_name,

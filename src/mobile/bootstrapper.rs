@@ -2,6 +2,7 @@
 //! Bootstrap, GetRootContainer and GetNewAccessToken; a 401 with the sign-in challenge when the
 //! app has no valid token yet.
 
+use crate::rate::Scope;
 use serde_json::json;
 
 use super::{Answer, MobileRequest, MobileService, not_implemented, quoted, resource_of};
@@ -55,6 +56,7 @@ impl MobileService {
             status: 401,
             body: ApiError::new(ErrorCode::InvalidToken, message).body(),
             challenge: Some(self.challenge()),
+            retry_after: None,
         }
     }
 
@@ -70,12 +72,25 @@ impl MobileService {
             Ok(p) => p,
             Err(e) => return self.unauthorized(&e.to_string()),
         };
+        if let Err(wait) = self.open.rate_limits.user(
+            Scope::Bootstrap,
+            principal.claim_str("sub").unwrap_or_default(),
+        ) {
+            let e = ApiError::rate_limited(wait);
+            return Answer {
+                status: e.status().as_u16(),
+                body: e.body(),
+                challenge: None,
+                retry_after: e.retry_after,
+            };
+        }
         match self.bootstrapper_as(op, req, &principal).await {
             Ok(a) => a,
             Err(e) => Answer {
                 status: e.status().as_u16(),
                 body: e.body(),
                 challenge: None,
+                retry_after: e.retry_after,
             },
         }
     }

@@ -30,6 +30,8 @@ pub struct Answer {
     pub body: Vec<u8>,
     /// `WWW-Authenticate` on a bootstrapper 401.
     pub challenge: Option<String>,
+    /// `Retry-After` seconds on a 429.
+    pub retry_after: Option<u64>,
 }
 
 impl Answer {
@@ -38,6 +40,7 @@ impl Answer {
             status: 200,
             body: serde_json::to_vec(&v).unwrap_or_default(),
             challenge: None,
+            retry_after: None,
         }
     }
 }

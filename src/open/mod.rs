@@ -61,6 +61,8 @@ pub struct OpenService {
     pub folder_url_base: Option<Url>,
     /// Gateway-issued tokens; `None` when no token key is configured.
     pub wrap: Option<Arc<TokenWrap>>,
+    /// `[rate_limits]`: the per-user ones are checked here, once the user is known.
+    pub rate_limits: Arc<crate::rate::RateLimits>,
 }
 
 /// An open on behalf of a user whose REVA token is already known.
@@ -89,6 +91,12 @@ pub fn extension_of(name: &str) -> Option<String> {
 impl OpenService {
     pub async fn open(&self, req: &OpenRequest<'_>) -> Result<OpenResult, ApiError> {
         let principal = self.validator.validate(req.bearer).await?;
+        self.rate_limits
+            .user(
+                crate::rate::Scope::Open,
+                principal.claim_str("sub").unwrap_or_default(),
+            )
+            .map_err(ApiError::rate_limited)?;
         let id = decode_file_id(req.file_id)?;
         let reva_token = self.exchanger.exchange(&principal, req.bearer).await?;
         let username = principal
@@ -193,6 +201,7 @@ impl OpenService {
             .open_in_app(
                 &OpenInApp {
                     fileid: &resource_id.opaque_id,
+                    storage_id: &resource_id.storage_id,
                     endpoint: &endpoint,
                     viewmode: view_mode,
                     appname: &choice.app_name,

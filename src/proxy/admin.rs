@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
 use serde::Serialize;
-use url::Url;
 
 use super::respond;
 use crate::auth::JwksSource;
@@ -19,7 +18,7 @@ pub struct AdminService {
     pub jwks: Arc<JwksSource>,
     pub discovery: Arc<DiscoveryCache>,
     pub reva: RevaClient,
-    pub wopiserver_url: Url,
+    pub pool: Arc<super::balance::Pool>,
     pub http: reqwest::Client,
     /// Deadline of each readiness probe.
     pub probe_timeout: Duration,
@@ -38,20 +37,23 @@ struct Check {
 struct Readiness {
     ready: bool,
     checks: Vec<Check>,
+    /// Every wopiserver instance; the `wopiserver` check passes while one of them is ok.
+    wopiserver_instances: Vec<InstanceState>,
 }
 
-/// The wopiserver's index page reports its own view of its storage (cs3-wopiserver.md §10).
-fn wopiserver_health(status: u16, body: &str) -> Result<String, String> {
-    if status != 200 {
-        return Err(format!("GET /wopi answered {status}"));
-    }
-    match body.split("Health status:").nth(1).map(str::trim_start) {
-        Some(s) if s.starts_with("FAIL") => Err("reports Health status: FAIL".into()),
-        Some(s) if s.starts_with("Warning") => Ok("reports Health status: Warning".into()),
-        Some(_) => Ok("reports Health status: OK".into()),
-        // Before v10.0.0 the page carries no status line; answering at all is the signal.
-        None => Ok("answers".into()),
-    }
+/// One wopiserver instance as `/readyz` shows it.
+#[derive(Serialize)]
+struct InstanceState {
+    name: String,
+    /// Its health page answers healthy now.
+    ok: bool,
+    detail: String,
+    /// The active checks' verdict (what routing uses).
+    healthy: bool,
+    /// Out of rotation after a refused connection.
+    ejected: bool,
+    in_flight: i64,
+    queued: usize,
 }
 
 impl AdminService {
@@ -79,24 +81,30 @@ impl AdminService {
             });
         }
         let reva = tokio::time::timeout(self.probe_timeout, self.reva.probe());
-        let wopi =
-            tokio::time::timeout(self.probe_timeout, async {
-                let url = self
-                    .wopiserver_url
-                    .join("wopi")
-                    .map_err(|e| e.to_string())?;
-                let resp =
-                    self.http.get(url).send().await.map_err(|e| {
-                        crate::http_client::FetchError::from_reqwest(&e).to_string()
-                    })?;
-                let status = resp.status().as_u16();
-                // The index page is small; bound what is read of it anyway.
-                let mut resp = resp;
-                let body = crate::http_client::read_bounded(&mut resp, 64 * 1024)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                wopiserver_health(status, &String::from_utf8_lossy(&body))
-            });
+        let pool = &self.pool;
+        let wopi = futures_util::future::join_all(pool.instances.list().iter().enumerate().map(
+            |(i, x)| async move {
+                let probe = tokio::time::timeout(
+                    self.probe_timeout,
+                    crate::wopiserver::health::probe(&self.http, &x.base),
+                )
+                .await;
+                let (ok, detail) = match probe {
+                    Ok(Ok(detail)) => (true, detail.to_owned()),
+                    Ok(Err(detail)) => (false, detail),
+                    Err(_) => (false, "timed out".to_owned()),
+                };
+                InstanceState {
+                    name: x.name.clone(),
+                    ok,
+                    detail,
+                    healthy: pool.healthy(i),
+                    ejected: pool.instances.ejected(i),
+                    in_flight: x.in_flight(),
+                    queued: x.queued(),
+                }
+            },
+        ));
         let (reva, wopi) = tokio::join!(reva, wopi);
         checks.push(match reva {
             Ok(Ok(())) => Check {
@@ -115,26 +123,19 @@ impl AdminService {
                 detail: "timed out".into(),
             },
         });
-        checks.push(match wopi {
-            Ok(Ok(detail)) => Check {
-                name: "wopiserver".into(),
-                ok: true,
-                detail,
-            },
-            Ok(Err(detail)) => Check {
-                name: "wopiserver".into(),
-                ok: false,
-                detail,
-            },
-            Err(_) => Check {
-                name: "wopiserver".into(),
-                ok: false,
-                detail: "timed out".into(),
+        let ok = wopi.iter().filter(|x| x.ok).count();
+        checks.push(Check {
+            name: "wopiserver".into(),
+            ok: ok > 0,
+            detail: match wopi.as_slice() {
+                [one] => one.detail.clone(),
+                all => format!("{ok} of {} instances ready", all.len()),
             },
         });
         Readiness {
             ready: checks.iter().all(|c| c.ok),
             checks,
+            wopiserver_instances: wopi,
         }
     }
 }
@@ -215,19 +216,5 @@ impl ProxyHttp for AdminService {
             duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
             "request"
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::wopiserver_health;
-
-    #[test]
-    fn wopiserver_index_health_line() {
-        assert!(wopiserver_health(200, "<p>Health status: OK</p>").is_ok());
-        assert!(wopiserver_health(200, "<p>Health status: FAIL</p>").is_err());
-        assert!(wopiserver_health(200, "Health status: Warning").is_ok());
-        assert!(wopiserver_health(200, "<html>old</html>").is_ok());
-        assert!(wopiserver_health(502, "").is_err());
     }
 }

@@ -26,6 +26,8 @@ pub struct RequestCtx {
     /// Request body progress: when its first bytes came and how many so far (minimum rate).
     pub body_started: Option<Instant>,
     pub body_bytes: u64,
+    /// The wopiserver instance serving the request and the ones that refused it.
+    pub attempt: super::balance::Attempt,
     _in_flight: crate::drain::InFlight,
 }
 
@@ -43,6 +45,7 @@ impl RequestCtx {
             rewrite: None,
             body_started: None,
             body_bytes: 0,
+            attempt: Default::default(),
             _in_flight: crate::drain::InFlight::enter("public"),
         }
     }

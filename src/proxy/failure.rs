@@ -11,6 +11,7 @@ use crate::error::{ApiError, ErrorCode};
 /// The error answer for a failed proxy attempt; `None` when the client is gone.
 pub fn fail_status(e: &pingora::Error) -> Option<ApiError> {
     match e.etype() {
+        t if *t == super::balance::BUSY => Some(ApiError::busy()),
         ErrorType::ConnectTimedout
         | ErrorType::ConnectRefused
         | ErrorType::ConnectNoRoute
@@ -77,6 +78,7 @@ pub async fn answer_failure(
 /// A bounded name for why a proxied call to the wopiserver failed; `None` when it did not.
 pub fn upstream_error_kind(e: &pingora::Error) -> Option<&'static str> {
     match e.etype() {
+        t if *t == super::balance::BUSY => Some("busy"),
         ErrorType::ConnectTimedout => Some("connect_timeout"),
         ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError => {
             Some("unavailable")

@@ -59,7 +59,7 @@ pub fn forward(
     proto: &'static str,
     pass_host: bool,
     request_id: &str,
-    upstream: &super::Upstream,
+    upstream: Option<&super::Upstream>,
 ) -> pingora::Result<()> {
     let host = pass_host
         .then(|| session.req_header().headers.get(http::header::HOST))
@@ -72,7 +72,7 @@ pub fn forward(
             proto,
             host,
             request_id,
-            upstream_authority: &upstream.authority,
+            upstream_authority: upstream.map_or("", |u| u.authority.as_str()),
         },
     )
 }

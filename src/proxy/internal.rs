@@ -10,7 +10,8 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
-use super::{Upstream, headers, respond};
+use super::balance::{Attempt, Pool};
+use super::{headers, respond};
 use crate::config::LegacyOpenMode;
 use crate::discovery::DiscoveryCache;
 use crate::error::{ApiError, ErrorCode};
@@ -24,7 +25,7 @@ pub struct InternalGateway {
     pub legacy_open: Arc<LegacyOpen>,
     pub legacy_open_mode: LegacyOpenMode,
     pub discovery: Arc<DiscoveryCache>,
-    pub upstream: Upstream,
+    pub pool: Arc<Pool>,
     /// Load balancers whose forwarded headers are believed (`server.trusted_proxies`).
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// Check `allow` against the forwarded client (`internal.allow_forwarded`) instead of the
@@ -39,6 +40,7 @@ pub struct InternalCtx {
     client: super::client::Client,
     started: std::time::Instant,
     route: InternalRoute,
+    attempt: Attempt,
     _in_flight: crate::drain::InFlight,
 }
 
@@ -161,6 +163,7 @@ impl ProxyHttp for InternalGateway {
             client: Default::default(),
             started: std::time::Instant::now(),
             route: InternalRoute::NotFound,
+            attempt: Attempt::default(),
             _in_flight: crate::drain::InFlight::enter("internal"),
         }
     }
@@ -195,10 +198,21 @@ impl ProxyHttp for InternalGateway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
-        _ctx: &mut InternalCtx,
+        session: &mut Session,
+        ctx: &mut InternalCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        Ok(super::upstream::peer(&self.upstream))
+        let path = session.req_header().uri.path();
+        ctx.attempt.peer(&self.pool, path).await
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut InternalCtx,
+        e: Box<pingora::Error>,
+    ) -> Box<pingora::Error> {
+        ctx.attempt.connect_failed(&self.pool, e)
     }
 
     async fn upstream_request_filter(
@@ -220,7 +234,7 @@ impl ProxyHttp for InternalGateway {
             "http",
             false,
             &ctx.request_id,
-            &self.upstream,
+            ctx.attempt.upstream(&self.pool),
         )
     }
 

@@ -128,12 +128,15 @@ impl Gateway {
         };
         match answer {
             Ok(a) => {
-                let challenge = a.challenge.as_deref().map(|c| ("WWW-Authenticate", c));
-                let extra: &[(&'static str, &str)] = match &challenge {
-                    Some(c) => std::slice::from_ref(c),
-                    None => &[],
-                };
-                respond::json(session, a.status, a.body, &ctx.request_id, extra).await
+                let retry_after = a.retry_after.map(|s| s.to_string());
+                let extra: Vec<(&'static str, &str)> = a
+                    .challenge
+                    .as_deref()
+                    .map(|c| ("WWW-Authenticate", c))
+                    .into_iter()
+                    .chain(retry_after.as_deref().map(|s| ("Retry-After", s)))
+                    .collect();
+                respond::json(session, a.status, a.body, &ctx.request_id, &extra).await
             }
             Err(e) => respond::error(session, &e, &ctx.request_id).await,
         }

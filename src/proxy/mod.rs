@@ -5,6 +5,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod balance;
 pub mod client;
 pub mod conn;
 mod ctx;
@@ -42,7 +43,10 @@ pub struct Gateway {
     pub wopi_files: wopi_files::WopiFilesGuard,
     /// Turn the wopiserver's GetLock 404 on an unlocked file into the spec's 200.
     pub normalize_get_lock: bool,
-    pub upstream: Upstream,
+    /// The wopiserver instances.
+    pub pool: Arc<balance::Pool>,
+    /// Per-client limits (`[rate_limits]`); per-user ones live in the flows that know the user.
+    pub rate_limits: Arc<crate::rate::RateLimits>,
     pub max_api_body_bytes: usize,
     pub limits: crate::config::Limits,
     /// Whether the listener terminates TLS (for `X-Forwarded-Proto`).
@@ -58,6 +62,23 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The per-client-address limit of the request's kind (429 + Retry-After over it).
+    fn within_rate(&self, ctx: &RequestCtx) -> Result<(), ApiError> {
+        use crate::rate::Scope;
+        let scope = match ctx.route {
+            Route::LegacyOpen | Route::AppOpen => Scope::Open,
+            Route::Bootstrapper(_) => Scope::Bootstrap,
+            Route::WopiFile(_) => Scope::Wopi,
+            _ => return Ok(()),
+        };
+        let Some(addr) = ctx.client.addr else {
+            return Ok(());
+        };
+        self.rate_limits
+            .client(scope, addr)
+            .map_err(ApiError::rate_limited)
+    }
+
     /// A `/wopi/files/*` request: admitted to the proxy (`Ok(false)`), or answered with an
     /// error. A gateway token is swapped for the wopiserver token behind it.
     async fn admit_wopi(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), ApiError> {
@@ -116,6 +137,10 @@ impl ProxyHttp for Gateway {
         // client that does not read.
         session.set_read_timeout(Some(self.limits.body_read_timeout));
         session.set_write_timeout(Some(self.limits.send_timeout));
+        if let Err(e) = self.within_rate(ctx) {
+            respond::error(session, &e, &ctx.request_id).await?;
+            return Ok(true);
+        }
         let outcome = match ctx.route {
             Route::WopiFile(_) => match self.admit_wopi(session, ctx).await {
                 Ok(()) => return Ok(false),
@@ -155,13 +180,51 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// The instance serving the file, with a concurrency slot of its own (503 + Retry-After
+    /// when every candidate is at its cap).
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
+        let peer = ctx
+            .attempt
+            .peer(&self.pool, session.req_header().uri.path())
+            .await?;
         ctx.upstream_started = Some(Instant::now());
-        Ok(upstream::peer(&self.upstream))
+        Ok(peer)
+    }
+
+    /// A refused connection moves the request to the file's next instance (nothing went up).
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<pingora::Error>,
+    ) -> Box<pingora::Error> {
+        ctx.attempt.connect_failed(&self.pool, e)
+    }
+
+    /// After the connection was made, only reads are sent again (on a pooled connection found
+    /// dead); a request that changes a file or lock is never replayed.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<pingora::Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<pingora::Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if balance::replay_allowed(ctx.route.operation())
+            && !session.as_ref().retry_buffer_truncated()
+        {
+            e.retry.decide_reuse(client_reused);
+        } else {
+            e.set_retry(false);
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -181,7 +244,7 @@ impl ProxyHttp for Gateway {
             proto,
             true,
             &ctx.request_id,
-            &self.upstream,
+            ctx.attempt.upstream(&self.pool),
         )
     }
 

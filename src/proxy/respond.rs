@@ -57,5 +57,9 @@ pub async fn error(session: &mut Session, e: &ApiError, request_id: &str) -> pin
     if let Some(challenge) = e.www_authenticate() {
         extra.push(("WWW-Authenticate", challenge));
     }
+    let retry_after = e.retry_after.map(|s| s.to_string());
+    if let Some(s) = &retry_after {
+        extra.push(("Retry-After", s.as_str()));
+    }
     json(session, e.status().as_u16(), e.body(), request_id, &extra).await
 }

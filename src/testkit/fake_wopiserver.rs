@@ -86,7 +86,11 @@ struct Inner {
     token_validity: Duration,
     tree: Tree,
     requests: Mutex<Vec<Recorded>>,
-    locks: Mutex<HashMap<(String, String), Lock>>,
+    /// Shared by sibling instances: the real wopiserver keeps locks in the storage.
+    locks: Arc<Mutex<HashMap<(String, String), Lock>>>,
+    /// What `GET /wopi` reports; probes are counted, not recorded with the WOPI traffic.
+    health_fail: std::sync::atomic::AtomicBool,
+    health_probes: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -134,9 +138,44 @@ impl FakeWopiserver {
                 token_validity: Duration::from_secs(86400),
                 tree,
                 requests: Mutex::new(Vec::new()),
-                locks: Mutex::new(HashMap::new()),
+                locks: Arc::new(Mutex::new(HashMap::new())),
+                health_fail: Default::default(),
+                health_probes: Default::default(),
             }),
         }
+    }
+
+    /// Another instance of the same deployment: same secrets, storage and locks, its own
+    /// request log and health.
+    pub fn sibling(&self) -> Self {
+        let i = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                iop_secret: i.iop_secret.clone(),
+                wopi_secret: i.wopi_secret.clone(),
+                wopi_url: i.wopi_url.clone(),
+                token_validity: i.token_validity,
+                tree: i.tree.clone(),
+                requests: Mutex::new(Vec::new()),
+                locks: i.locks.clone(),
+                health_fail: Default::default(),
+                health_probes: Default::default(),
+            }),
+        }
+    }
+
+    /// Makes `GET /wopi` report `Health status: FAIL` (its storage probe failing) or OK.
+    pub fn set_health_fail(&self, fail: bool) {
+        self.inner
+            .health_fail
+            .store(fail, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many times `GET /wopi` was asked.
+    pub fn health_probes(&self) -> usize {
+        self.inner
+            .health_probes
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -291,16 +330,17 @@ fn file_key(c: &WopiClaims) -> (String, String) {
     (storage, c.fileid.clone())
 }
 
-async fn health(
-    State(s): State<FakeWopiserver>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    s.record(&method, &uri, &headers);
+async fn health(State(s): State<FakeWopiserver>) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    s.inner.health_probes.fetch_add(1, Relaxed);
+    // Always 200, like the real one: the text carries the verdict.
     text(
         StatusCode::OK,
-        "<html><body>WOPI server fake<br>Storage type: cs3<br>Health status: OK</body></html>",
+        if s.inner.health_fail.load(Relaxed) {
+            "<html><body>WOPI server fake<br>Storage type: cs3<br>Health status: FAIL</body></html>"
+        } else {
+            "<html><body>WOPI server fake<br>Storage type: cs3<br>Health status: OK</body></html>"
+        },
     )
 }
 

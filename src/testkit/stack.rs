@@ -41,6 +41,9 @@ pub struct StackOptions {
     /// is scanned for secrets and tokens. Off for tests that need the gateway's own socket
     /// (closing listeners, TLS on the public listener).
     pub tap: bool,
+    /// wopiserver instances (siblings sharing storage and locks); more than one is configured
+    /// as `[[wopiserver.instances]]` named `wopi-0`, `wopi-1`, …
+    pub wopiservers: usize,
 }
 
 impl Default for StackOptions {
@@ -57,6 +60,7 @@ impl Default for StackOptions {
             oidc: None,
             server_extra: String::new(),
             tap: true,
+            wopiservers: 1,
         }
     }
 }
@@ -71,6 +75,8 @@ pub struct Stack {
     pub idp_server: Running,
     pub reva_server: Running,
     pub wopi_server: Running,
+    /// The instances after the first (`wopiserver`, `wopi_server`), in configuration order.
+    pub more_wopiservers: Vec<(FakeWopiserver, Running)>,
     pub office_servers: Vec<Running>,
     pub gateway_port: u16,
     /// The port the gateway itself listens on (`gateway_port` unless tapped).
@@ -260,6 +266,12 @@ impl Stack {
             tree.clone(),
         );
         let wopi_server = wopiserver.serve(localhost(0)).await.expect("wopiserver");
+        let mut more_wopiservers = Vec::new();
+        for _ in 1..opts.wopiservers {
+            let sibling = wopiserver.sibling();
+            let running = sibling.serve(localhost(0)).await.expect("wopiserver");
+            more_wopiservers.push((sibling, running));
+        }
         let mut offices = Vec::new();
         let mut office_servers = Vec::new();
         for (name, xml) in opts.offices {
@@ -278,6 +290,7 @@ impl Stack {
             idp_server,
             reva_server,
             wopi_server,
+            more_wopiservers,
             office_servers,
             gateway_port,
             listen_port,
@@ -363,8 +376,7 @@ gateway = "{reva}"
 {reva_line}timeout_ms = 2000
 
 [wopiserver]
-url = "{wopi}"
-iop_secret_file = {iop:?}
+{wopi}iop_secret_file = {iop:?}
 timeout_ms = 3000
 
 [open]
@@ -394,8 +406,21 @@ wrap_tokens = {wrap}
                 .map_or_else(|| self.idp.issuer(), |o| o.0.clone()),
             audience = self.oidc.as_ref().map_or(AUDIENCE, |o| o.1.as_str()),
             reva = self.reva_server.url(),
-            wopi = self.wopi_server.url(),
+            wopi = if self.more_wopiservers.is_empty() {
+                format!("url = \"{}\"\n", self.wopi_server.url())
+            } else {
+                String::new()
+            },
         );
+        if !self.more_wopiservers.is_empty() {
+            let urls = std::iter::once(self.wopi_server.url())
+                .chain(self.more_wopiservers.iter().map(|(_, r)| r.url()));
+            for (i, url) in urls.enumerate() {
+                s.push_str(&format!(
+                    "\n[[wopiserver.instances]]\nname = \"wopi-{i}\"\nurl = \"{url}\"\n"
+                ));
+            }
+        }
         for ((name, _), server) in self.offices.iter().zip(&self.office_servers) {
             s.push_str(&format!(
                 "\n[[office]]\nname = \"{name}\"\ndiscovery_url = \"{}/hosting/discovery\"\ntimeout_ms = 2000\nrefetch_min_seconds = 1\n",

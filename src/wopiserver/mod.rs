@@ -1,6 +1,11 @@
 //! Client of the wopiserver's `GET /wopi/iop/openinapp` (cs3-wopiserver.md §5). Sends the IOP
-//! secret and the REVA token, nothing else from the inbound request.
+//! secret and the REVA token, nothing else from the inbound request; calls the instance that
+//! will serve the file's WOPI traffic ([`instances`]), the next one when it refuses.
 
+pub mod health;
+pub mod instances;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -51,6 +56,8 @@ impl ViewMode {
 #[derive(Debug, Clone)]
 pub struct OpenInApp<'a> {
     pub fileid: &'a str,
+    /// The file's storage id: with `fileid`, which instance serves it (not sent).
+    pub storage_id: &'a str,
     pub endpoint: &'a str,
     pub viewmode: ViewMode,
     pub appname: &'a str,
@@ -89,6 +96,8 @@ struct FormParameters {
 pub enum WopiserverError {
     #[error("wopiserver unavailable")]
     Unavailable,
+    #[error("every wopiserver instance that could serve the file is busy")]
+    Busy,
     #[error("wopiserver did not answer in time")]
     Timeout,
     #[error("wopiserver: file not found")]
@@ -131,27 +140,31 @@ fn encode(value: &str, twice: bool) -> String {
 }
 
 pub struct WopiserverClient {
-    base: Url,
+    instances: Arc<instances::Instances>,
     iop_secret: Secret,
     http: reqwest::Client,
 }
 
 impl WopiserverClient {
     pub fn new(
-        base: Url,
+        instances: Arc<instances::Instances>,
         iop_secret: Secret,
         connect_timeout: Duration,
         timeout: Duration,
         tls: &crate::tls::ClientTls,
     ) -> Result<Self, String> {
         Ok(Self {
-            base,
+            instances,
             iop_secret,
             http: http_client::client_tls(connect_timeout, timeout, tls)?,
         })
     }
 
-    fn openinapp_url(&self, p: &OpenInApp<'_>) -> Result<Url, WopiserverError> {
+    pub fn instances(&self) -> &Arc<instances::Instances> {
+        &self.instances
+    }
+
+    fn openinapp_url(base: &Url, p: &OpenInApp<'_>) -> Result<Url, WopiserverError> {
         let mut q = String::with_capacity(512);
         let mut push = |k: &str, v: &str, twice: bool| {
             if !q.is_empty() {
@@ -175,8 +188,7 @@ impl WopiserverClient {
             push("folderurl", f, true);
         }
         push("usertype", p.usertype, false);
-        let mut url = self
-            .base
+        let mut url = base
             .join("wopi/iop/openinapp")
             .map_err(|e| WopiserverError::Invalid(e.to_string()))?;
         url.set_query(Some(&q));
@@ -184,7 +196,9 @@ impl WopiserverClient {
     }
 
     /// Calls `openinapp` with `Authorization: Bearer <iopsecret>`, `TokenHeader: <REVA token>` and
-    /// `X-Trace-Id`.
+    /// `X-Trace-Id` on the instance that serves `p`'s file. An instance that refuses the
+    /// connection has seen nothing, so the next one in the file's order is asked; any other
+    /// failure is the answer.
     pub async fn open_in_app(
         &self,
         p: &OpenInApp<'_>,
@@ -192,7 +206,33 @@ impl WopiserverClient {
         trace_id: &str,
     ) -> Result<Opened, WopiserverError> {
         let started = std::time::Instant::now();
-        let result = self.open_in_app_once(p, reva_token, trace_id).await;
+        let key = instances::affinity_key(p.storage_id, p.fileid);
+        let mut tried = instances::Tried::default();
+        let result = loop {
+            let Some(i) = self.instances.choose(key.as_bytes(), tried) else {
+                break Err(WopiserverError::Unavailable);
+            };
+            tried.add(i);
+            let Some(instance) = self.instances.get(i) else {
+                break Err(WopiserverError::Unavailable);
+            };
+            let Ok(_slot) = instance.acquire(&self.instances.capacity).await else {
+                break Err(WopiserverError::Busy);
+            };
+            match self
+                .open_in_app_once(&instance.base, p, reva_token, trace_id)
+                .await
+            {
+                Err(WopiserverError::Unavailable) => {
+                    self.instances.eject(i);
+                    crate::metrics::metrics()
+                        .instance_failovers
+                        .with_label_values(&[&instance.name])
+                        .inc();
+                }
+                other => break other,
+            }
+        };
         let m = crate::metrics::metrics();
         m.observe_upstream("wopiserver", "openinapp", started.elapsed());
         match &result {
@@ -206,11 +246,12 @@ impl WopiserverClient {
 
     async fn open_in_app_once(
         &self,
+        base: &Url,
         p: &OpenInApp<'_>,
         reva_token: &Secret,
         trace_id: &str,
     ) -> Result<Opened, WopiserverError> {
-        let url = self.openinapp_url(p)?;
+        let url = Self::openinapp_url(base, p)?;
         let mut resp = self
             .http
             .get(url)
@@ -264,17 +305,11 @@ mod tests {
 
     #[test]
     fn double_decoded_parameters_are_encoded_twice() {
-        let c = WopiserverClient::new(
-            Url::parse("http://w.example:8880/").unwrap(),
-            Secret::new("iop"),
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-            &Default::default(),
-        )
-        .unwrap();
-        let url = c
-            .openinapp_url(&OpenInApp {
+        let url = WopiserverClient::openinapp_url(
+            &Url::parse("http://w.example:8880/").unwrap(),
+            &OpenInApp {
                 fileid: "a+b",
+                storage_id: "st",
                 endpoint: "st$sp",
                 viewmode: ViewMode::ReadWrite,
                 appname: "Microsoft Office Online",
@@ -284,8 +319,9 @@ mod tests {
                 userid: "u@idp",
                 folderurl: None,
                 usertype: "regular",
-            })
-            .unwrap();
+            },
+        )
+        .unwrap();
         let q = url.query().unwrap();
         assert!(q.starts_with("fileid=a%2Bb&endpoint=st%24sp&viewmode=VIEW_MODE_READ_WRITE"));
         assert!(q.contains("username=Alice%252BBob"), "{q}");
