@@ -420,3 +420,69 @@ fn trusted_proxies_are_networks_and_allow_forwarded_needs_them() {
     assert!(e.contains("internal.allow_forwarded"), "{e}");
     assert!(Config::parse(&format!("{text}{internal}"), d.path()).is_ok());
 }
+
+#[test]
+fn wopiserver_instances_and_their_limits_are_checked() {
+    let d = dir();
+    // One `url` is one instance named `default`, with the documented defaults.
+    let c = Config::parse(GOOD, d.path()).unwrap();
+    let w = &c.wopiserver;
+    assert_eq!(w.instances.len(), 1);
+    assert_eq!(w.instances[0].name, "default");
+    assert_eq!(
+        (w.capacity.max_in_flight, w.capacity.queue),
+        (64, 64),
+        "per-instance cap"
+    );
+    assert_eq!(w.health_check.interval, Duration::from_secs(5));
+    assert_eq!(c.rate_limits.open_per_user, 120);
+    assert_eq!(c.rate_limits.wopi_per_client, 0, "office traffic unlimited");
+
+    let list = |instances: &str, extra: &str| {
+        GOOD.replace("url = \"http://127.0.0.1:8880\"\n", extra) + instances
+    };
+    let two = "\n[[wopiserver.instances]]\nname = \"a\"\nurl = \"http://10.0.0.1:8880\"\n\n[[wopiserver.instances]]\nname = \"b\"\nurl = \"http://10.0.0.2:8880\"\n";
+    let c = Config::parse(&list(two, ""), d.path()).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<_> = c
+        .wopiserver
+        .instances
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+
+    let problems =
+        |text: &str| -> String { Config::parse(text, d.path()).unwrap_err().to_string() };
+    let e = problems(&list("", ""));
+    assert!(
+        e.contains("needs url or at least one [[wopiserver.instances]]"),
+        "{e}"
+    );
+    let e = problems(&list(&two.replace("\"b\"", "\"a\""), ""));
+    assert!(
+        e.contains("wopiserver.instances[1].name") && e.contains("duplicate"),
+        "{e}"
+    );
+    let e = problems(&list(&two.replace("10.0.0.2", "10.0.0.1"), ""));
+    assert!(
+        e.contains("wopiserver.instances[1].url") && e.contains("twice"),
+        "{e}"
+    );
+    let e = problems(&list(&two.replace("\"b\"", "\"b c\""), ""));
+    assert!(e.contains("metric label"), "{e}");
+    let e = problems(&list(two, "url = \"http://127.0.0.1:8880\"\n"));
+    assert!(e.contains("not both"), "{e}");
+    let bad_thresholds = format!(
+        "{GOOD}\n[wopiserver.health_check]\ninterval_ms = 1000\ntimeout_ms = 1000\nhealthy_after = 0\nunhealthy_after = 1000\n"
+    );
+    let e = problems(&bad_thresholds);
+    for key in [
+        "wopiserver.health_check.timeout_ms",
+        "wopiserver.health_check.healthy_after",
+        "wopiserver.health_check.unhealthy_after",
+    ] {
+        assert!(e.contains(key), "{key} not reported: {e}");
+    }
+    let e = problems(&format!("{GOOD}\n[rate_limits]\nwindow_seconds = 0\n"));
+    assert!(e.contains("rate_limits.window_seconds"), "{e}");
+}

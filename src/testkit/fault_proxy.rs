@@ -19,6 +19,9 @@ pub enum Fault {
     Slow(Duration),
     Garbage,
     ResetMidResponse,
+    /// Takes the connection and part of the request, passes nothing on, then resets: a
+    /// server that died while a request was on its way in.
+    SwallowRequest,
 }
 
 impl Fault {
@@ -29,6 +32,7 @@ impl Fault {
             Self::Slow(_) => "slow",
             Self::Garbage => "garbage",
             Self::ResetMidResponse => "reset mid-response",
+            Self::SwallowRequest => "request swallowed",
         }
     }
 }
@@ -90,11 +94,13 @@ impl FaultProxy {
     /// `Stopped` listens on the same port again.
     pub async fn set(&self, fault: Fault) {
         let was = std::mem::replace(&mut *self.fault.lock().unwrap(), fault);
-        if fault == Fault::Stopped {
+        // Swallowing starts on fresh connections: open ones would still relay.
+        if matches!(fault, Fault::Stopped | Fault::SwallowRequest) {
             self.cut_all();
             // Let the aborted tasks drop their sockets before anyone connects again.
             tokio::time::sleep(Duration::from_millis(50)).await;
-        } else if was == Fault::Stopped {
+        }
+        if fault != Fault::Stopped && (was == Fault::Stopped || fault == Fault::SwallowRequest) {
             let mut tries = 0;
             let listener = loop {
                 match TcpListener::bind(self.addr).await {
@@ -120,6 +126,18 @@ impl Drop for FaultProxy {
 
 /// Relays one connection; the answer direction obeys the current fault chunk by chunk.
 async fn relay(mut client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Fault>>) {
+    if *fault.lock().unwrap() == Fault::SwallowRequest {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut got = 0;
+        while got < 32 * 1024 {
+            match tokio::time::timeout(Duration::from_millis(300), client.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => got += n,
+                _ => break,
+            }
+        }
+        let _ = client.set_zero_linger();
+        return;
+    }
     let Ok(mut upstream) = TcpStream::connect(target).await else {
         return;
     };
@@ -140,7 +158,7 @@ async fn relay(mut client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Fault
                 };
                 let current = *fault.lock().unwrap();
                 let chunk = match current {
-                    Fault::None | Fault::Stopped => &buf[..n],
+                    Fault::None | Fault::Stopped | Fault::SwallowRequest => &buf[..n],
                     Fault::Slow(d) => {
                         tokio::time::sleep(d).await;
                         &buf[..n]

@@ -11,6 +11,7 @@ mod footprint;
 mod forwarded;
 mod framing;
 mod hygiene;
+mod instances;
 mod iop;
 mod mobile;
 mod oidc_keys;
