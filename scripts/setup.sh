@@ -54,6 +54,7 @@ if [ "$what" = test ]; then
   need promtool prometheus "the metrics and alerting-rule checks" optional
   need systemd-analyze systemd "the systemd unit check" optional
   need openssl openssl "the README credentials lines check" optional
+  need nginx nginx-light "the replicas-behind-a-load-balancer test" optional
   need chromium chromium "the demo browser test" optional
   need chromedriver chromium-driver "the demo browser test" optional
 fi

@@ -19,6 +19,7 @@ mod open_flow;
 mod ops;
 mod real_idp;
 mod reload;
+mod replicas;
 mod slow_clients;
 mod wopi_edge;
 mod wopi_proxy;
