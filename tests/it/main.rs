@@ -21,6 +21,7 @@ mod real_idp;
 mod reload;
 mod replicas;
 mod slow_clients;
+mod soak;
 mod wopi_edge;
 mod wopi_proxy;
 mod wrapped;
