@@ -32,6 +32,7 @@ impl From<RevaError> for ApiError {
                 return ApiError::not_found();
             }
             RevaError::Upstream(_) => ErrorCode::UpstreamError,
+            RevaError::AlreadyExists | RevaError::Locked => ErrorCode::Conflict,
         };
         ApiError::new(code, e.to_string())
     }

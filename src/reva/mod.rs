@@ -29,6 +29,10 @@ pub enum RevaError {
     PermissionDenied,
     #[error("not found in REVA")]
     NotFound,
+    #[error("already exists in REVA")]
+    AlreadyExists,
+    #[error("locked in REVA")]
+    Locked,
     #[error("REVA error: {0}")]
     Upstream(String),
 }
@@ -50,6 +54,8 @@ fn check(status: Option<&Status>) -> Result<(), RevaError> {
     match code {
         Code::Ok => Ok(()),
         Code::NotFound => Err(RevaError::NotFound),
+        Code::AlreadyExists => Err(RevaError::AlreadyExists),
+        Code::Locked | Code::FailedPrecondition => Err(RevaError::Locked),
         Code::PermissionDenied => Err(RevaError::PermissionDenied),
         Code::Unauthenticated => Err(RevaError::Unauthenticated),
         Code::Unavailable => Err(RevaError::Unavailable),
@@ -169,6 +175,74 @@ impl RevaClient {
         check(resp.status.as_ref())?;
         resp.info
             .ok_or_else(|| RevaError::Upstream("Stat without info".into()))
+    }
+
+    /// Creates an empty file (`TouchFile`) at `reference`.
+    pub async fn touch_file(&self, token: &Secret, reference: sp::Reference) -> Result<(), RevaError> {
+        let req = self.request(
+            sp::TouchFileRequest {
+                r#ref: Some(reference),
+                ..Default::default()
+            },
+            Some(token),
+        )?;
+        let mut client = self.client.clone();
+        let resp = self.call("TouchFile", client.touch_file(req)).await?;
+        check(resp.status.as_ref())
+    }
+
+    /// Creates a folder at `reference`.
+    pub async fn create_container(
+        &self,
+        token: &Secret,
+        reference: sp::Reference,
+    ) -> Result<(), RevaError> {
+        let req = self.request(
+            sp::CreateContainerRequest {
+                r#ref: Some(reference),
+                ..Default::default()
+            },
+            Some(token),
+        )?;
+        let mut client = self.client.clone();
+        let resp = self
+            .call("CreateContainer", client.create_container(req))
+            .await?;
+        check(resp.status.as_ref())
+    }
+
+    /// Deletes what `reference` names.
+    pub async fn delete(&self, token: &Secret, reference: sp::Reference) -> Result<(), RevaError> {
+        let req = self.request(
+            sp::DeleteRequest {
+                r#ref: Some(reference),
+                ..Default::default()
+            },
+            Some(token),
+        )?;
+        let mut client = self.client.clone();
+        let resp = self.call("Delete", client.delete(req)).await?;
+        check(resp.status.as_ref())
+    }
+
+    /// Moves (renames) `source` to `destination`.
+    pub async fn r#move(
+        &self,
+        token: &Secret,
+        source: sp::Reference,
+        destination: sp::Reference,
+    ) -> Result<(), RevaError> {
+        let req = self.request(
+            sp::MoveRequest {
+                source: Some(source),
+                destination: Some(destination),
+                ..Default::default()
+            },
+            Some(token),
+        )?;
+        let mut client = self.client.clone();
+        let resp = self.call("Move", client.r#move(req)).await?;
+        check(resp.status.as_ref())
     }
 
     /// The children of a container (all of them: WOPI has no paging).

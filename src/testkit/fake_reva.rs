@@ -188,6 +188,81 @@ fn tokio_stream_from(
     })
 }
 
+/// What a CS3 reference names: an absolute path, or a path relative to a resource id.
+enum Target {
+    Existing(super::tree::Entry),
+    /// Not there (yet): the parent folder and the last name.
+    New(super::tree::Entry, String),
+    Missing,
+}
+
+impl FakeReva {
+    fn target(&self, r: &sp::Reference) -> Target {
+        let tree = &self.inner.tree;
+        let full = match (&r.resource_id, r.path.as_str()) {
+            (_, p) if p.starts_with('/') => p.to_owned(),
+            (Some(id), "" | ".") => {
+                return tree.get(id).map_or(Target::Missing, Target::Existing);
+            }
+            (Some(id), rel) => match (tree.get(id), rel.strip_prefix("./")) {
+                (Some(base), Some(rest)) => format!("{}/{rest}", base.path),
+                _ => return Target::Missing,
+            },
+            _ => return Target::Missing,
+        };
+        if let Some(e) = tree.get_by_path(&full) {
+            return Target::Existing(e);
+        }
+        match full.rsplit_once('/') {
+            Some((parent, name)) if !name.is_empty() => match tree.get_by_path(parent) {
+                Some(p) if p.container => Target::New(p, name.to_owned()),
+                _ => Target::Missing,
+            },
+            _ => Target::Missing,
+        }
+    }
+
+    /// TouchFile and CreateContainer: a new entry under an existing folder the user may
+    /// write to (`initiate_file_upload` for files, `create_container` for folders).
+    fn create(&self, claims: &RevaClaims, r: Option<&sp::Reference>, container: bool) -> Option<CsStatus> {
+        let user = &claims.user.id.opaque_id;
+        let (parent, name) = match r.map(|r| self.target(r)) {
+            Some(Target::New(p, n)) => (p, n),
+            Some(Target::Existing(_)) => return status(Code::AlreadyExists, "resource already exists"),
+            _ => return status(Code::NotFound, "parent not found"),
+        };
+        let perms = parent.perms_for(user);
+        let allowed = if container {
+            perms.create_container
+        } else {
+            perms.initiate_file_upload
+        };
+        if !perms.stat {
+            return status(Code::NotFound, "parent not found");
+        }
+        if !allowed {
+            return status(Code::PermissionDenied, "permission denied");
+        }
+        let id = sp::ResourceId {
+            storage_id: parent.id.storage_id.clone(),
+            opaque_id: uuid::Uuid::new_v4().to_string(),
+            space_id: parent.id.space_id.clone(),
+        };
+        self.inner.tree.insert(super::tree::Entry {
+            id,
+            parent: Some(parent.id.clone()),
+            path: format!("{}/{name}", parent.path),
+            name,
+            container,
+            content: super::tree::Content::Bytes(Vec::new()),
+            version: 1,
+            perms: parent.perms.clone(),
+            default_perms: parent.default_perms,
+        });
+        status(Code::Ok, "")
+    }
+}
+
 fn resource_of(r: Option<&sp::Reference>) -> Option<sp::ResourceId> {
     r.and_then(|r| r.resource_id.clone())
 }
@@ -348,6 +423,96 @@ impl GatewayApi for FakeReva {
             opaque: None,
             infos,
             next_page_token: String::new(),
+        }))
+    }
+
+    async fn touch_file(
+        &self,
+        req: Request<sp::TouchFileRequest>,
+    ) -> Result<Response<sp::TouchFileResponse>, Status> {
+        self.pause().await;
+        let r = req.get_ref().r#ref.clone();
+        let claims = self.authenticated("TouchFile", &req, resource_of(r.as_ref()))?;
+        Ok(Response::new(sp::TouchFileResponse {
+            status: self.create(&claims, r.as_ref(), false),
+            opaque: None,
+        }))
+    }
+
+    async fn create_container(
+        &self,
+        req: Request<sp::CreateContainerRequest>,
+    ) -> Result<Response<sp::CreateContainerResponse>, Status> {
+        self.pause().await;
+        let r = req.get_ref().r#ref.clone();
+        let claims = self.authenticated("CreateContainer", &req, resource_of(r.as_ref()))?;
+        Ok(Response::new(sp::CreateContainerResponse {
+            status: self.create(&claims, r.as_ref(), true),
+            opaque: None,
+        }))
+    }
+
+    /// Deletes (recursively, like REVA) what the user has `delete` permission on.
+    async fn delete(
+        &self,
+        req: Request<sp::DeleteRequest>,
+    ) -> Result<Response<sp::DeleteResponse>, Status> {
+        self.pause().await;
+        let r = req.get_ref().r#ref.clone().unwrap_or_default();
+        let claims = self.authenticated("Delete", &req, r.resource_id.clone())?;
+        let st = match self.target(&r) {
+            Target::Existing(e) if !e.perms_for(&claims.user.id.opaque_id).stat => {
+                status(Code::NotFound, "resource not found")
+            }
+            Target::Existing(e) if !e.perms_for(&claims.user.id.opaque_id).delete => {
+                status(Code::PermissionDenied, "permission denied")
+            }
+            Target::Existing(e) => {
+                self.inner.tree.remove(&e.id);
+                status(Code::Ok, "")
+            }
+            _ => status(Code::NotFound, "resource not found"),
+        };
+        Ok(Response::new(sp::DeleteResponse {
+            status: st,
+            opaque: None,
+        }))
+    }
+
+    /// Renames within the same folder (all WOPI asks for): `move` permission on the source, the
+    /// destination name free.
+    async fn r#move(
+        &self,
+        req: Request<sp::MoveRequest>,
+    ) -> Result<Response<sp::MoveResponse>, Status> {
+        self.pause().await;
+        let m = req.get_ref().clone();
+        let source = m.source.unwrap_or_default();
+        let claims = self.authenticated("Move", &req, source.resource_id.clone())?;
+        let user = &claims.user.id.opaque_id;
+        let st = match (
+            self.target(&source),
+            m.destination.as_ref().map(|d| self.target(d)),
+        ) {
+            (Target::Existing(e), _) if !e.perms_for(user).stat => {
+                status(Code::NotFound, "resource not found")
+            }
+            (Target::Existing(e), _) if !e.perms_for(user).r#move => {
+                status(Code::PermissionDenied, "permission denied")
+            }
+            (Target::Existing(_), Some(Target::Existing(_))) => {
+                status(Code::AlreadyExists, "destination exists")
+            }
+            (Target::Existing(e), Some(Target::New(parent, name))) if Some(&parent.id) == e.parent.as_ref() => {
+                self.inner.tree.rename(&e.id, &name);
+                status(Code::Ok, "")
+            }
+            (Target::Existing(_), _) => status(Code::Unimplemented, "only renames in place"),
+            _ => status(Code::NotFound, "resource not found"),
+        };
+        Ok(Response::new(sp::MoveResponse {
+            status: st,
+            opaque: None,
         }))
     }
 }

@@ -146,6 +146,35 @@ impl Tree {
         }
     }
 
+    /// Removes an entry and everything below it.
+    pub fn remove(&self, id: &ResourceId) -> Option<Entry> {
+        let mut g = self.inner.lock().unwrap();
+        let gone = g.remove(&key(id))?;
+        let prefix = format!("{}/", gone.path);
+        g.retain(|_, e| !e.path.starts_with(&prefix));
+        Some(gone)
+    }
+
+    /// Renames an entry in place (its id stays); paths below it follow.
+    pub fn rename(&self, id: &ResourceId, name: &str) -> bool {
+        let mut g = self.inner.lock().unwrap();
+        let Some(e) = g.get_mut(&key(id)) else {
+            return false;
+        };
+        let old = e.path.clone();
+        let parent = old.rsplit_once('/').map_or("", |(p, _)| p).to_owned();
+        e.name = name.into();
+        e.path = format!("{parent}/{name}");
+        let new = e.path.clone();
+        let prefix = format!("{old}/");
+        for e in g.values_mut() {
+            if let Some(rest) = e.path.strip_prefix(&prefix) {
+                e.path = format!("{new}/{rest}");
+            }
+        }
+        true
+    }
+
     pub fn children(&self, parent: &ResourceId) -> Vec<Entry> {
         let mut v: Vec<Entry> = self
             .inner
