@@ -178,7 +178,11 @@ impl RevaClient {
     }
 
     /// Creates an empty file (`TouchFile`) at `reference`.
-    pub async fn touch_file(&self, token: &Secret, reference: sp::Reference) -> Result<(), RevaError> {
+    pub async fn touch_file(
+        &self,
+        token: &Secret,
+        reference: sp::Reference,
+    ) -> Result<(), RevaError> {
         let req = self.request(
             sp::TouchFileRequest {
                 r#ref: Some(reference),

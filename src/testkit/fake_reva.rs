@@ -224,11 +224,18 @@ impl FakeReva {
 
     /// TouchFile and CreateContainer: a new entry under an existing folder the user may
     /// write to (`initiate_file_upload` for files, `create_container` for folders).
-    fn create(&self, claims: &RevaClaims, r: Option<&sp::Reference>, container: bool) -> Option<CsStatus> {
+    fn create(
+        &self,
+        claims: &RevaClaims,
+        r: Option<&sp::Reference>,
+        container: bool,
+    ) -> Option<CsStatus> {
         let user = &claims.user.id.opaque_id;
         let (parent, name) = match r.map(|r| self.target(r)) {
             Some(Target::New(p, n)) => (p, n),
-            Some(Target::Existing(_)) => return status(Code::AlreadyExists, "resource already exists"),
+            Some(Target::Existing(_)) => {
+                return status(Code::AlreadyExists, "resource already exists");
+            }
             _ => return status(Code::NotFound, "parent not found"),
         };
         let perms = parent.perms_for(user);
@@ -503,7 +510,9 @@ impl GatewayApi for FakeReva {
             (Target::Existing(_), Some(Target::Existing(_))) => {
                 status(Code::AlreadyExists, "destination exists")
             }
-            (Target::Existing(e), Some(Target::New(parent, name))) if Some(&parent.id) == e.parent.as_ref() => {
+            (Target::Existing(e), Some(Target::New(parent, name)))
+                if Some(&parent.id) == e.parent.as_ref() =>
+            {
                 self.inner.tree.rename(&e.id, &name);
                 status(Code::Ok, "")
             }

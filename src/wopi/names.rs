@@ -56,7 +56,11 @@ pub fn legalise(name: &str, default_stem: &str) -> String {
 /// anything else a full name; made legal either way.
 pub fn suggested(target: &str, base: &str) -> String {
     let (stem, _) = split_ext(base);
-    let stem = if stem.is_empty() { "New document" } else { stem };
+    let stem = if stem.is_empty() {
+        "New document"
+    } else {
+        stem
+    };
     if target.starts_with('.') && !target[1..].contains('.') && target.len() > 1 {
         legalise(&format!("{stem}{target}"), stem)
     } else {
@@ -86,8 +90,18 @@ mod tests {
             assert!(is_legal(ok), "{ok}");
         }
         for bad in [
-            "", ".", "..", "a/b.docx", "a\\b", "c:d", "what?.docx", "tab\there", " lead",
-            "trail ", "dot.", "x\u{0}y",
+            "",
+            ".",
+            "..",
+            "a/b.docx",
+            "a\\b",
+            "c:d",
+            "what?.docx",
+            "tab\there",
+            " lead",
+            "trail ",
+            "dot.",
+            "x\u{0}y",
         ] {
             assert!(!is_legal(bad), "{bad:?}");
         }
@@ -98,7 +112,10 @@ mod tests {
     #[test]
     fn suggestions_are_adjusted_never_refused() {
         assert_eq!(suggested(".pdf", "report.docx"), "report.pdf");
-        assert_eq!(suggested("Copy of report.docx", "report.docx"), "Copy of report.docx");
+        assert_eq!(
+            suggested("Copy of report.docx", "report.docx"),
+            "Copy of report.docx"
+        );
         assert_eq!(suggested("a/b:c.docx", "report.docx"), "a_b_c.docx");
         assert_eq!(suggested("...", "report.docx"), "report");
         assert_eq!(suggested(".docx", ""), "New document.docx");

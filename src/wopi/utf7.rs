@@ -6,8 +6,8 @@
 
 use base64::Engine;
 use base64::alphabet::STANDARD;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD_NO_PAD};
 use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD_NO_PAD};
 
 /// Runs end on a sextet boundary: the encoder's last bits are padding (RFC 2152 says zero,
 /// but decoders are told to accept any).
@@ -64,9 +64,7 @@ pub fn decode(s: &str) -> Result<String, Utf7Error> {
             }
             return Err(Utf7Error::BadRun);
         }
-        let bytes = RUN
-            .decode(&s[start..end])
-            .map_err(|_| Utf7Error::BadRun)?;
+        let bytes = RUN.decode(&s[start..end]).map_err(|_| Utf7Error::BadRun)?;
         if bytes.len() % 2 != 0 {
             return Err(Utf7Error::BadRun);
         }
