@@ -226,7 +226,8 @@ fn routing(c: &mut Criterion) {
     let body = serde_json::to_vec(&body).unwrap();
     c.bench_function("routing_check_file_info_rewrite", |b| {
         b.iter(|| {
-            wopigate::tokens::swap::check_file_info(&body, &upstream, &gateway, None).unwrap()
+            wopigate::tokens::swap::check_file_info(&body, &upstream, &gateway, None, false)
+                .unwrap()
         })
     });
 

@@ -157,6 +157,9 @@ pub struct WopiSection {
     /// A WOPI token (or the REVA token inside it) past its `exp` gets 401 here, not the
     /// wopiserver's 500.
     pub reject_expired_tokens: bool,
+    /// Serve PutRelativeFile (Save As, conversions) in the gateway instead of forwarding it to
+    /// the wopiserver, which refuses it to regular users. Needs `tokens.key_file`.
+    pub put_relative: bool,
 }
 
 impl Default for WopiSection {
@@ -164,6 +167,7 @@ impl Default for WopiSection {
         Self {
             normalize_get_lock: true,
             reject_expired_tokens: true,
+            put_relative: true,
         }
     }
 }

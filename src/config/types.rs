@@ -109,6 +109,8 @@ pub struct Wopi {
     pub normalize_get_lock: bool,
     /// Refuse expired wopiserver tokens here (the wopiserver would answer 500).
     pub reject_expired_tokens: bool,
+    /// Serve PutRelativeFile here (effective only with a token key).
+    pub put_relative: bool,
 }
 
 #[derive(Debug, Clone)]

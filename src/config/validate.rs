@@ -251,6 +251,7 @@ impl Validator<'_> {
             wopi: Wopi {
                 normalize_get_lock: raw.wopi.normalize_get_lock,
                 reject_expired_tokens: raw.wopi.reject_expired_tokens,
+                put_relative: raw.wopi.put_relative,
             },
         })
     }

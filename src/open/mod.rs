@@ -5,6 +5,7 @@
 pub mod app_list;
 mod renew;
 pub mod request;
+pub mod save_as;
 pub mod view_mode;
 
 use std::sync::Arc;
@@ -76,6 +77,10 @@ struct OpenAs<'a> {
     app_name: Option<&'a str>,
     view_mode: Option<ViewMode>,
     trace_id: &'a str,
+    /// When no app opens the file's own type (a Save As to PDF): the app URLs of this
+    /// extension instead (the source's), so the file can still be written through the
+    /// wopiserver.
+    fallback_ext: Option<&'a str>,
 }
 
 /// Lower-case dotted extension of a file name (`.docx`), if any.
@@ -123,6 +128,7 @@ impl OpenService {
                 app_name: req.app_name,
                 view_mode: req.view_mode,
                 trace_id: req.trace_id,
+                fallback_ext: None,
             })
             .await?;
         // Wrapped: the office app gets a gateway token; the wopiserver's stays here.
@@ -173,7 +179,16 @@ impl OpenService {
         let ext = extension_of(name).ok_or_else(|| {
             ApiError::new(ErrorCode::UnsupportedExtension, "the file has no extension")
         })?;
-        let choice = self.discovery.choose(&ext, req.app_name).await?;
+        let choice = match (
+            self.discovery.choose(&ext, req.app_name).await,
+            req.fallback_ext,
+        ) {
+            (Ok(c), _) => c,
+            (Err(crate::discovery::DiscoveryError::Unsupported(_)), Some(other)) => {
+                self.discovery.choose(other, req.app_name).await?
+            }
+            (Err(e), _) => return Err(e.into()),
+        };
         let urls = &choice.urls;
         let view_url = match view_mode {
             ViewMode::Embedded => urls.embedview.as_ref().or(urls.view.as_ref()),

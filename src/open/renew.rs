@@ -44,6 +44,7 @@ impl OpenService {
                 app_name: claims.app.as_deref(),
                 view_mode: claims.view_mode.as_deref().and_then(ViewMode::parse),
                 trace_id,
+                fallback_ext: None,
             })
             .await?;
         let upstream_exp = unverified_exp(result.access_token.expose()).unwrap_or(0);

@@ -16,6 +16,7 @@ pub mod limits;
 mod local;
 pub mod reloadable;
 pub mod respond;
+mod save_as;
 pub mod upstream;
 pub mod wopi_files;
 mod wrapped;
@@ -57,6 +58,10 @@ pub struct Gateway {
     pub mobile_service: Option<Arc<crate::mobile::MobileService>>,
     /// Load balancers whose forwarded headers are believed (`server.trusted_proxies`).
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// External origin, no trailing slash (URLs in PutRelativeFile answers).
+    pub public_url: String,
+    /// Serve PutRelativeFile here (`wopi.put_relative`) instead of forwarding it.
+    pub put_relative: bool,
     /// Keeps this configuration generation counted while the service lives.
     pub generation: Arc<crate::metrics::GenerationAlive>,
 }
@@ -142,7 +147,10 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         let outcome = match ctx.route {
-            Route::WopiFile(_) => match self.admit_wopi(session, ctx).await {
+            Route::WopiFile(op) => match self.admit_wopi(session, ctx).await {
+                Ok(()) if op == WopiOperation::PutRelativeFile && self.put_relative => {
+                    return self.save_as(session, ctx).await;
+                }
                 Ok(()) => return Ok(false),
                 Err(e) => Err(e),
             },
@@ -298,6 +306,7 @@ impl ProxyHttp for Gateway {
                 w,
                 self.open.wrap.as_deref(),
                 self.mobile,
+                self.put_relative,
             )?;
         }
         Ok(None)

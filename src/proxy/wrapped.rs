@@ -80,6 +80,7 @@ impl BodyRewrite {
         w: &Wrapped,
         wrap: Option<&TokenWrap>,
         mobile: Option<MobileFlags>,
+        put_relative: bool,
     ) -> pingora::Result<()> {
         if let Some(chunk) = body.take() {
             if self.buf.len() + chunk.len() > MAX_REWRITE_BYTES {
@@ -102,6 +103,10 @@ impl BodyRewrite {
                     flags,
                     user_id: &w.claims.user.id.opaque_id,
                 }),
+                // The gateway serves PutRelativeFile to this token exactly when it may write.
+                !(put_relative
+                    && w.claims.view_mode.as_deref()
+                        == Some(crate::wopiserver::ViewMode::ReadWrite.as_str())),
             )
         };
         // Never pass on an answer that may still carry the wopiserver token.

@@ -367,9 +367,9 @@ impl GatewayApi for FakeReva {
         let reference = req.get_ref().r#ref.clone().unwrap_or_default();
         let id = resource_of(Some(&reference));
         let claims = self.authenticated("Stat", &req, id.clone())?;
-        let entry = match (&id, reference.path.as_str()) {
-            (_, p) if p.starts_with('/') => self.inner.tree.get_by_path(p),
-            (Some(id), "" | ".") => self.inner.tree.get(id),
+        // By id, by absolute path, or by a path relative to an id (`./name`).
+        let entry = match self.target(&reference) {
+            Target::Existing(e) => Some(e),
             _ => None,
         };
         let resp = match entry {

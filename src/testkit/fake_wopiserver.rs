@@ -502,6 +502,8 @@ async fn check_file_info(call: WopiCall) -> Response {
         "SupportsLocks": true,
         "SupportsGetLock": true,
         "SupportsUpdate": true,
+        // What v11.5.0 says while it refuses PutRelativeFile.
+        "UserCanNotWriteRelative": false,
         "SupportsExtendedLockLength": true,
         "AccessTokenExpiry": c.exp * 1000,
         "ServerTime": 0,
@@ -663,6 +665,12 @@ async fn file_op(call: WopiCall) -> Response {
             }
             cur => conflict(cur.as_deref().unwrap_or(""), "Lock mismatch"),
         },
+        // v11.5.0 refuses it to regular users (cs3-wopiserver.md §9.1): the gateway must
+        // never forward it.
+        "PUT_RELATIVE" => text(
+            StatusCode::NOT_IMPLEMENTED,
+            "Unauthorized to perform PutRelative",
+        ),
         _ => text(
             StatusCode::NOT_IMPLEMENTED,
             "Not supported operation found in header",

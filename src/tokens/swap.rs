@@ -196,15 +196,21 @@ pub fn check_file_info(
     upstream_token: &str,
     gateway_token: &str,
     mobile: Option<MobileAmend<'_>>,
+    can_not_write_relative: bool,
 ) -> Option<Vec<u8>> {
     if mobile.is_none()
-        && let Some(out) = raw::check_file_info(body, upstream_token, gateway_token)
+        && let Some(out) =
+            raw::check_file_info(body, upstream_token, gateway_token, can_not_write_relative)
     {
         return Some(out);
     }
     let mut v: Value = serde_json::from_slice(body).ok()?;
     let o = v.as_object_mut()?;
     drop_iop_urls(o);
+    o.insert(
+        "UserCanNotWriteRelative".into(),
+        Value::Bool(can_not_write_relative),
+    );
     if let Some(m) = mobile {
         amend_for_mobile(o, m.flags);
         // Bootstrap's UserId and CheckFileInfo's must be the same value (wopi.md §7.2).
@@ -330,6 +336,7 @@ mod tests {
                 },
                 user_id: "u/1",
             }),
+            true,
         )
         .unwrap();
         let text = String::from_utf8(out.clone()).unwrap();
@@ -353,11 +360,11 @@ mod tests {
         assert_eq!(v["OwnerId"], "o-1");
         assert_eq!(v["UserId"], "u-1");
         // Web holders keep the wopiserver's property set (minus the token).
-        let web = check_file_info(body.to_string().as_bytes(), up, "wg1.G", None).unwrap();
+        let web = check_file_info(body.to_string().as_bytes(), up, "wg1.G", None, false).unwrap();
         let v: Value = serde_json::from_slice(&web).unwrap();
         assert_eq!(v["SupportsCoauth"], false);
         assert!(v.get("IsEduUser").is_none());
-        assert!(check_file_info(b"not json", up, "g", None).is_none());
+        assert!(check_file_info(b"not json", up, "g", None, false).is_none());
     }
 
     #[test]

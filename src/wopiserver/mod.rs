@@ -143,7 +143,13 @@ pub struct WopiserverClient {
     instances: Arc<instances::Instances>,
     iop_secret: Secret,
     http: reqwest::Client,
+    /// For streamed uploads (PutRelativeFile's body): the client's body pace bounds them, so
+    /// only a generous total deadline here.
+    uploads: reqwest::Client,
 }
+
+/// Longest a streamed upload to the wopiserver may take in all.
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl WopiserverClient {
     pub fn new(
@@ -157,6 +163,7 @@ impl WopiserverClient {
             instances,
             iop_secret,
             http: http_client::client_tls(connect_timeout, timeout, tls)?,
+            uploads: http_client::client_tls(connect_timeout, UPLOAD_TIMEOUT, tls)?,
         })
     }
 
@@ -242,6 +249,114 @@ impl WopiserverClient {
             _ => {}
         }
         result
+    }
+
+    /// A WOPI lock call (`GET_LOCK`, `LOCK`, `UNLOCK`) the gateway makes itself, on the
+    /// instance serving the file (`key` = storage and opaque id); `path_query` carries the
+    /// wopiserver token. The answer's status and `X-WOPI-Lock`.
+    pub async fn file_op(
+        &self,
+        key: (&str, &str),
+        path_query: &str,
+        operation: &str,
+        lock: &str,
+    ) -> Result<(u16, Option<String>), WopiserverError> {
+        let key = instances::affinity_key(key.0, key.1);
+        let mut tried = instances::Tried::default();
+        loop {
+            let i = self
+                .instances
+                .choose(key.as_bytes(), tried)
+                .ok_or(WopiserverError::Unavailable)?;
+            tried.add(i);
+            let instance = self.instances.get(i).ok_or(WopiserverError::Unavailable)?;
+            let _slot = instance
+                .acquire(&self.instances.capacity)
+                .await
+                .map_err(|_| WopiserverError::Busy)?;
+            let url = instance
+                .base
+                .join(path_query.trim_start_matches('/'))
+                .map_err(|e| WopiserverError::Invalid(e.to_string()))?;
+            let sent = self
+                .http
+                .post(url)
+                .header("X-WOPI-Override", operation)
+                .header("X-WOPI-Lock", lock)
+                .header(http::header::CONTENT_LENGTH, "0")
+                .send()
+                .await;
+            match sent {
+                Ok(resp) => {
+                    let current = resp
+                        .headers()
+                        .get("x-wopi-lock")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    return Ok((resp.status().as_u16(), current));
+                }
+                Err(e) => match FetchError::from_reqwest(&e) {
+                    FetchError::Connect => self.instances.eject(i),
+                    other => return Err(other.into()),
+                },
+            }
+        }
+    }
+
+    /// The wopiserver's PutFile with a streamed body, on the instance serving the file. Not
+    /// sent elsewhere when that instance refuses: the body is already on its way (503).
+    pub async fn put_file(
+        &self,
+        key: (&str, &str),
+        path_query: &str,
+        lock: Option<&str>,
+        length: Option<u64>,
+        body: reqwest::Body,
+    ) -> Result<(u16, Option<String>), WopiserverError> {
+        let key = instances::affinity_key(key.0, key.1);
+        let i = self
+            .instances
+            .choose(key.as_bytes(), instances::Tried::default())
+            .ok_or(WopiserverError::Unavailable)?;
+        let instance = self.instances.get(i).ok_or(WopiserverError::Unavailable)?;
+        let _slot = instance
+            .acquire(&self.instances.capacity)
+            .await
+            .map_err(|_| WopiserverError::Busy)?;
+        let url = instance
+            .base
+            .join(path_query.trim_start_matches('/'))
+            .map_err(|e| WopiserverError::Invalid(e.to_string()))?;
+        let mut req = self
+            .uploads
+            .post(url)
+            .header("X-WOPI-Override", "PUT")
+            .body(body);
+        if let Some(lock) = lock {
+            req = req.header("X-WOPI-Lock", lock);
+        }
+        if let Some(n) = length {
+            req = req.header(http::header::CONTENT_LENGTH, n);
+        }
+        let started = std::time::Instant::now();
+        let sent = req.send().await;
+        crate::metrics::metrics().observe_upstream("wopiserver", "PutFile", started.elapsed());
+        match sent {
+            Ok(resp) => Ok((
+                resp.status().as_u16(),
+                resp.headers()
+                    .get("x-wopi-lock")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+            )),
+            Err(e) => {
+                let e = FetchError::from_reqwest(&e);
+                if matches!(e, FetchError::Connect) {
+                    self.instances.eject(i);
+                }
+                Err(e.into())
+            }
+        }
     }
 
     async fn open_in_app_once(

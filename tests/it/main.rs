@@ -20,6 +20,7 @@ mod ops;
 mod real_idp;
 mod reload;
 mod replicas;
+mod save_as;
 mod slow_clients;
 mod soak;
 mod wopi_edge;

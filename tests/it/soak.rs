@@ -168,7 +168,7 @@ impl Worker {
     }
 
     async fn save_cycle(&mut self, n: u64) {
-        let lock = format!("soak-{}-{n}", self.file);
+        let lock = format!("soak-{}", self.file);
         let content = format!(
             "{} save {n} {}",
             self.file,

@@ -42,7 +42,12 @@ fn json_plain(s: &str) -> bool {
         })
 }
 
-pub(super) fn check_file_info(body: &[u8], upstream: &str, gateway: &str) -> Option<Vec<u8>> {
+pub(super) fn check_file_info(
+    body: &[u8],
+    upstream: &str,
+    gateway: &str,
+    can_not_write_relative: bool,
+) -> Option<Vec<u8>> {
     if memchr::memchr(b'\\', body).is_some() || !json_plain(upstream) || !json_plain(gateway) {
         return None;
     }
@@ -55,10 +60,26 @@ pub(super) fn check_file_info(body: &[u8], upstream: &str, gateway: &str) -> Opt
     let raw = TokenFinder::new(upstream);
     let encoded = (up_enc != upstream).then(|| TokenFinder::new(&up_enc));
     let grow = gateway.len().saturating_sub(upstream.len()) * 4;
-    let mut out = Vec::with_capacity(body.len() + grow);
+    let mut out = Vec::with_capacity(body.len() + grow + 32);
     out.push(b'{');
+    let relative: &[u8] = if can_not_write_relative {
+        b"true"
+    } else {
+        b"false"
+    };
+    let mut relative_said = false;
     for (key, value) in members.0 {
         let value = value.get();
+        // What the gateway does with PutRelativeFile, not what the wopiserver would.
+        if key == "UserCanNotWriteRelative" {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"UserCanNotWriteRelative\":");
+            out.extend_from_slice(relative);
+            relative_said = true;
+            continue;
+        }
         // The wopiserver's download endpoint is /wopi/iop/*, never reachable from the
         // public side.
         if matches!(key, "DownloadUrl" | "FileUrl")
@@ -82,6 +103,13 @@ pub(super) fn check_file_info(body: &[u8], upstream: &str, gateway: &str) -> Opt
             Some(find) => out.extend_from_slice(&replace_into(&with_raw, find, gw_enc.as_bytes())),
             None => out.extend_from_slice(&with_raw),
         }
+    }
+    if !relative_said {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"UserCanNotWriteRelative\":");
+        out.extend_from_slice(relative);
     }
     out.push(b'}');
     Some(out)
@@ -118,9 +146,11 @@ mod tests {
     /// applies, and the text path must step aside where it cannot be sure.
     #[test]
     fn the_text_rewrite_agrees_with_the_tree_rewrite() {
-        let tree = |body: &str, up: &str, gw: &str| -> Option<Value> {
+        let tree = |body: &str, up: &str, gw: &str, relative: bool| -> Option<Value> {
             let mut v: Value = serde_json::from_str(body).ok()?;
-            drop_iop_urls(v.as_object_mut()?);
+            let o = v.as_object_mut()?;
+            drop_iop_urls(o);
+            o.insert("UserCanNotWriteRelative".into(), Value::Bool(relative));
             replace_token(&mut v, up, gw);
             Some(v)
         };
@@ -139,27 +169,29 @@ mod tests {
                 ),
                 r#"{"DownloadUrl":null,"X":"short"}"#.to_owned(),
                 r#"{}"#.to_owned(),
+                r#"{"UserCanNotWriteRelative":false,"SupportsUpdate":true}"#.to_owned(),
             ];
-            for body in &bodies {
-                let want = tree(body, up, gw).unwrap();
-                let fast = super::check_file_info(body.as_bytes(), up, gw)
+            for (body, relative) in bodies.iter().flat_map(|b| [(b, false), (b, true)]) {
+                let want = tree(body, up, gw, relative).unwrap();
+                let fast = super::check_file_info(body.as_bytes(), up, gw, relative)
                     .unwrap_or_else(|| panic!("the text path applies to {body}"));
                 let got: Value = serde_json::from_slice(&fast).unwrap();
                 assert_eq!(got, want, "{body}");
+                assert_eq!(got["UserCanNotWriteRelative"], relative, "{body}");
                 let text = String::from_utf8(fast).unwrap();
                 assert!(!text.contains(up) && !text.contains(&*enc), "{text}");
             }
         }
         // Escapes in the body, tokens that need escaping, or not an object: the tree path.
         let escaped = format!(r#"{{"BaseFileName":"caf\u00e9.docx","U":"{jwt}"}}"#);
-        assert!(super::check_file_info(escaped.as_bytes(), jwt, gw).is_none());
-        let out = check_file_info(escaped.as_bytes(), jwt, gw, None).unwrap();
+        assert!(super::check_file_info(escaped.as_bytes(), jwt, gw, false).is_none());
+        let out = check_file_info(escaped.as_bytes(), jwt, gw, None, false).unwrap();
         assert!(!String::from_utf8(out).unwrap().contains(jwt));
         let quote = "eyJhbGciOiJIUzI1NiJ9.\"quoted\"-token";
-        assert!(super::check_file_info(b"{}", quote, gw).is_none());
+        assert!(super::check_file_info(b"{}", quote, gw, false).is_none());
         for not_object in ["[1,2]", "\"x\"", "{\"a\":1", "{\"a\":1} trailing"] {
-            assert!(super::check_file_info(not_object.as_bytes(), jwt, gw).is_none());
-            assert!(check_file_info(not_object.as_bytes(), jwt, gw, None).is_none());
+            assert!(super::check_file_info(not_object.as_bytes(), jwt, gw, false).is_none());
+            assert!(check_file_info(not_object.as_bytes(), jwt, gw, None, false).is_none());
         }
     }
 }

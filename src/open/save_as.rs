@@ -1,0 +1,511 @@
+//! PutRelativeFile served by the gateway (wopi.md §4.4): Save As, "save a copy" and the
+//! conversion of legacy formats. The wopiserver v11.5.0 refuses it to regular users
+//! (cs3-wopiserver.md §9.1), so it is never forwarded: the gateway picks the name in the
+//! source's folder, creates the file in REVA with the user's own permissions, opens it with
+//! `openinapp`, and the HTTP edge streams the body into it through the wopiserver's own
+//! PutFile (an unlocked write to an empty file; an overwrite under a lock the gateway takes).
+//! The answer names the new file with a gateway token, never a wopiserver or REVA token.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::json;
+
+use super::{OpenAs, OpenService};
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{Resource, path_id_of};
+use crate::pb::cs3::storage::provider::v1beta1::{Reference, ResourceId, ResourceType};
+use crate::reva::RevaError;
+use crate::secret::Secret;
+use crate::tokens::gateway::{Claims, Kind};
+use crate::tokens::reva::{RevaClaims, RevaToken, UserClaim, unverified_exp};
+use crate::wopi::{names, utf7};
+use crate::wopiserver::ViewMode;
+
+/// Most numbered variants tried for a free name.
+const MAX_NAME_TRIES: usize = 1000;
+
+/// Who asks, from the token the request carried.
+pub struct Caller {
+    pub user: UserClaim,
+    pub reva: RevaToken,
+    pub source: Resource,
+    /// The office app the source was opened with.
+    pub app: Option<String>,
+    /// The token may write (`VIEW_MODE_READ_WRITE`).
+    pub writable: bool,
+    /// Expiry of the token asked with: the new file's token lives no longer.
+    pub exp: u64,
+}
+
+/// A refusal with the headers WOPI puts beside it.
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: ApiError,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            headers: Vec::new(),
+        }
+    }
+}
+
+fn refuse(code: ErrorCode, message: &str) -> Refusal {
+    ApiError::new(code, message).into()
+}
+
+/// The name headers of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `X-WOPI-SuggestedTarget`: adjusted until legal and free, never refused.
+    Suggested(String),
+    /// `X-WOPI-RelativeTarget`: exactly this name.
+    Relative { name: String, overwrite: bool },
+}
+
+fn header<'a>(h: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Reads the name headers: exactly one of the two, UTF-7 decoded.
+pub fn target_of(h: &http::HeaderMap) -> Result<Target, Refusal> {
+    let decode = |v: &str| {
+        utf7::decode(v).map_err(|_| refuse(ErrorCode::BadRequest, "the name is not UTF-7"))
+    };
+    match (
+        header(h, "x-wopi-suggestedtarget"),
+        header(h, "x-wopi-relativetarget"),
+    ) {
+        (Some(s), None) => Ok(Target::Suggested(decode(s)?)),
+        (None, Some(r)) => Ok(Target::Relative {
+            name: decode(r)?,
+            overwrite: header(h, "x-wopi-overwriterelativetarget")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+        }),
+        (Some(_), Some(_)) => Err(refuse(
+            ErrorCode::BadRequest,
+            "X-WOPI-SuggestedTarget and X-WOPI-RelativeTarget are exclusive",
+        )),
+        (None, None) => Err(refuse(
+            ErrorCode::BadRequest,
+            "X-WOPI-SuggestedTarget or X-WOPI-RelativeTarget is required",
+        )),
+    }
+}
+
+/// `X-WOPI-Size` must agree with the body's length when both are given.
+pub fn check_size(h: &http::HeaderMap) -> Result<(), Refusal> {
+    let Some(size) = header(h, "x-wopi-size") else {
+        return Ok(());
+    };
+    let size: u64 = size
+        .trim()
+        .parse()
+        .map_err(|_| refuse(ErrorCode::BadRequest, "X-WOPI-Size is not a number"))?;
+    match header(h, "content-length").map(|v| v.trim().parse::<u64>()) {
+        Some(Ok(len)) if len != size => Err(refuse(
+            ErrorCode::BadRequest,
+            "X-WOPI-Size differs from the body's length",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A file made ready to receive the body.
+#[derive(Debug)]
+pub struct Prepared {
+    pub name: String,
+    /// Path and query of the wopiserver's PutFile for the new file (its token inside).
+    pub upstream_target: String,
+    /// The lock taken on an overwritten file, sent with the PutFile and released after.
+    pub lock: Option<String>,
+    /// The file this request created: removed again when the body does not arrive whole.
+    pub created: Option<Resource>,
+    /// The target file (new or overwritten).
+    pub resource: Resource,
+    /// The answer once the body is stored: `Name`, `Url`, `HostEditUrl`, `HostViewUrl`.
+    pub answer: Vec<u8>,
+    reva: Secret,
+}
+
+/// What a wopiserver token says about its holder, read without its secret: only used after
+/// REVA accepted the REVA token inside it (`userid`), which proves that part.
+pub fn caller_of_wopiserver_token(token: &str) -> Option<Caller> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default();
+    let reva_token = s("userid");
+    let reva_payload = reva_token.split('.').nth(1)?;
+    let reva_claims: RevaClaims = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(reva_payload.trim_end_matches('='))
+            .ok()?,
+    )
+    .ok()?;
+    let endpoint = s("endpoint");
+    let (storage_id, space_id) = endpoint.split_once('$').unwrap_or((endpoint, ""));
+    let fileid = s("fileid");
+    (!storage_id.is_empty() && !fileid.is_empty()).then(|| Caller {
+        user: reva_claims.user,
+        reva: RevaToken {
+            token: Secret::new(reva_token),
+            expires_at: unverified_exp(reva_token).unwrap_or(0),
+        },
+        source: Resource {
+            storage_id: storage_id.to_owned(),
+            space_id: space_id.to_owned(),
+            opaque_id: fileid.to_owned(),
+        },
+        app: Some(s("appname").to_owned()).filter(|a| !a.is_empty()),
+        writable: s("viewmode") == ViewMode::ReadWrite.as_str(),
+        exp: v.get("exp").and_then(|e| e.as_u64()).unwrap_or(0),
+    })
+}
+
+fn by_id(id: &ResourceId) -> Reference {
+    Reference {
+        resource_id: Some(id.clone()),
+        path: String::new(),
+    }
+}
+
+fn child(parent: &ResourceId, name: &str) -> Reference {
+    Reference {
+        resource_id: Some(parent.clone()),
+        path: format!("./{name}"),
+    }
+}
+
+/// The folder writes are refused with 501 (what WOPI lists for "not permitted for the user").
+fn not_permitted(what: &str) -> Refusal {
+    refuse(ErrorCode::NotImplemented, what)
+}
+
+impl OpenService {
+    /// Picks the name, creates (or takes over) the target, opens it with `openinapp` and says
+    /// where the body goes.
+    pub async fn prepare_save_as(
+        &self,
+        caller: &Caller,
+        target: Target,
+        public_url: &str,
+        trace_id: &str,
+    ) -> Result<Prepared, Refusal> {
+        let wrap = self
+            .wrap
+            .as_ref()
+            .ok_or_else(|| not_permitted("gateway tokens are off"))?;
+        if !caller.writable {
+            return Err(not_permitted("a read-only token cannot create files"));
+        }
+        let reva = &caller.reva.token;
+        let source_id = ResourceId::from(&caller.source);
+        let source = self
+            .reva
+            .stat(reva, source_id.clone())
+            .await
+            .map_err(ApiError::from)?;
+        if source.r#type() != ResourceType::File {
+            return Err(ApiError::not_found().into());
+        }
+        let parent_id = source
+            .parent_id
+            .clone()
+            .ok_or_else(|| not_permitted("the file has no folder"))?;
+        let folder = self
+            .reva
+            .stat(reva, parent_id.clone())
+            .await
+            .map_err(ApiError::from)?;
+        if !folder
+            .permission_set
+            .as_ref()
+            .is_some_and(|p| p.initiate_file_upload)
+        {
+            return Err(not_permitted(
+                "no permission to create files in this folder",
+            ));
+        }
+        let taken: std::collections::HashSet<String> = self
+            .reva
+            .list_container(reva, parent_id.clone())
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .map(|i| {
+                if i.name.is_empty() {
+                    i.path.rsplit('/').next().unwrap_or_default().to_owned()
+                } else {
+                    i.name
+                }
+            })
+            .collect();
+        let source_name = if source.name.is_empty() {
+            source.path.rsplit('/').next().unwrap_or_default()
+        } else {
+            &source.name
+        };
+        let free = |name: &str| names::unique(name, MAX_NAME_TRIES, |n| taken.contains(n));
+        let valid_header = |name: &str| {
+            let proposal = free(&names::legalise(name, "New document"));
+            proposal
+                .map(|p| vec![("X-WOPI-ValidRelativeTarget", utf7::encode(&p))])
+                .unwrap_or_default()
+        };
+        let (name, overwrite) = match target {
+            Target::Suggested(s) => {
+                let name = free(&names::suggested(&s, source_name))
+                    .ok_or_else(|| refuse(ErrorCode::Conflict, "no free name"))?;
+                (name, false)
+            }
+            Target::Relative { name, .. } if !names::is_legal(&name) => {
+                return Err(Refusal {
+                    error: ApiError::new(ErrorCode::BadRequest, "the name is not allowed"),
+                    headers: valid_header(&name),
+                });
+            }
+            Target::Relative { name, overwrite } if taken.contains(&name) => {
+                if !overwrite {
+                    return Err(Refusal {
+                        error: ApiError::new(ErrorCode::Conflict, "the name is taken"),
+                        headers: valid_header(&name),
+                    });
+                }
+                (name, true)
+            }
+            Target::Relative { name, .. } => (name, false),
+        };
+
+        let mut created = None;
+        if !overwrite {
+            self.reva
+                .touch_file(reva, child(&parent_id, &name))
+                .await
+                .map_err(|e| match e {
+                    RevaError::PermissionDenied => {
+                        not_permitted("no permission to create files in this folder")
+                    }
+                    RevaError::AlreadyExists => refuse(ErrorCode::Conflict, "the name is taken"),
+                    other => ApiError::from(other).into(),
+                })?;
+        }
+        let info = self
+            .reva
+            .stat_ref(reva, child(&parent_id, &name))
+            .await
+            .map_err(ApiError::from)?;
+        let id = info
+            .id
+            .clone()
+            .ok_or_else(|| refuse(ErrorCode::UpstreamError, "REVA named no id"))?;
+        let resource = Resource::from(&id);
+        if !overwrite {
+            created = Some(resource.clone());
+        }
+        let undo = async |created: &Option<Resource>| {
+            if let Some(r) = created {
+                let _ = self.reva.delete(reva, by_id(&ResourceId::from(r))).await;
+            }
+        };
+        if overwrite
+            && !info
+                .permission_set
+                .as_ref()
+                .is_some_and(|p| p.initiate_file_upload)
+        {
+            return Err(not_permitted("no permission to overwrite this file"));
+        }
+
+        let userid = format!("{}@{}", caller.user.id.opaque_id, caller.user.id.idp);
+        let opened = match self
+            .open_as(&OpenAs {
+                reva_token: &caller.reva,
+                username: &caller.user.display_name,
+                userid: &userid,
+                id: id.clone(),
+                app_name: caller.app.as_deref(),
+                view_mode: Some(ViewMode::ReadWrite),
+                trace_id,
+                fallback_ext: super::extension_of(source_name).as_deref(),
+            })
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                undo(&created).await;
+                return Err(e.into());
+            }
+        };
+        let src_path = wopisrc_path(&opened.app_url)
+            .unwrap_or_else(|| format!("/wopi/files/{}", crate::ids::inode_of(&resource)));
+        let mut token_q = String::new();
+        token_q.extend(url::form_urlencoded::byte_serialize(
+            opened.access_token.expose().as_bytes(),
+        ));
+        let upstream_target = format!("{src_path}/contents?access_token={token_q}");
+
+        // Overwriting: the file must not be locked by someone; the gateway locks it for the
+        // write and releases it after.
+        let mut lock = None;
+        if overwrite {
+            let probe = format!("{src_path}?access_token={token_q}");
+            let key = (resource.storage_id.as_str(), resource.opaque_id.as_str());
+            match self
+                .wopiserver
+                .file_op(key, &probe, "GET_LOCK", "")
+                .await
+                .map_err(ApiError::from)?
+            {
+                (_, Some(current)) if !current.is_empty() => {
+                    return Err(Refusal {
+                        error: ApiError::new(ErrorCode::Conflict, "the target is locked"),
+                        headers: vec![("X-WOPI-Lock", current)],
+                    });
+                }
+                _ => {}
+            }
+            let id = format!("wopigate-save-as-{}", uuid::Uuid::new_v4());
+            let (status, current) = self
+                .wopiserver
+                .file_op(key, &probe, "LOCK", &id)
+                .await
+                .map_err(ApiError::from)?;
+            if status != 200 {
+                return Err(Refusal {
+                    error: ApiError::new(ErrorCode::Conflict, "the target is locked"),
+                    headers: vec![("X-WOPI-Lock", current.unwrap_or_default())],
+                });
+            }
+            lock = Some(id);
+        }
+
+        let exp = caller.exp.min(crate::tokens::now() + wrap.ttl.as_secs());
+        let claims = Claims {
+            kind: Kind::File,
+            user: caller.user.clone(),
+            resource: Some(resource.clone()),
+            app: Some(opened.app_name.clone()),
+            view_mode: Some(opened.view_mode.as_str().to_owned()),
+            mobile: false,
+            exp,
+        };
+        let token = wrap.issue(&claims);
+        wrap.remember(
+            &token,
+            opened.access_token.clone(),
+            crate::tokens::remembered::upstream_until(
+                unverified_exp(opened.access_token.expose()).unwrap_or(0),
+                caller.reva.expires_at,
+                exp,
+            ),
+        )
+        .await;
+        let wopi_src = format!("{public_url}/wopi/files/{}", path_id_of(&resource));
+        let mut answer = json!({
+            "Name": name,
+            "Url": format!("{wopi_src}?access_token={token}"),
+        });
+        let ext = super::extension_of(&name).unwrap_or_default();
+        if let Ok(choice) = self.discovery.choose(&ext, Some(&opened.app_name)).await {
+            let src: String = url::form_urlencoded::byte_serialize(wopi_src.as_bytes()).collect();
+            let host = |u: &Option<String>| u.as_ref().map(|u| format!("{u}WOPISrc={src}"));
+            if let Some(u) = host(&choice.urls.edit) {
+                answer["HostEditUrl"] = json!(u);
+            }
+            if let Some(u) = host(&choice.urls.view).or_else(|| host(&choice.urls.edit)) {
+                answer["HostViewUrl"] = json!(u);
+            }
+        }
+        Ok(Prepared {
+            name,
+            upstream_target,
+            lock,
+            created,
+            resource,
+            answer: serde_json::to_vec(&answer).unwrap_or_default(),
+            reva: reva.clone(),
+        })
+    }
+
+    /// After the request: a file this request created is removed unless the body was stored;
+    /// a lock it took is released.
+    pub async fn finish_save_as(&self, p: &Prepared, stored: bool) {
+        if let Some(lock) = &p.lock {
+            let probe = p.upstream_target.replacen("/contents?", "?", 1);
+            let key = (
+                p.resource.storage_id.as_str(),
+                p.resource.opaque_id.as_str(),
+            );
+            let _ = self.wopiserver.file_op(key, &probe, "UNLOCK", lock).await;
+        }
+        if !stored && let Some(r) = &p.created {
+            if let Err(e) = self.reva.delete(&p.reva, by_id(&ResourceId::from(r))).await {
+                tracing::warn!(error = %e, "could not remove the file of a failed PutRelativeFile");
+            } else {
+                tracing::info!("removed the file of a failed PutRelativeFile");
+            }
+        }
+    }
+}
+
+/// The path of the `WOPISrc` inside an app URL.
+fn wopisrc_path(app_url: &str) -> Option<String> {
+    let url = url::Url::parse(app_url).ok()?;
+    let src = url
+        .query_pairs()
+        .find(|(k, _)| k.eq_ignore_ascii_case("WOPISrc"))?
+        .1
+        .into_owned();
+    Some(url::Url::parse(&src).ok()?.path().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn exactly_one_name_header_decoded_from_utf7() {
+        assert_eq!(
+            target_of(&headers(&[("X-WOPI-SuggestedTarget", ".pdf")])).unwrap(),
+            Target::Suggested(".pdf".into())
+        );
+        assert_eq!(
+            target_of(&headers(&[
+                ("X-WOPI-RelativeTarget", "R+AOk-sum+AOk-.docx"),
+                ("X-WOPI-OverwriteRelativeTarget", "True")
+            ]))
+            .unwrap(),
+            Target::Relative {
+                name: "Résumé.docx".into(),
+                overwrite: true
+            }
+        );
+        for bad in [
+            headers(&[]),
+            headers(&[
+                ("X-WOPI-SuggestedTarget", "a"),
+                ("X-WOPI-RelativeTarget", "b"),
+            ]),
+        ] {
+            assert_eq!(target_of(&bad).unwrap_err().error.status(), 400);
+        }
+        assert!(check_size(&headers(&[("X-WOPI-Size", "5"), ("Content-Length", "5")])).is_ok());
+        assert!(check_size(&headers(&[("X-WOPI-Size", "5"), ("Content-Length", "6")])).is_err());
+        assert!(check_size(&headers(&[("X-WOPI-Size", "x")])).is_err());
+    }
+}

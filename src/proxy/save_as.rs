@@ -1,0 +1,165 @@
+//! PutRelativeFile on pingora's side ([`crate::open::save_as`] has the rules): prepared in
+//! `request_filter`, then the body is read from the client chunk by chunk and streamed into
+//! the wopiserver's PutFile of the new file through a small bounded channel — never held
+//! whole. A body that does not arrive whole never completes upstream (the upload is aborted,
+//! the wopiserver writes nothing) and the file created for it is removed.
+
+use bytes::Bytes;
+use pingora::proxy::Session;
+
+use super::{Gateway, RequestCtx, respond};
+use crate::error::{ApiError, ErrorCode};
+use crate::open::save_as::{self, Caller, Refusal};
+use crate::tokens::carriers;
+use crate::wopiserver::ViewMode;
+
+/// Chunks in flight between the client and the wopiserver.
+const CHANNEL_CHUNKS: usize = 4;
+
+impl Gateway {
+    /// Who asks, from the gateway token (already checked) or the wopiserver token.
+    async fn caller(&self, session: &Session, ctx: &RequestCtx) -> Result<Caller, Refusal> {
+        if let Some(w) = &ctx.wrapped {
+            let c = &w.claims;
+            let source = c
+                .resource
+                .clone()
+                .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "not a file token"))?;
+            return Ok(Caller {
+                reva: (*self
+                    .open
+                    .exchanger
+                    .for_user(&c.user)
+                    .await
+                    .map_err(ApiError::from)?)
+                .clone(),
+                user: c.user.clone(),
+                source,
+                app: c.app.clone(),
+                writable: c.view_mode.as_deref() == Some(ViewMode::ReadWrite.as_str()),
+                exp: c.exp,
+            });
+        }
+        let token = carriers::access_token(session.req_header().uri.query())
+            .ok()
+            .flatten()
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "access_token missing"))?;
+        save_as::caller_of_wopiserver_token(&token)
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "not a WOPI token").into())
+    }
+
+    /// Prepares a PutRelativeFile: `Ok(())` to proxy its body, or a refusal already answered.
+    pub(super) async fn save_as(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        let prepared = async {
+            let headers = &session.req_header().headers;
+            let target = save_as::target_of(headers)?;
+            save_as::check_size(headers)?;
+            let caller = self.caller(session, ctx).await?;
+            self.open
+                .prepare_save_as(&caller, target, &self.public_url, &ctx.request_id)
+                .await
+        }
+        .await;
+        let p = match prepared {
+            Ok(p) => p,
+            Err(r) => {
+                let extra: Vec<(&'static str, &str)> =
+                    r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                respond::json(
+                    session,
+                    r.error.status().as_u16(),
+                    r.error.body(),
+                    &ctx.request_id,
+                    &extra,
+                )
+                .await?;
+                return Ok(true);
+            }
+        };
+        let length = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL_CHUNKS);
+        let body = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let started = std::time::Instant::now();
+        let upload = self.open.wopiserver.put_file(
+            (&p.resource.storage_id, &p.resource.opaque_id),
+            &p.upstream_target,
+            p.lock.as_deref(),
+            length,
+            reqwest::Body::wrap_stream(body),
+        );
+        let limits = &self.limits;
+        let feed = async {
+            // Owned here: dropped when the body ends, which ends the upload's stream.
+            let tx = tx;
+            let mut read: u64 = 0;
+            loop {
+                match session.read_request_body().await {
+                    Ok(Some(chunk)) => {
+                        read += chunk.len() as u64;
+                        if super::limits::too_slow(read, started.elapsed(), limits) {
+                            let _ = tx
+                                .send(Err(std::io::Error::other("body below the minimum rate")))
+                                .await;
+                            return Err(ApiError::new(
+                                ErrorCode::RequestTimeout,
+                                "request body arrives below the minimum rate",
+                            ));
+                        }
+                        if tx.send(Ok(chunk)).await.is_err() {
+                            // The upload ended early; its answer says why.
+                            return Ok(read);
+                        }
+                    }
+                    Ok(None) => return Ok(read),
+                    Err(_) => {
+                        // Aborted: the upload must not complete as if the body were whole.
+                        let _ = tx
+                            .send(Err(std::io::Error::other("client went away")))
+                            .await;
+                        return Err(ApiError::new(
+                            ErrorCode::BadRequest,
+                            "the request body did not arrive whole",
+                        ));
+                    }
+                }
+            }
+        };
+        let (uploaded, fed) = tokio::join!(upload, feed);
+        ctx.body_bytes = *fed.as_ref().unwrap_or(&0);
+        ctx.upstream_took = Some(started.elapsed());
+        let outcome = match (&fed, uploaded) {
+            (Err(e), _) => Err(e.clone()),
+            (Ok(_), Ok((200, _))) => Ok(()),
+            (Ok(_), Ok((409, _))) => Err(ApiError::new(
+                ErrorCode::Conflict,
+                "the target changed meanwhile",
+            )),
+            (Ok(_), Ok((413, _))) => Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                "the file is too large",
+            )),
+            (Ok(_), Ok(_)) => Err(ApiError::new(
+                ErrorCode::UpstreamError,
+                "the wopiserver did not store the file",
+            )),
+            (Ok(_), Err(e)) => Err(ApiError::from(e)),
+        };
+        self.open.finish_save_as(&p, outcome.is_ok()).await;
+        match outcome {
+            Ok(()) => respond::json(session, 200, p.answer, &ctx.request_id, &[]).await?,
+            Err(e) => respond::error(session, &e, &ctx.request_id).await?,
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,463 @@
+//! PutRelativeFile served by the gateway (issue #19; wopi.md §4.4): every row of the header
+//! table, what lands in the fake REVA, what the wopiserver saw (never a PUT_RELATIVE), and the
+//! returned `Url` working at once.
+
+use std::time::Duration;
+
+use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
+use wopigate::testkit::tree::Content;
+
+use crate::{client, eventually, legacy_open, start, wopi_src_path};
+
+struct File {
+    url: String,
+    token: String,
+}
+
+async fn open(stack: &Stack, opaque: &str) -> File {
+    let id = wopigate::ids::encode_legacy(STORAGE, opaque);
+    let (status, body) = legacy_open(stack, &stack.idp.token("alice"), &id).await;
+    assert_eq!(status, 200, "{body}");
+    File {
+        url: format!(
+            "{}{}",
+            stack.gateway_url(),
+            wopi_src_path(body["wopiclienturl"].as_str().unwrap())
+        ),
+        token: body["accesstoken"].as_str().unwrap().to_owned(),
+    }
+}
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    json: serde_json::Value,
+}
+
+async fn put_relative(f: &File, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+    let mut r = client()
+        .post(&f.url)
+        .query(&[("access_token", f.token.as_str())])
+        .header("X-WOPI-Override", "PUT_RELATIVE");
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let resp = match r.body(body).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            return Answer {
+                status: 0,
+                headers: Default::default(),
+                json: serde_json::json!({ "transport": e.to_string() }),
+            };
+        }
+    };
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let json = resp.json().await.unwrap_or(serde_json::Value::Null);
+    Answer {
+        status,
+        headers,
+        json,
+    }
+}
+
+/// The entry named `name` in alice's home, if any.
+fn in_home(stack: &Stack, name: &str) -> Option<wopigate::testkit::tree::Entry> {
+    stack.tree.get_by_path(&format!("/home/{name}"))
+}
+
+fn bytes(e: &wopigate::testkit::tree::Entry) -> Vec<u8> {
+    match &e.content {
+        Content::Bytes(b) => b.clone(),
+        Content::Synthetic(n) => panic!("synthetic {n}"),
+    }
+}
+
+fn no_put_relative_forwarded(stack: &Stack) {
+    assert!(
+        !stack
+            .wopiserver
+            .requests()
+            .iter()
+            .any(|r| r.header("x-wopi-override") == Some("PUT_RELATIVE")),
+        "a PUT_RELATIVE reached the wopiserver"
+    );
+}
+
+/// The new file's `Url` works at once: CheckFileInfo, GetFile, Lock/PutFile/Unlock.
+async fn url_works(stack: &Stack, a: &Answer, want: &[u8]) {
+    let url = url::Url::parse(a.json["Url"].as_str().unwrap()).unwrap();
+    let token = url
+        .query_pairs()
+        .find(|(k, _)| k == "access_token")
+        .unwrap()
+        .1
+        .into_owned();
+    assert!(
+        token.starts_with("wg"),
+        "a gateway token, not the wopiserver's"
+    );
+    let base = format!("{}{}", stack.gateway_url(), url.path());
+    let f = File {
+        url: base.clone(),
+        token,
+    };
+    let r = client()
+        .get(&f.url)
+        .query(&[("access_token", f.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let info: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(info["BaseFileName"], a.json["Name"]);
+    assert_eq!(info["UserCanNotWriteRelative"], false);
+    let r = client()
+        .get(format!("{base}/contents"))
+        .query(&[("access_token", f.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), want);
+    for (op, suffix, body) in [
+        ("LOCK", "", Vec::new()),
+        ("PUT", "/contents", b"edited after save as".to_vec()),
+        ("UNLOCK", "", Vec::new()),
+    ] {
+        let r = client()
+            .post(format!("{base}{suffix}"))
+            .query(&[("access_token", f.token.as_str())])
+            .header("X-WOPI-Override", op)
+            .header("X-WOPI-Lock", "after-save-as")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{op}");
+    }
+    let name = a.json["Name"].as_str().unwrap();
+    assert_eq!(
+        bytes(&in_home(stack, name).unwrap()),
+        b"edited after save as"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suggested_names_are_adjusted_and_the_new_file_works_at_once() {
+    let (stack, _gw) = start(StackOptions::default()).await;
+    let f = open(&stack, "file-docx").await;
+
+    // Extension only: the source's base name with it.
+    let a = put_relative(
+        &f,
+        &[("X-WOPI-SuggestedTarget", ".pdf")],
+        b"%PDF-1.7".to_vec(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    assert_eq!(a.json["Name"], "report.pdf");
+    // No app opens PDF: no page to open it in.
+    assert!(a.json.get("HostEditUrl").is_none(), "{}", a.json);
+    assert_eq!(bytes(&in_home(&stack, "report.pdf").unwrap()), b"%PDF-1.7");
+    // A full name (UTF-7), then the same again: a free variant, never 409.
+    let copy = "Copie de r+AOk-sum+AOk-.docx";
+    let a = put_relative(&f, &[("X-WOPI-SuggestedTarget", copy)], b"one".to_vec()).await;
+    assert_eq!(a.json["Name"], "Copie de résumé.docx");
+    for k in ["HostEditUrl", "HostViewUrl"] {
+        let u = a.json[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("{k}: {}", a.json));
+        assert!(u.contains("WOPISrc="), "{u}");
+    }
+    let a = put_relative(&f, &[("X-WOPI-SuggestedTarget", copy)], b"two".to_vec()).await;
+    assert_eq!(
+        (a.status, a.json["Name"].as_str()),
+        (200, Some("Copie de résumé (2).docx"))
+    );
+    assert_eq!(
+        bytes(&in_home(&stack, "Copie de résumé.docx").unwrap()),
+        b"one"
+    );
+    // The source's own name: adjusted too; illegal characters replaced.
+    let a = put_relative(
+        &f,
+        &[("X-WOPI-SuggestedTarget", "report.docx")],
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(a.json["Name"], "report (2).docx");
+    let a = put_relative(
+        &f,
+        &[("X-WOPI-SuggestedTarget", "a/b?.docx")],
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(a.json["Name"], "a_b_.docx");
+    // The conversion context (Office for the web converting a legacy file).
+    let a = put_relative(
+        &f,
+        &[
+            ("X-WOPI-SuggestedTarget", ".odt"),
+            ("X-WOPI-FileConversion", ""),
+        ],
+        b"converted".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.json["Name"].as_str()),
+        (200, Some("report.odt"))
+    );
+    // An empty body is an empty file.
+    let a = put_relative(&f, &[("X-WOPI-SuggestedTarget", ".txt")], Vec::new()).await;
+    assert_eq!(a.status, 200);
+    assert!(bytes(&in_home(&stack, "report.txt").unwrap()).is_empty());
+
+    let a = put_relative(
+        &f,
+        &[("X-WOPI-SuggestedTarget", ".xlsx")],
+        b"sheet".to_vec(),
+    )
+    .await;
+    url_works(&stack, &a, b"sheet").await;
+    // The source is untouched; the wopiserver never saw a PUT_RELATIVE, only PutFiles.
+    assert_eq!(
+        bytes(&stack.tree.get_by(STORAGE, "file-docx").unwrap()),
+        b"hello, world"
+    );
+    no_put_relative_forwarded(&stack);
+    let answer = a.json.to_string();
+    assert!(
+        !answer.contains("eyJ"),
+        "no JWT (wopiserver or REVA token) in {answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relative_names_are_exact_conflicts_and_overwrites_follow_the_table() {
+    let (stack, _gw) = start(StackOptions::default()).await;
+    let f = open(&stack, "file-docx").await;
+    let relative = |name: &'static str| ("X-WOPI-RelativeTarget", name);
+
+    let a = put_relative(&f, &[relative("exact.docx")], b"exact".to_vec()).await;
+    assert_eq!(
+        (a.status, a.json["Name"].as_str()),
+        (200, Some("exact.docx"))
+    );
+    // Illegal: 400 with a valid proposal (UTF-7); nothing created.
+    let before = stack
+        .tree
+        .children(&stack.tree.get_by(STORAGE, "home").unwrap().id)
+        .len();
+    let a = put_relative(&f, &[relative("bad:name.docx")], b"x".to_vec()).await;
+    assert_eq!(a.status, 400);
+    assert_eq!(a.headers["x-wopi-validrelativetarget"], "bad+AF8-name.docx");
+    // Taken: 409 with a free proposal.
+    let a = put_relative(&f, &[relative("notes.odt")], b"x".to_vec()).await;
+    assert_eq!(a.status, 409);
+    assert_eq!(a.headers["x-wopi-validrelativetarget"], "notes (2).odt");
+    assert_eq!(bytes(&in_home(&stack, "notes.odt").unwrap()), b"odt bytes");
+    // Both headers, neither header: 400.
+    let a = put_relative(
+        &f,
+        &[relative("x.docx"), ("X-WOPI-SuggestedTarget", ".docx")],
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(a.status, 400);
+    assert_eq!(put_relative(&f, &[], b"x".to_vec()).await.status, 400);
+    // X-WOPI-Size that is not the body's.
+    let a = put_relative(
+        &f,
+        &[relative("sized.docx"), ("X-WOPI-Size", "99")],
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(a.status, 400);
+    let after = stack
+        .tree
+        .children(&stack.tree.get_by(STORAGE, "home").unwrap().id)
+        .len();
+    assert_eq!(before, after, "refused requests create nothing");
+
+    // Overwrite allowed: the file keeps its id, gets the body, and is unlocked afterwards.
+    let odt_id = in_home(&stack, "notes.odt").unwrap().id;
+    let a = put_relative(
+        &f,
+        &[
+            relative("notes.odt"),
+            ("X-WOPI-OverwriteRelativeTarget", "True"),
+        ],
+        b"overwritten".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.json["Name"].as_str()),
+        (200, Some("notes.odt")),
+        "{}",
+        a.json
+    );
+    let e = in_home(&stack, "notes.odt").unwrap();
+    assert_eq!((e.id.clone(), bytes(&e)), (odt_id, b"overwritten".to_vec()));
+    let n = open(&stack, "file-odt").await;
+    let r = client()
+        .post(&n.url)
+        .query(&[("access_token", n.token.as_str())])
+        .header("X-WOPI-Override", "GET_LOCK")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["x-wopi-lock"],
+        "",
+        "the gateway's lock was released"
+    );
+
+    // Overwrite of a locked target: 409 with its lock; the content stays.
+    let r = client()
+        .post(&n.url)
+        .query(&[("access_token", n.token.as_str())])
+        .header("X-WOPI-Override", "LOCK")
+        .header("X-WOPI-Lock", "someone-elses-lock")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let a = put_relative(
+        &f,
+        &[
+            relative("notes.odt"),
+            ("X-WOPI-OverwriteRelativeTarget", "true"),
+        ],
+        b"must not land".to_vec(),
+    )
+    .await;
+    assert_eq!(a.status, 409);
+    assert_eq!(a.headers["x-wopi-lock"], "someone-elses-lock");
+    assert_eq!(
+        bytes(&in_home(&stack, "notes.odt").unwrap()),
+        b"overwritten"
+    );
+    no_put_relative_forwarded(&stack);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_read_only_tokens_and_checkfileinfo_agree() {
+    let (stack, _gw) = start(StackOptions::default()).await;
+    // A read-only token: CheckFileInfo says so, PutRelativeFile is 501.
+    let ro = open(&stack, "file-ro").await;
+    let info: serde_json::Value = client()
+        .get(&ro.url)
+        .query(&[("access_token", ro.token.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["UserCanNotWriteRelative"], true);
+    let a = put_relative(&ro, &[("X-WOPI-SuggestedTarget", ".docx")], b"x".to_vec()).await;
+    assert_eq!(a.status, 501);
+    // A writable token in a folder the user may not write to: 501, nothing created.
+    let f = open(&stack, "file-docx").await;
+    let info: serde_json::Value = client()
+        .get(&f.url)
+        .query(&[("access_token", f.token.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["UserCanNotWriteRelative"], false);
+    stack
+        .tree
+        .set_perms(STORAGE, "home", wopigate::testkit::tree::read_only_perms());
+    let a = put_relative(&f, &[("X-WOPI-SuggestedTarget", ".pdf")], b"x".to_vec()).await;
+    assert_eq!(a.status, 501, "{}", a.json);
+    assert!(in_home(&stack, "report.pdf").is_none());
+    no_put_relative_forwarded(&stack);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wopiserver_tokens_get_the_same_service() {
+    let (stack, _gw) = start(StackOptions {
+        wrap_tokens: false,
+        ..Default::default()
+    })
+    .await;
+    let f = open(&stack, "file-docx").await;
+    assert!(f.token.starts_with("eyJ"), "the wopiserver's own token");
+    let a = put_relative(&f, &[("X-WOPI-SuggestedTarget", ".pdf")], b"pdf".to_vec()).await;
+    assert_eq!(
+        (a.status, a.json["Name"].as_str()),
+        (200, Some("report.pdf")),
+        "{}",
+        a.json
+    );
+    url_works(&stack, &a, b"pdf").await;
+    no_put_relative_forwarded(&stack);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_body_streams_and_an_aborted_one_leaves_nothing() {
+    let (stack, gw) = start(StackOptions {
+        tap: false,
+        ..Default::default()
+    })
+    .await;
+    let f = open(&stack, "file-docx").await;
+    // 48 MiB streamed in 64 KiB chunks: the gateway's memory stays flat.
+    const LEN: usize = 48 << 20;
+    let rss_before = gw.rss_bytes().unwrap();
+    let chunks = futures_util::stream::iter(
+        (0..LEN / 65536)
+            .map(|i| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![(i % 251) as u8; 65536]))),
+    );
+    let resp = client()
+        .post(&f.url)
+        .query(&[("access_token", f.token.as_str())])
+        .header("X-WOPI-Override", "PUT_RELATIVE")
+        .header("X-WOPI-SuggestedTarget", "big.docx")
+        .header("X-WOPI-Size", LEN.to_string())
+        .header("Content-Length", LEN.to_string())
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let grew = gw.rss_bytes().unwrap().saturating_sub(rss_before);
+    assert!(grew < 16 << 20, "RSS grew {} MiB", grew >> 20);
+    assert_eq!(bytes(&in_home(&stack, "big.docx").unwrap()).len(), LEN);
+
+    // A client that stops halfway: the file created for it is removed again.
+    use tokio::io::AsyncWriteExt;
+    let url = url::Url::parse(&f.url).unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", url.port().unwrap()))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {}?access_token={} HTTP/1.1\r\nHost: x\r\nX-WOPI-Override: PUT_RELATIVE\r\nX-WOPI-RelativeTarget: aborted.docx\r\nContent-Length: 1000000\r\n\r\n",
+        url.path(),
+        crate::enc(&f.token)
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&vec![b'a'; 200_000]).await.unwrap();
+    eventually(
+        "the upload reached the new file",
+        Duration::from_secs(10),
+        async || in_home(&stack, "aborted.docx").map(|_| ()),
+    )
+    .await;
+    drop(s);
+    eventually(
+        "the half-uploaded file removed",
+        Duration::from_secs(10),
+        async || in_home(&stack, "aborted.docx").is_none().then_some(()),
+    )
+    .await;
+    gw.logs_with("removed the file of a failed PutRelativeFile", 1)
+        .await;
+    no_put_relative_forwarded(&stack);
+}
