@@ -150,3 +150,36 @@ proptest! {
         prop_assert!(!out.contains(&token), "{}", out);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// UTF-7 names round-trip, non-ASCII and astral characters included; the encoding is
+    /// 7-bit and keeps the conservative direct set as it is.
+    #[test]
+    fn utf7_names_round_trip(name in prop_oneof![
+        any::<String>(),
+        "[a-zA-Z0-9 ._()-]{0,40}",
+        "[äöüßéèçñ日本語😀+_#!&~ a-z]{0,40}",
+    ]) {
+        let encoded = wopigate::wopi::utf7::encode(&name);
+        prop_assert!(encoded.is_ascii(), "{encoded}");
+        prop_assert_eq!(wopigate::wopi::utf7::decode(&encoded).unwrap(), name.clone());
+        if name.chars().all(|c| c.is_ascii_alphanumeric() || " '(),-./:?".contains(c)) {
+            prop_assert_eq!(encoded, name);
+        }
+    }
+
+    /// Whatever arrives as a UTF-7 header: an answer, never a panic; and the name rules give
+    /// a legal name for any suggestion.
+    #[test]
+    fn utf7_decoding_and_name_rules_never_panic(raw in texty(), base in texty()) {
+        let _ = wopigate::wopi::utf7::decode(&raw);
+        let name = wopigate::wopi::names::suggested(&raw, &base);
+        prop_assert!(wopigate::wopi::names::is_legal(&name), "{name:?}");
+    }
+}

@@ -57,6 +57,7 @@ impl MobileService {
             body: ApiError::new(ErrorCode::InvalidToken, message).body(),
             challenge: Some(self.challenge()),
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -82,6 +83,7 @@ impl MobileService {
                 body: e.body(),
                 challenge: None,
                 retry_after: e.retry_after,
+                headers: Vec::new(),
             };
         }
         match self.bootstrapper_as(op, req, &principal).await {
@@ -91,6 +93,7 @@ impl MobileService {
                 body: e.body(),
                 challenge: None,
                 retry_after: e.retry_after,
+                headers: Vec::new(),
             },
         }
     }

@@ -96,13 +96,22 @@ impl MobileService {
             Op::GetEcosystem => Ok(Answer::ok(
                 json!({"Url": self.ecosystem_url(&c.user, c.exp)?}),
             )),
-            // Container and ecosystem writes, GetShareUrl and GetFileWopiSrc are not
-            // implemented against REVA.
+            Op::CreateChildFile
+            | Op::CreateChildContainer
+            | Op::DeleteContainer
+            | Op::RenameContainer => {
+                let info = self.container(&c).await?;
+                let reva = self.reva_token(&c.user).await?;
+                self.container_write(endpoint.operation, req, &c, &info, &reva)
+                    .await
+            }
+            // Ecosystem writes, GetShareUrl and GetFileWopiSrc are not implemented against
+            // REVA.
             _ => Err(not_implemented()),
         }
     }
 
-    async fn container(&self, c: &Claims) -> Result<ResourceInfo, ApiError> {
+    pub(super) async fn container(&self, c: &Claims) -> Result<ResourceInfo, ApiError> {
         let r = c.resource.as_ref().ok_or_else(ApiError::not_found)?;
         let reva = self.reva_token(&c.user).await?;
         let info = self.stat(&reva, r).await?;
@@ -199,13 +208,16 @@ impl MobileService {
         Ok(Answer::ok(json!({"AncestorsWithRootFirst": chain})))
     }
 
-    fn container_info(&self, info: &ResourceInfo) -> Value {
+    /// What the user may do here, from REVA's permissions (reva.md §6.3 mapping), exactly
+    /// what the container writes below allow.
+    pub(super) fn container_info(&self, info: &ResourceInfo) -> Value {
+        let p = info.permission_set.unwrap_or_default();
         json!({
             "Name": display_name(info),
-            "UserCanCreateChildContainer": false,
-            "UserCanCreateChildFile": false,
-            "UserCanDelete": false,
-            "UserCanRename": false,
+            "UserCanCreateChildContainer": p.create_container,
+            "UserCanCreateChildFile": p.initiate_file_upload,
+            "UserCanDelete": p.delete && info.parent_id.is_some(),
+            "UserCanRename": p.r#move && info.parent_id.is_some(),
             "IsAnonymousUser": false,
             "IsEduUser": self.settings.is_edu_user,
             "LicenseCheckForEditIsEnabled": self.settings.license_check_for_edit,

@@ -6,6 +6,7 @@
 mod bootstrapper;
 mod containers;
 mod time;
+mod writes;
 
 use std::sync::Arc;
 
@@ -32,6 +33,8 @@ pub struct Answer {
     pub challenge: Option<String>,
     /// `Retry-After` seconds on a 429.
     pub retry_after: Option<u64>,
+    /// WOPI headers beside a refusal (`X-WOPI-ValidRelativeTarget`, `X-WOPI-Lock`, …).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Answer {
@@ -41,6 +44,7 @@ impl Answer {
             body: serde_json::to_vec(&v).unwrap_or_default(),
             challenge: None,
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 }

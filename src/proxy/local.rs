@@ -135,6 +135,7 @@ impl Gateway {
                     .map(|c| ("WWW-Authenticate", c))
                     .into_iter()
                     .chain(retry_after.as_deref().map(|s| ("Retry-After", s)))
+                    .chain(a.headers.iter().map(|(k, v)| (*k, v.as_str())))
                     .collect();
                 respond::json(session, a.status, a.body, &ctx.request_id, &extra).await
             }

@@ -34,18 +34,27 @@ pub fn split_ext(name: &str) -> (&str, &str) {
 }
 
 /// A legal name made from anything: forbidden characters become `_`, edges trimmed, the
-/// stem shortened, an empty stem becomes `default_stem`.
+/// stem shortened; an empty stem becomes `default_stem` (itself made legal, else
+/// "New document").
 pub fn legalise(name: &str, default_stem: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| if forbidden(c) { '_' } else { c })
-        .collect();
-    let cleaned = cleaned.trim_matches(|c: char| c == ' ' || c == '.');
-    let (stem, ext) = split_ext(cleaned);
-    let ext = ext.trim_end_matches([' ', '.']);
-    let stem: String = stem.trim().chars().take(MAX_STEM_CHARS).collect();
+    fn parts(name: &str) -> (String, String) {
+        let cleaned: String = name
+            .chars()
+            .map(|c| if forbidden(c) { '_' } else { c })
+            .collect();
+        let cleaned = cleaned.trim_matches(|c: char| c == ' ' || c == '.');
+        let (stem, ext) = split_ext(cleaned);
+        let ext = ext.trim_end_matches([' ', '.']).to_owned();
+        let stem: String = stem.trim().chars().take(MAX_STEM_CHARS).collect();
+        (stem, ext)
+    }
+    let (stem, ext) = parts(name);
     let stem = if stem.is_empty() || stem == "." {
-        default_stem.to_owned()
+        let (fallback, fallback_ext) = parts(default_stem);
+        match format!("{fallback}{fallback_ext}") {
+            f if f.is_empty() || f == "." => "New document".to_owned(),
+            f => f.chars().take(MAX_STEM_CHARS).collect(),
+        }
     } else {
         stem
     };
@@ -55,16 +64,12 @@ pub fn legalise(name: &str, default_stem: &str) -> String {
 /// What `X-WOPI-SuggestedTarget` asks for: `.ext` alone is `base`'s stem with that extension,
 /// anything else a full name; made legal either way.
 pub fn suggested(target: &str, base: &str) -> String {
-    let (stem, _) = split_ext(base);
-    let stem = if stem.is_empty() {
-        "New document"
-    } else {
-        stem
-    };
+    // The base name comes from outside too: made legal before use.
+    let stem = legalise(split_ext(base).0, "New document");
     if target.starts_with('.') && !target[1..].contains('.') && target.len() > 1 {
-        legalise(&format!("{stem}{target}"), stem)
+        legalise(&format!("{stem}{target}"), &stem)
     } else {
-        legalise(target, stem)
+        legalise(target, &stem)
     }
 }
 

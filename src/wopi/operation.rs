@@ -29,6 +29,10 @@ pub enum WopiOperation {
     EnumerateChildren,
     EnumerateAncestors,
     GetEcosystem,
+    CreateChildFile,
+    CreateChildContainer,
+    DeleteContainer,
+    RenameContainer,
     /// Anything a client invents, and the operations the gateway does not implement.
     Other,
 }
@@ -58,6 +62,10 @@ impl WopiOperation {
             Self::EnumerateChildren => "EnumerateChildren",
             Self::EnumerateAncestors => "EnumerateAncestors",
             Self::GetEcosystem => "GetEcosystem",
+            Self::CreateChildFile => "CreateChildFile",
+            Self::CreateChildContainer => "CreateChildContainer",
+            Self::DeleteContainer => "DeleteContainer",
+            Self::RenameContainer => "RenameContainer",
             Self::Other => "Other",
         }
     }
@@ -89,6 +97,17 @@ impl WopiOperation {
                 b"GET_SHARE_URL" => Self::GetShareUrl,
                 _ => Self::Other,
             },
+            _ => Self::Other,
+        }
+    }
+
+    /// A `POST /wopi/containers/<id>` write, by `X-WOPI-Override` (wopi.md §5.4–§5.6).
+    pub fn of_container_write(override_header: Option<&[u8]>) -> Self {
+        match override_header.unwrap_or_default() {
+            b"CREATE_CHILD_FILE" => Self::CreateChildFile,
+            b"CREATE_CHILD_CONTAINER" => Self::CreateChildContainer,
+            b"DELETE_CONTAINER" => Self::DeleteContainer,
+            b"RENAME_CONTAINER" => Self::RenameContainer,
             _ => Self::Other,
         }
     }

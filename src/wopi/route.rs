@@ -151,7 +151,7 @@ pub fn classify(method: &Method, path: &str, headers: &HeaderMap) -> Route {
             let op = if get {
                 Op::CheckContainerInfo
             } else {
-                Op::Other
+                Op::of_container_write(header(headers, "x-wopi-override"))
             };
             (mobile(op, T::Container), &[Method::GET, Method::POST])
         }

@@ -128,6 +128,7 @@ mod tests {
         assert_eq!(decode("+ZeVnLIqe-").unwrap(), "日本語");
         assert_eq!(decode("A+ImIDkQ.").unwrap(), "A\u{2262}\u{391}.");
         assert_eq!(decode("1 +- 1").unwrap(), "1 + 1");
+        assert_eq!(decode("Projekte +ACM-2026").unwrap(), "Projekte #2026");
         // The .NET validator encodes the optional-direct characters.
         assert_eq!(
             decode("madeup+AF8-name.wopitestx").unwrap(),

@@ -258,7 +258,15 @@ async fn office_mobile_flows_add_a_place_browse_open_save_and_renew() {
     assert_eq!(status, 200);
     assert_eq!(info["Name"], "Documents");
     assert_eq!(info["IsEduUser"], false);
-    assert_eq!(info["UserCanCreateChildFile"], false);
+    // What the container writes allow, from REVA's permissions.
+    for k in [
+        "UserCanCreateChildFile",
+        "UserCanCreateChildContainer",
+        "UserCanDelete",
+        "UserCanRename",
+    ] {
+        assert_eq!(info[k], true, "{k}");
+    }
     let docs = list(docs_url.clone(), ".docx,.xlsx").await;
     assert_eq!(names(&docs["ChildFiles"]), ["minutes.docx", "plan.xlsx"]);
     assert_eq!(names(&docs["ChildContainers"]), ["Archive"]);
@@ -541,7 +549,7 @@ async fn bad_mobile_input_gets_the_codes_the_spec_lists() {
     }
 
     // Container endpoints: a token of another kind or resource is 401, an unknown container
-    // 404, container writes 501; nothing of it reached the wopiserver.
+    // 404, an unimplemented operation 501; nothing of it reached the wopiserver.
     let keys = TokenKeys::new(&Secret::new(stack.token_key.clone()), None);
     let r = c
         .post(&boot)
@@ -586,12 +594,12 @@ async fn bad_mobile_input_gets_the_codes_the_spec_lists() {
     let r = c
         .post(root_base)
         .query(&[("access_token", &root_token)])
-        .header("X-WOPI-Override", "CREATE_CHILD_FILE")
-        .header("X-WOPI-SuggestedTarget", ".docx")
+        .header("X-WOPI-Override", "GET_SHARE_URL")
+        .header("X-WOPI-UrlType", "ReadOnly")
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 501);
+    assert_eq!(r.status(), 501, "container GetShareUrl is not implemented");
     assert!(
         stack
             .wopiserver
@@ -600,4 +608,197 @@ async fn bad_mobile_input_gets_the_codes_the_spec_lists() {
             .all(|r| !r.path.starts_with("/wopi/files/")),
         "no WOPI call reached the wopiserver"
     );
+}
+
+/// POSTs a container write; (status, headers, JSON).
+async fn container_write(
+    url: &str,
+    op: &str,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let mut r = client().post(url).header("X-WOPI-Override", op);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let h = resp.headers().clone();
+    (
+        status,
+        h,
+        resp.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn office_mobile_creates_edits_renames_and_deletes_in_folders() {
+    let (stack, _gw) = start(mobile_stack()).await;
+    let c = client();
+    let r = c
+        .post(format!("{}/wopibootstrapper", stack.gateway_url()))
+        .bearer_auth(stack.idp.token("alice"))
+        .header("X-WOPI-EcosystemOperation", "GET_ROOT_CONTAINER")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b: serde_json::Value = r.json().await.unwrap();
+    let root = b["RootContainerInfo"]["ContainerPointer"]["Url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A folder, then a document in it, from the app side.
+    let (s, _, folder) = container_write(
+        &root,
+        "CREATE_CHILD_CONTAINER",
+        &[("X-WOPI-SuggestedTarget", "Projects")],
+    )
+    .await;
+    assert_eq!(s, 200, "{folder}");
+    assert_eq!(folder["ContainerPointer"]["Name"], "Projects");
+    assert_eq!(folder["ContainerInfo"]["UserCanCreateChildFile"], true);
+    let projects = folder["ContainerPointer"]["Url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(stack.tree.get_by_path("/home/Projects").unwrap().container);
+
+    let (s, _, doc) = container_write(
+        &projects,
+        "CREATE_CHILD_FILE",
+        &[("X-WOPI-SuggestedTarget", ".docx")],
+    )
+    .await;
+    assert_eq!(s, 200, "{doc}");
+    assert_eq!(doc["Name"], "New document.docx");
+    assert!(doc["HostEditUrl"].as_str().unwrap().contains("WOPISrc="));
+    let file = doc["Url"].as_str().unwrap().to_owned();
+    let created = stack
+        .tree
+        .get_by_path("/home/Projects/New document.docx")
+        .unwrap();
+    assert!(matches!(&created.content, wopigate::testkit::tree::Content::Bytes(b) if b.is_empty()));
+    // Edited and saved through the normal WOPI path with the token from the answer.
+    let (status, info, _) = get_json(&file).await;
+    assert_eq!(status, 200);
+    assert_eq!(info["BaseFileName"], "New document.docx");
+    assert_eq!(info["Size"], 0);
+    let (base, _) = file.split_once('?').unwrap();
+    let token = token_of(&file);
+    for (op, suffix, body) in [
+        ("LOCK", "", Vec::new()),
+        ("PUT", "/contents", b"written on the phone".to_vec()),
+        ("UNLOCK", "", Vec::new()),
+    ] {
+        let r = c
+            .post(format!("{base}{suffix}"))
+            .query(&[("access_token", token.as_str())])
+            .header("X-WOPI-Override", op)
+            .header("X-WOPI-Lock", "phone-lock")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{op}");
+    }
+    let saved = stack
+        .tree
+        .get_by_path("/home/Projects/New document.docx")
+        .unwrap();
+    assert!(
+        matches!(&saved.content, wopigate::testkit::tree::Content::Bytes(b) if b == b"written on the phone")
+    );
+
+    // Name rules: the same name again is a conflict with a proposal; an illegal one 400; a
+    // suggestion is adjusted; both headers 501.
+    let (s, h, _) = container_write(
+        &projects,
+        "CREATE_CHILD_FILE",
+        &[("X-WOPI-RelativeTarget", "New document.docx")],
+    )
+    .await;
+    assert_eq!(s, 409);
+    assert_eq!(h["x-wopi-validrelativetarget"], "New document (2).docx");
+    let (s, h, _) = container_write(
+        &projects,
+        "CREATE_CHILD_FILE",
+        &[("X-WOPI-RelativeTarget", "bad:name.docx")],
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(h.contains_key("x-wopi-invalidfilenameerror"));
+    let (s, _, adjusted) = container_write(
+        &projects,
+        "CREATE_CHILD_FILE",
+        &[("X-WOPI-SuggestedTarget", "New document.docx")],
+    )
+    .await;
+    assert_eq!(
+        (s, adjusted["Name"].as_str()),
+        (200, Some("New document (2).docx"))
+    );
+    let (s, _, _) = container_write(
+        &projects,
+        "CREATE_CHILD_FILE",
+        &[
+            ("X-WOPI-SuggestedTarget", ".docx"),
+            ("X-WOPI-RelativeTarget", "x.docx"),
+        ],
+    )
+    .await;
+    assert_eq!(s, 501);
+
+    // Rename (UTF-7): same container id, new name; the old URL still names it.
+    let (s, _, renamed) = container_write(
+        &projects,
+        "RENAME_CONTAINER",
+        &[("X-WOPI-RequestedName", "Projekt+AOQ-re 2026")],
+    )
+    .await;
+    assert_eq!(
+        (s, renamed["Name"].as_str()),
+        (200, Some("Projektäre 2026"))
+    );
+    let (status, info, _) = get_json(&projects).await;
+    assert_eq!(
+        (status, info["Name"].as_str()),
+        (200, Some("Projektäre 2026"))
+    );
+    assert!(
+        stack
+            .tree
+            .get_by_path("/home/Projektäre 2026/New document.docx")
+            .is_some()
+    );
+    let (s, _, _) = container_write(
+        &projects,
+        "RENAME_CONTAINER",
+        &[("X-WOPI-RequestedName", "Documents")],
+    )
+    .await;
+    assert_eq!(s, 409, "a sibling has that name");
+
+    // Delete: refused while it has children; an empty one goes.
+    let (s, _, _) = container_write(&projects, "DELETE_CONTAINER", &[]).await;
+    assert_eq!(s, 409);
+    let (s, _, empty) = container_write(
+        &root,
+        "CREATE_CHILD_CONTAINER",
+        &[("X-WOPI-RelativeTarget", "Empty")],
+    )
+    .await;
+    assert_eq!(s, 200);
+    let empty = empty["ContainerPointer"]["Url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, _, _) = container_write(&empty, "DELETE_CONTAINER", &[]).await;
+    assert_eq!(s, 200);
+    assert!(stack.tree.get_by_path("/home/Empty").is_none());
+    let (status, _, _) = get_json(&empty).await;
+    assert_eq!(status, 404);
+    // The root is neither deleted nor renamed.
+    let (s, _, _) = container_write(&root, "DELETE_CONTAINER", &[]).await;
+    assert_eq!(s, 501);
 }
