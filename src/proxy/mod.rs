@@ -97,6 +97,11 @@ impl Gateway {
         }
         let admitted = self.wopi_files.check(req).await?;
         ctx.app = admitted.app;
+        // The wopiserver says `UserCanNotWriteRelative: false` whatever the token; a
+        // pass-through token the gateway will not serve PutRelativeFile to must read true.
+        ctx.needs_no_relative = admitted.gateway.is_none()
+            && ctx.route.operation() == Some(WopiOperation::CheckFileInfo)
+            && !(self.put_relative && admitted.read_write);
         if let Some((token, claims)) = admitted.gateway {
             let upstream = self
                 .open
@@ -280,6 +285,12 @@ impl ProxyHttp for Gateway {
         {
             upstream_response.set_status(200)?;
         }
+        if ctx.needs_no_relative && upstream_response.status == http::StatusCode::OK {
+            upstream_response.remove_header(&http::header::CONTENT_LENGTH);
+            ctx.no_relative = Some(Vec::new());
+            conn::hold_answer(session);
+            return Ok(());
+        }
         ctx.rewrite = ctx
             .wrapped
             .as_ref()
@@ -299,6 +310,23 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Option<Duration>> {
+        if let Some(buf) = ctx.no_relative.as_mut() {
+            if let Some(chunk) = body.take() {
+                if buf.len() + chunk.len() > 1024 * 1024 {
+                    return Err(pingora::Error::explain(
+                        ErrorType::InternalError,
+                        "CheckFileInfo too large",
+                    ));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            if end_of_stream {
+                let whole = std::mem::take(buf);
+                let out = crate::tokens::swap::no_relative_writes(&whole).unwrap_or(whole);
+                *body = Some(Bytes::from(out));
+            }
+            return Ok(None);
+        }
         if let (Some(rw), Some(w)) = (ctx.rewrite.as_mut(), ctx.wrapped.as_ref()) {
             rw.take(
                 body,

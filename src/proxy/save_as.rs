@@ -48,7 +48,8 @@ impl Gateway {
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "not a WOPI token").into())
     }
 
-    /// Prepares a PutRelativeFile: `Ok(())` to proxy its body, or a refusal already answered.
+    /// Serves a PutRelativeFile whole: the target prepared, the body streamed into it, the
+    /// answer written. Always answered here (`Ok(true)`), never proxied.
     pub(super) async fn save_as(
         &self,
         session: &mut Session,

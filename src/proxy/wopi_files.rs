@@ -33,6 +33,8 @@ pub struct Admitted {
     pub app: Option<String>,
     /// Set when the request carries a gateway token (to be swapped before proxying).
     pub gateway: Option<(String, Claims)>,
+    /// A wopiserver token opened read-write (pass-through tokens only).
+    pub read_write: bool,
 }
 
 fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
@@ -63,7 +65,11 @@ impl WopiFilesGuard {
             }
             None => None,
         };
-        Ok(Admitted { app, gateway: None })
+        Ok(Admitted {
+            app,
+            gateway: None,
+            read_write: facts.read_write,
+        })
     }
 
     /// A gateway token: sealed by our key, unexpired, for a file, and for *this* file.
@@ -101,6 +107,7 @@ impl WopiFilesGuard {
         Ok(Admitted {
             app: app.map(|a| a.name.clone()),
             gateway: Some((token, claims)),
+            read_write: false,
         })
     }
 

@@ -222,6 +222,16 @@ pub fn check_file_info(
 
 mod raw;
 
+/// A pass-through CheckFileInfo (the wopiserver's own token, not rewritten otherwise) for a
+/// token the gateway will not serve PutRelativeFile to: `UserCanNotWriteRelative` becomes
+/// true. `None` when the answer is not a JSON object.
+pub fn no_relative_writes(body: &[u8]) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    v.as_object_mut()?
+        .insert("UserCanNotWriteRelative".into(), Value::Bool(true));
+    serde_json::to_vec(&v).ok()
+}
+
 /// The wopiserver's download endpoint is /wopi/iop/*, never reachable from the public side.
 fn drop_iop_urls(o: &mut Map<String, Value>) {
     for k in ["DownloadUrl", "FileUrl"] {

@@ -18,6 +18,9 @@ pub struct UnverifiedClaims {
     /// For cs3 storage: the REVA token, in clear.
     #[serde(default)]
     pub userid: String,
+    /// `VIEW_MODE_*`.
+    #[serde(default)]
+    pub viewmode: String,
 }
 
 /// `None` when the token is not a JWT with a JSON payload.
@@ -36,6 +39,8 @@ pub fn read(token: &str) -> Option<UnverifiedClaims> {
 pub struct Facts {
     pub appname: Arc<str>,
     pub exp: u64,
+    /// Opened read-write (`VIEW_MODE_READ_WRITE`).
+    pub read_write: bool,
 }
 
 /// Facts of the wopiserver tokens seen recently. An office app repeats its token on every call,
@@ -74,6 +79,7 @@ impl Seen {
         let claims = read(token)?;
         let facts = Facts {
             exp: effective_exp(&claims),
+            read_write: claims.viewmode == "VIEW_MODE_READ_WRITE",
             appname: Arc::from(claims.appname),
         };
         if !signature.is_empty() {

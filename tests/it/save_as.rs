@@ -389,6 +389,24 @@ async fn wopiserver_tokens_get_the_same_service() {
     .await;
     let f = open(&stack, "file-docx").await;
     assert!(f.token.starts_with("eyJ"), "the wopiserver's own token");
+    // CheckFileInfo passed through says what the gateway does with each token.
+    let relative_flag = async |f: &File| {
+        let info: serde_json::Value = client()
+            .get(&f.url)
+            .query(&[("access_token", f.token.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        info["UserCanNotWriteRelative"].clone()
+    };
+    assert_eq!(relative_flag(&f).await, false);
+    let ro = open(&stack, "file-ro").await;
+    assert_eq!(relative_flag(&ro).await, true, "read-only token");
+    let a = put_relative(&ro, &[("X-WOPI-SuggestedTarget", ".docx")], b"x".to_vec()).await;
+    assert_eq!(a.status, 501);
     let a = put_relative(&f, &[("X-WOPI-SuggestedTarget", ".pdf")], b"pdf".to_vec()).await;
     assert_eq!(
         (a.status, a.json["Name"].as_str()),
@@ -460,4 +478,35 @@ async fn a_large_body_streams_and_an_aborted_one_leaves_nothing() {
     gw.logs_with("removed the file of a failed PutRelativeFile", 1)
         .await;
     no_put_relative_forwarded(&stack);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switched_off_it_is_forwarded_and_checkfileinfo_says_so() {
+    let (stack, _gw) = start(StackOptions {
+        extra_config: "[wopi]\nput_relative = false\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let f = open(&stack, "file-docx").await;
+    let info: serde_json::Value = client()
+        .get(&f.url)
+        .query(&[("access_token", f.token.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["UserCanNotWriteRelative"], true);
+    let a = put_relative(&f, &[("X-WOPI-SuggestedTarget", ".pdf")], b"x".to_vec()).await;
+    assert_eq!(a.status, 501, "the wopiserver's answer");
+    assert!(
+        stack
+            .wopiserver
+            .requests()
+            .iter()
+            .any(|r| r.header("x-wopi-override") == Some("PUT_RELATIVE")),
+        "forwarded as before"
+    );
+    assert!(in_home(&stack, "report.pdf").is_none());
 }
