@@ -138,8 +138,9 @@ impl Metrics {
             "wopigate_open_connections",
             "Client connections open on the public and internal listeners (idle keep-alive included).",
         );
+        // Labelled `wopiserver`, not `instance`: Prometheus sets `instance` to the scrape target.
         let instance_gauge = |name: &str, help: &str| {
-            let g = IntGaugeVec::new(Opts::new(name, help), &["instance"]).expect("valid metric");
+            let g = IntGaugeVec::new(Opts::new(name, help), &["wopiserver"]).expect("valid metric");
             r.register(Box::new(g.clone())).expect("unique metric");
             g
         };
@@ -163,25 +164,25 @@ impl Metrics {
                 &r,
                 "wopigate_wopiserver_instance_requests_total",
                 "Requests sent to a wopiserver instance (proxied WOPI and openinapp).",
-                &["instance"],
+                &["wopiserver"],
             ),
             instance_busy: counter(
                 &r,
                 "wopigate_wopiserver_instance_busy_total",
                 "Requests refused with 503 because the instance was at its concurrency cap.",
-                &["instance"],
+                &["wopiserver"],
             ),
             instance_failovers: counter(
                 &r,
                 "wopigate_wopiserver_instance_failovers_total",
                 "Requests moved to another instance because this one refused the connection.",
-                &["instance"],
+                &["wopiserver"],
             ),
             instance_ejections: counter(
                 &r,
                 "wopigate_wopiserver_instance_ejections_total",
                 "Times the instance was taken out of rotation (failed connect or health check).",
-                &["instance", "cause"],
+                &["wopiserver", "cause"],
             ),
             rate_limited: counter(
                 &r,

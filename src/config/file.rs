@@ -408,7 +408,7 @@ fn default_eject_seconds() -> u64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WopiserverInstanceSection {
-    /// Short name: logs and the `instance` metric label (`[A-Za-z0-9_-]`, at most 32).
+    /// Short name: logs and the `wopiserver` metric label (`[A-Za-z0-9_-]`, at most 32).
     pub name: String,
     pub url: String,
 }

@@ -78,12 +78,12 @@ impl HealthCheck for Probe {
             .with_label_values(&[name])
             .set(healthy as i64);
         if healthy {
-            tracing::info!(instance = %name, "wopiserver instance healthy again");
+            tracing::info!(wopiserver = %name, "wopiserver instance healthy again");
         } else {
             m.instance_ejections
                 .with_label_values(&[name, "health_check"])
                 .inc();
-            tracing::warn!(instance = %name, "wopiserver instance failed its health checks; out of rotation");
+            tracing::warn!(wopiserver = %name, "wopiserver instance failed its health checks; out of rotation");
         }
     }
 

@@ -198,7 +198,7 @@ impl Instances {
         };
         let until = self.now_ms() + self.eject_for.as_millis() as u64;
         if x.ejected_until_ms.swap(until, Ordering::Relaxed) <= self.now_ms() {
-            tracing::warn!(instance = %x.name, "wopiserver instance refused a connection; out of rotation for {:?}", self.eject_for);
+            tracing::warn!(wopiserver = %x.name, "wopiserver instance refused a connection; out of rotation for {:?}", self.eject_for);
             crate::metrics::metrics()
                 .instance_ejections
                 .with_label_values(&[&x.name, "connect"])

@@ -208,7 +208,7 @@ async fn a_file_stays_on_its_instance_and_moves_when_that_refuses_connections() 
     assert_eq!(seen(s, opened_here(opaque)), [0, 1]);
     let failovers = crate::gauge(
         &s.admin_url(),
-        "wopigate_wopiserver_instance_failovers_total{instance=\"wopi-0\"}",
+        "wopigate_wopiserver_instance_failovers_total{wopiserver=\"wopi-0\"}",
     )
     .await
     .unwrap_or(0.0);
@@ -293,7 +293,7 @@ async fn a_failing_health_check_takes_an_instance_out_and_a_passing_one_brings_i
     assert_eq!(r["ready"], true, "one healthy instance is enough: {r}");
     let healthy = crate::gauge(
         &s.admin_url(),
-        "wopigate_wopiserver_instance_healthy{instance=\"wopi-0\"}",
+        "wopigate_wopiserver_instance_healthy{wopiserver=\"wopi-0\"}",
     )
     .await;
     assert_eq!(healthy, Some(0.0));
@@ -402,7 +402,7 @@ async fn an_instance_at_its_cap_answers_503_with_retry_after_and_loses_nothing()
     assert_eq!(wopi(&o, "GET", "", None, b"").await.0, 200);
     let busy = crate::gauge(
         &stack.admin_url(),
-        "wopigate_wopiserver_instance_busy_total{instance=\"default\"}",
+        "wopigate_wopiserver_instance_busy_total{wopiserver=\"default\"}",
     )
     .await;
     assert_eq!(busy, Some(2.0));
