@@ -665,6 +665,14 @@ async fn file_op(call: WopiCall) -> Response {
             }
             cur => conflict(cur.as_deref().unwrap_or(""), "Lock mismatch"),
         },
+        // DeleteFile (cs3-wopiserver.md §6): refused while locked, else gone from storage.
+        "DELETE" => match current {
+            Some(cur) => conflict(&cur, "File is locked"),
+            None => {
+                s.inner.tree.remove(&entry.id);
+                json_msg(StatusCode::OK, "OK")
+            }
+        },
         // v11.5.0 refuses it to regular users (cs3-wopiserver.md §9.1): the gateway must
         // never forward it.
         "PUT_RELATIVE" => text(

@@ -710,6 +710,37 @@ async fn office_mobile_creates_edits_renames_and_deletes_in_folders() {
         matches!(&saved.content, wopigate::testkit::tree::Content::Bytes(b) if b == b"written on the phone")
     );
 
+    // DeleteFile (the wopiserver's, through the gateway): refused while locked.
+    let (adjusted_base, _) = file.split_once('?').unwrap();
+    let delete = async |lock: Option<&str>| {
+        let mut r = c
+            .post(adjusted_base)
+            .query(&[("access_token", token.as_str())])
+            .header("X-WOPI-Override", "DELETE");
+        if let Some(l) = lock {
+            r = r.header("X-WOPI-Lock", l);
+        }
+        r.send().await.unwrap()
+    };
+    let lock = c
+        .post(adjusted_base)
+        .query(&[("access_token", token.as_str())])
+        .header("X-WOPI-Override", "LOCK")
+        .header("X-WOPI-Lock", "held")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lock.status(), 200);
+    let r = delete(None).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.headers()["x-wopi-lock"], "held");
+    assert!(
+        stack
+            .tree
+            .get_by_path("/home/Projects/New document.docx")
+            .is_some()
+    );
+
     // Name rules: the same name again is a conflict with a proposal; an illegal one 400; a
     // suggestion is adjusted; both headers 501.
     let (s, h, _) = container_write(
@@ -778,6 +809,24 @@ async fn office_mobile_creates_edits_renames_and_deletes_in_folders() {
     )
     .await;
     assert_eq!(s, 409, "a sibling has that name");
+
+    // The document unlocked, DeleteFile removes it.
+    let unlock = c
+        .post(adjusted_base)
+        .query(&[("access_token", token.as_str())])
+        .header("X-WOPI-Override", "UNLOCK")
+        .header("X-WOPI-Lock", "held")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unlock.status(), 200);
+    assert_eq!(delete(None).await.status(), 200);
+    assert!(
+        stack
+            .tree
+            .get_by_path("/home/Projektäre 2026/New document.docx")
+            .is_none()
+    );
 
     // Delete: refused while it has children; an empty one goes.
     let (s, _, _) = container_write(&projects, "DELETE_CONTAINER", &[]).await;
