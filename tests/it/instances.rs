@@ -461,3 +461,37 @@ async fn opens_over_a_rate_limit_get_429_with_retry_after() {
         assert_eq!(wopi(&o, "GET", "", None, b"").await.0, 200);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrapper_has_per_user_and_per_client_limits() {
+    let stack = Stack::start(StackOptions {
+        extra_config: "[mobile]\nenabled = true\n\n[rate_limits]\nbootstrap_per_user = 2\nbootstrap_per_client = 3\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let config = stack.write_config();
+    let _gw = start_gateway(&stack, &config).await;
+    let boot = async |user: &str| {
+        let r = client()
+            .get(format!("{}/wopibootstrapper", stack.gateway_url()))
+            .bearer_auth(stack.idp.token(user))
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.headers().get("retry-after").is_some(),
+        )
+    };
+    assert_eq!(boot("alice").await, (200, false));
+    assert_eq!(boot("alice").await, (200, false));
+    assert_eq!(boot("alice").await, (429, true), "alice's limit");
+    // bob's own limit is untouched, but the client address is now at 3 (refused ones count).
+    assert_eq!(boot("bob").await, (429, true), "the client's limit");
+    let limited = crate::gauge(
+        &stack.admin_url(),
+        "wopigate_rate_limited_total{by=\"user\",scope=\"bootstrap\"}",
+    )
+    .await;
+    assert_eq!(limited, Some(1.0));
+}
