@@ -49,6 +49,8 @@ pub struct Instance {
     waiting: AtomicUsize,
     in_flight: IntGauge,
     queued: IntGauge,
+    /// Handle of its requests counter, looked up once (not per request).
+    requests: prometheus::IntCounter,
 }
 
 /// The instance is at its cap and its queue is full or the wait ran out.
@@ -84,6 +86,7 @@ impl Instance {
         Self {
             in_flight: m.instance_in_flight.with_label_values(&[&name]),
             queued: m.instance_queued.with_label_values(&[&name]),
+            requests: m.instance_requests.with_label_values(&[&name]),
             name,
             base,
             ejected_until_ms: AtomicU64::new(0),
@@ -94,10 +97,7 @@ impl Instance {
 
     fn slot(&self, permit: Option<OwnedSemaphorePermit>) -> Slot {
         self.in_flight.inc();
-        crate::metrics::metrics()
-            .instance_requests
-            .with_label_values(&[&self.name])
-            .inc();
+        self.requests.inc();
         Slot {
             _permit: permit,
             in_flight: self.in_flight.clone(),
