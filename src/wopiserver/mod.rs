@@ -251,6 +251,30 @@ impl WopiserverClient {
         result
     }
 
+    /// The file's next instance not in `tried`, a concurrency slot on it, and `path_query`
+    /// there.
+    async fn reach(
+        &self,
+        key: &str,
+        tried: instances::Tried,
+        path_query: &str,
+    ) -> Result<(usize, Url, instances::Slot), WopiserverError> {
+        let i = self
+            .instances
+            .choose(key.as_bytes(), tried)
+            .ok_or(WopiserverError::Unavailable)?;
+        let instance = self.instances.get(i).ok_or(WopiserverError::Unavailable)?;
+        let slot = instance
+            .acquire(&self.instances.capacity)
+            .await
+            .map_err(|_| WopiserverError::Busy)?;
+        let url = instance
+            .base
+            .join(path_query.trim_start_matches('/'))
+            .map_err(|e| WopiserverError::Invalid(e.to_string()))?;
+        Ok((i, url, slot))
+    }
+
     /// A WOPI lock call (`GET_LOCK`, `LOCK`, `UNLOCK`) the gateway makes itself, on the
     /// instance serving the file (`key` = storage and opaque id); `path_query` carries the
     /// wopiserver token. The answer's status and `X-WOPI-Lock`.
@@ -264,20 +288,8 @@ impl WopiserverClient {
         let key = instances::affinity_key(key.0, key.1);
         let mut tried = instances::Tried::default();
         loop {
-            let i = self
-                .instances
-                .choose(key.as_bytes(), tried)
-                .ok_or(WopiserverError::Unavailable)?;
+            let (i, url, _slot) = self.reach(&key, tried, path_query).await?;
             tried.add(i);
-            let instance = self.instances.get(i).ok_or(WopiserverError::Unavailable)?;
-            let _slot = instance
-                .acquire(&self.instances.capacity)
-                .await
-                .map_err(|_| WopiserverError::Busy)?;
-            let url = instance
-                .base
-                .join(path_query.trim_start_matches('/'))
-                .map_err(|e| WopiserverError::Invalid(e.to_string()))?;
             let sent = self
                 .http
                 .post(url)
@@ -314,19 +326,9 @@ impl WopiserverClient {
         body: reqwest::Body,
     ) -> Result<(u16, Option<String>), WopiserverError> {
         let key = instances::affinity_key(key.0, key.1);
-        let i = self
-            .instances
-            .choose(key.as_bytes(), instances::Tried::default())
-            .ok_or(WopiserverError::Unavailable)?;
-        let instance = self.instances.get(i).ok_or(WopiserverError::Unavailable)?;
-        let _slot = instance
-            .acquire(&self.instances.capacity)
-            .await
-            .map_err(|_| WopiserverError::Busy)?;
-        let url = instance
-            .base
-            .join(path_query.trim_start_matches('/'))
-            .map_err(|e| WopiserverError::Invalid(e.to_string()))?;
+        let (i, url, _slot) = self
+            .reach(&key, instances::Tried::default(), path_query)
+            .await?;
         let mut req = self
             .uploads
             .post(url)

@@ -9,7 +9,7 @@ use wopigate::testkit::fault_proxy::{Fault, FaultProxy};
 use wopigate::testkit::gateway::GatewayProcess;
 use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
 
-use crate::{client, eventually, legacy_open, start_gateway, wopi_src_path};
+use crate::{WopiFile as Opened, client, eventually, open_wopi_file as open, start_gateway};
 
 /// Two instances, each behind a fault proxy; quick health checks.
 struct Two {
@@ -38,13 +38,8 @@ timeout_ms = 1000
 const FILES: usize = 12;
 
 fn seed_files(stack: &Stack) {
-    let base = stack.tree.get_by(STORAGE, "file-docx").unwrap();
     for i in 0..FILES {
-        let mut e = base.clone();
-        e.id.opaque_id = format!("file-s{i}");
-        e.name = format!("s{i}.docx");
-        e.path = format!("/home/s{i}.docx");
-        stack.tree.insert(e);
+        crate::add_docx(stack, &format!("file-s{i}"), &format!("s{i}.docx"));
     }
 }
 
@@ -78,26 +73,6 @@ async fn two(health: &str, wopiserver_keys: &str) -> Two {
 
 fn fakes(stack: &Stack) -> [&FakeWopiserver; 2] {
     [&stack.wopiserver, &stack.more_wopiservers[0].0]
-}
-
-/// A file opened through the gateway: its WOPI URL (no query) and token.
-struct Opened {
-    url: String,
-    token: String,
-}
-
-async fn open(stack: &Stack, opaque: &str) -> Opened {
-    let id = wopigate::ids::encode_legacy(STORAGE, opaque);
-    let (status, body) = legacy_open(stack, &stack.idp.token("alice"), &id).await;
-    assert_eq!(status, 200, "{body}");
-    Opened {
-        url: format!(
-            "{}{}",
-            stack.gateway_url(),
-            wopi_src_path(body["wopiclienturl"].as_str().unwrap())
-        ),
-        token: body["accesstoken"].as_str().unwrap().to_owned(),
-    }
 }
 
 /// Which instances saw a request matching `what` for the file, counted.

@@ -164,6 +164,56 @@ pub async fn open_as_alice(stack: &Stack, opaque_id: &str) -> (u16, serde_json::
     legacy_open(stack, &stack.idp.token("alice"), &id).await
 }
 
+/// A file opened through the gateway: its WOPI URL (no query) and access token.
+#[derive(Clone)]
+pub struct WopiFile {
+    pub url: String,
+    pub token: String,
+}
+
+/// Opens the seeded file `opaque_id` as alice (legacy open API); 200 or the test fails.
+pub async fn open_wopi_file(stack: &Stack, opaque_id: &str) -> WopiFile {
+    let (status, body) = open_as_alice(stack, opaque_id).await;
+    assert_eq!(status, 200, "{body}");
+    WopiFile {
+        url: format!(
+            "{}{}",
+            stack.gateway_url(),
+            wopi_src_path(body["wopiclienturl"].as_str().unwrap())
+        ),
+        token: body["accesstoken"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// Adds a copy of `report.docx` to alice's home as `name`, with id `opaque_id`.
+pub fn add_docx(stack: &Stack, opaque_id: &str, name: &str) {
+    let mut e = stack
+        .tree
+        .get_by(wopigate::testkit::stack::STORAGE, "file-docx")
+        .unwrap();
+    e.id.opaque_id = opaque_id.into();
+    e.name = name.into();
+    e.path = format!("/home/{name}");
+    stack.tree.insert(e);
+}
+
+/// The root container's URL (with its token) from the bootstrapper, signed in as alice.
+pub async fn root_container_url(stack: &Stack) -> String {
+    let r = client()
+        .post(format!("{}/wopibootstrapper", stack.gateway_url()))
+        .bearer_auth(stack.idp.token("alice"))
+        .header("X-WOPI-EcosystemOperation", "GET_ROOT_CONTAINER")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b: serde_json::Value = r.json().await.unwrap();
+    b["RootContainerInfo"]["ContainerPointer"]["Url"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// The WOPISrc path (`/wopi/files/<id>`) inside an app URL.
 pub fn wopi_src_path(app_url: &str) -> String {
     let url = url::Url::parse(app_url).unwrap();

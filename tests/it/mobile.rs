@@ -634,19 +634,7 @@ async fn container_write(
 async fn office_mobile_creates_edits_renames_and_deletes_in_folders() {
     let (stack, _gw) = start(mobile_stack()).await;
     let c = client();
-    let r = c
-        .post(format!("{}/wopibootstrapper", stack.gateway_url()))
-        .bearer_auth(stack.idp.token("alice"))
-        .header("X-WOPI-EcosystemOperation", "GET_ROOT_CONTAINER")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let b: serde_json::Value = r.json().await.unwrap();
-    let root = b["RootContainerInfo"]["ContainerPointer"]["Url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let root = crate::root_container_url(&stack).await;
 
     // A folder, then a document in it, from the app side.
     let (s, _, folder) = container_write(
@@ -686,21 +674,32 @@ async fn office_mobile_creates_edits_renames_and_deletes_in_folders() {
     assert_eq!(info["Size"], 0);
     let (base, _) = file.split_once('?').unwrap();
     let token = token_of(&file);
+    // A WOPI POST on the new document: (status, X-WOPI-Lock).
+    let post = async |op: &str, suffix: &str, lock: Option<&str>, body: Vec<u8>| {
+        let mut r = c
+            .post(format!("{base}{suffix}"))
+            .query(&[("access_token", token.as_str())])
+            .header("X-WOPI-Override", op);
+        if let Some(l) = lock {
+            r = r.header("X-WOPI-Lock", l);
+        }
+        let r = r.body(body).send().await.unwrap();
+        let lock = r
+            .headers()
+            .get("x-wopi-lock")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (r.status().as_u16(), lock)
+    };
     for (op, suffix, body) in [
         ("LOCK", "", Vec::new()),
         ("PUT", "/contents", b"written on the phone".to_vec()),
         ("UNLOCK", "", Vec::new()),
     ] {
-        let r = c
-            .post(format!("{base}{suffix}"))
-            .query(&[("access_token", token.as_str())])
-            .header("X-WOPI-Override", op)
-            .header("X-WOPI-Lock", "phone-lock")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{op}");
+        assert_eq!(
+            post(op, suffix, Some("phone-lock"), body).await.0,
+            200,
+            "{op}"
+        );
     }
     let saved = stack
         .tree
@@ -711,29 +710,11 @@ async fn office_mobile_creates_edits_renames_and_deletes_in_folders() {
     );
 
     // DeleteFile (the wopiserver's, through the gateway): refused while locked.
-    let (adjusted_base, _) = file.split_once('?').unwrap();
-    let delete = async |lock: Option<&str>| {
-        let mut r = c
-            .post(adjusted_base)
-            .query(&[("access_token", token.as_str())])
-            .header("X-WOPI-Override", "DELETE");
-        if let Some(l) = lock {
-            r = r.header("X-WOPI-Lock", l);
-        }
-        r.send().await.unwrap()
-    };
-    let lock = c
-        .post(adjusted_base)
-        .query(&[("access_token", token.as_str())])
-        .header("X-WOPI-Override", "LOCK")
-        .header("X-WOPI-Lock", "held")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(lock.status(), 200);
-    let r = delete(None).await;
-    assert_eq!(r.status(), 409);
-    assert_eq!(r.headers()["x-wopi-lock"], "held");
+    assert_eq!(post("LOCK", "", Some("held"), Vec::new()).await.0, 200);
+    assert_eq!(
+        post("DELETE", "", None, Vec::new()).await,
+        (409, Some("held".to_owned()))
+    );
     assert!(
         stack
             .tree
@@ -811,16 +792,8 @@ async fn office_mobile_creates_edits_renames_and_deletes_in_folders() {
     assert_eq!(s, 409, "a sibling has that name");
 
     // The document unlocked, DeleteFile removes it.
-    let unlock = c
-        .post(adjusted_base)
-        .query(&[("access_token", token.as_str())])
-        .header("X-WOPI-Override", "UNLOCK")
-        .header("X-WOPI-Lock", "held")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unlock.status(), 200);
-    assert_eq!(delete(None).await.status(), 200);
+    assert_eq!(post("UNLOCK", "", Some("held"), Vec::new()).await.0, 200);
+    assert_eq!(post("DELETE", "", None, Vec::new()).await.0, 200);
     assert!(
         stack
             .tree

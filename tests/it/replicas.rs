@@ -13,7 +13,7 @@ use wopigate::testkit::gateway::GatewayProcess;
 use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
 use wopigate::testkit::tree::Content;
 
-use crate::{bin, client, gauge, legacy_open, wopi_src_path};
+use crate::{WopiFile as File, bin, client, gauge, open_wopi_file as open};
 
 const MOBILE: &str = r#"
 [mobile]
@@ -156,25 +156,6 @@ async fn answered(admin: &str) -> f64 {
         .sum()
 }
 
-struct File {
-    url: String,
-    token: String,
-}
-
-async fn open(stack: &Stack, opaque: &str) -> File {
-    let id = wopigate::ids::encode_legacy(STORAGE, opaque);
-    let (status, body) = legacy_open(stack, &stack.idp.token("alice"), &id).await;
-    assert_eq!(status, 200, "{body}");
-    File {
-        url: format!(
-            "{}{}",
-            stack.gateway_url(),
-            wopi_src_path(body["wopiclienturl"].as_str().unwrap())
-        ),
-        token: body["accesstoken"].as_str().unwrap().to_owned(),
-    }
-}
-
 /// One WOPI call; `None` when the connection failed.
 async fn call(f: &File, suffix: &str, op: Option<&str>, lock: &str, body: Vec<u8>) -> Option<u16> {
     let method = if op.is_some() { "POST" } else { "GET" };
@@ -269,20 +250,7 @@ async fn two_replicas_behind_nginx_share_nothing_but_the_key_and_lose_no_save() 
     }
 
     // The mobile flow: bootstrap, root container, children, a file's CheckFileInfo.
-    let boot = format!("{}/wopibootstrapper", stack.gateway_url());
-    let r = client()
-        .post(&boot)
-        .bearer_auth(stack.idp.token("alice"))
-        .header("X-WOPI-EcosystemOperation", "GET_ROOT_CONTAINER")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let b: serde_json::Value = r.json().await.unwrap();
-    let root = b["RootContainerInfo"]["ContainerPointer"]["Url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let root = crate::root_container_url(&stack).await;
     let (path, query) = root.split_once('?').unwrap();
     for _ in 0..2 {
         let r = client()
@@ -300,13 +268,8 @@ async fn two_replicas_behind_nginx_share_nothing_but_the_key_and_lose_no_save() 
     // One replica is killed mid-run while saves keep coming on three files: every
     // acknowledged save is in storage, the last one of each file is what it holds.
     let files = ["file-s0", "file-s1", "file-s2"];
-    let base = stack.tree.get_by(STORAGE, "file-docx").unwrap();
     for (i, name) in files.iter().enumerate() {
-        let mut e = base.clone();
-        e.id.opaque_id = (*name).into();
-        e.name = format!("s{i}.docx");
-        e.path = format!("/home/s{i}.docx");
-        stack.tree.insert(e);
+        crate::add_docx(&stack, name, &format!("s{i}.docx"));
     }
     let mut opened = Vec::new();
     for name in files {

@@ -7,25 +7,18 @@ use std::time::Duration;
 use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
 use wopigate::testkit::tree::Content;
 
-use crate::{client, eventually, legacy_open, start, wopi_src_path};
+use crate::{WopiFile as File, client, eventually, open_wopi_file as open, start};
 
-struct File {
-    url: String,
-    token: String,
-}
-
-async fn open(stack: &Stack, opaque: &str) -> File {
-    let id = wopigate::ids::encode_legacy(STORAGE, opaque);
-    let (status, body) = legacy_open(stack, &stack.idp.token("alice"), &id).await;
-    assert_eq!(status, 200, "{body}");
-    File {
-        url: format!(
-            "{}{}",
-            stack.gateway_url(),
-            wopi_src_path(body["wopiclienturl"].as_str().unwrap())
-        ),
-        token: body["accesstoken"].as_str().unwrap().to_owned(),
-    }
+/// CheckFileInfo of `f` (200 or the test fails).
+async fn check_file_info(f: &File) -> serde_json::Value {
+    let r = client()
+        .get(&f.url)
+        .query(&[("access_token", f.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
 }
 
 struct Answer {
@@ -103,14 +96,7 @@ async fn url_works(stack: &Stack, a: &Answer, want: &[u8]) {
         url: base.clone(),
         token,
     };
-    let r = client()
-        .get(&f.url)
-        .query(&[("access_token", f.token.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let info: serde_json::Value = r.json().await.unwrap();
+    let info = check_file_info(&f).await;
     assert_eq!(info["BaseFileName"], a.json["Name"]);
     assert_eq!(info["UserCanNotWriteRelative"], false);
     let r = client()
@@ -347,29 +333,13 @@ async fn permissions_read_only_tokens_and_checkfileinfo_agree() {
     let (stack, _gw) = start(StackOptions::default()).await;
     // A read-only token: CheckFileInfo says so, PutRelativeFile is 501.
     let ro = open(&stack, "file-ro").await;
-    let info: serde_json::Value = client()
-        .get(&ro.url)
-        .query(&[("access_token", ro.token.as_str())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = check_file_info(&ro).await;
     assert_eq!(info["UserCanNotWriteRelative"], true);
     let a = put_relative(&ro, &[("X-WOPI-SuggestedTarget", ".docx")], b"x".to_vec()).await;
     assert_eq!(a.status, 501);
     // A writable token in a folder the user may not write to: 501, nothing created.
     let f = open(&stack, "file-docx").await;
-    let info: serde_json::Value = client()
-        .get(&f.url)
-        .query(&[("access_token", f.token.as_str())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = check_file_info(&f).await;
     assert_eq!(info["UserCanNotWriteRelative"], false);
     stack
         .tree
@@ -390,21 +360,13 @@ async fn wopiserver_tokens_get_the_same_service() {
     let f = open(&stack, "file-docx").await;
     assert!(f.token.starts_with("eyJ"), "the wopiserver's own token");
     // CheckFileInfo passed through says what the gateway does with each token.
-    let relative_flag = async |f: &File| {
-        let info: serde_json::Value = client()
-            .get(&f.url)
-            .query(&[("access_token", f.token.as_str())])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        info["UserCanNotWriteRelative"].clone()
-    };
-    assert_eq!(relative_flag(&f).await, false);
+    assert_eq!(check_file_info(&f).await["UserCanNotWriteRelative"], false);
     let ro = open(&stack, "file-ro").await;
-    assert_eq!(relative_flag(&ro).await, true, "read-only token");
+    assert_eq!(
+        check_file_info(&ro).await["UserCanNotWriteRelative"],
+        true,
+        "read-only token"
+    );
     let a = put_relative(&ro, &[("X-WOPI-SuggestedTarget", ".docx")], b"x".to_vec()).await;
     assert_eq!(a.status, 501);
     let a = put_relative(&f, &[("X-WOPI-SuggestedTarget", ".pdf")], b"pdf".to_vec()).await;
@@ -488,15 +450,7 @@ async fn switched_off_it_is_forwarded_and_checkfileinfo_says_so() {
     })
     .await;
     let f = open(&stack, "file-docx").await;
-    let info: serde_json::Value = client()
-        .get(&f.url)
-        .query(&[("access_token", f.token.as_str())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = check_file_info(&f).await;
     assert_eq!(info["UserCanNotWriteRelative"], true);
     let a = put_relative(&f, &[("X-WOPI-SuggestedTarget", ".pdf")], b"x".to_vec()).await;
     assert_eq!(a.status, 501, "the wopiserver's answer");

@@ -278,13 +278,8 @@ pub async fn soak(length: Duration) {
         ..Default::default()
     })
     .await;
-    let base = stack.tree.get_by(STORAGE, "file-docx").unwrap();
     for w in 0..WORKERS {
-        let mut e = base.clone();
-        e.id.opaque_id = format!("soak-{w}");
-        e.name = format!("soak-{w}.docx");
-        e.path = format!("/home/soak-{w}.docx");
-        stack.tree.insert(e);
+        crate::add_docx(&stack, &format!("soak-{w}"), &format!("soak-{w}.docx"));
     }
     let config = stack.write_config();
     let gw = start_gateway(&stack, &config).await;
