@@ -216,11 +216,17 @@ impl OpenService {
             .parent_id
             .clone()
             .ok_or_else(|| not_permitted("the file has no folder"))?;
+        // A file shared without its folder: nothing can be created next to it.
         let folder = self
             .reva
             .stat(reva, parent_id.clone())
             .await
-            .map_err(ApiError::from)?;
+            .map_err(|e| match e {
+                RevaError::PermissionDenied | RevaError::NotFound => {
+                    not_permitted("no permission to create files in this folder")
+                }
+                other => ApiError::from(other).into(),
+            })?;
         if !folder
             .permission_set
             .as_ref()

@@ -347,6 +347,25 @@ async fn permissions_read_only_tokens_and_checkfileinfo_agree() {
     let a = put_relative(&f, &[("X-WOPI-SuggestedTarget", ".pdf")], b"x".to_vec()).await;
     assert_eq!(a.status, 501, "{}", a.json);
     assert!(in_home(&stack, "report.pdf").is_none());
+    // A file shared with alice in a folder she cannot even see: 501, not 404.
+    stack.tree.add_folder(STORAGE, "bobs-folder", None, "bob");
+    stack.tree.set_owner(STORAGE, "bobs-folder", "bob-sub");
+    stack.tree.add_file(
+        STORAGE,
+        "shared-docx",
+        Some("bobs-folder"),
+        "shared.docx",
+        Content::Bytes(b"shared".to_vec()),
+    );
+    let shared = open(&stack, "shared-docx").await;
+    let a = put_relative(
+        &shared,
+        &[("X-WOPI-SuggestedTarget", ".pdf")],
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(a.status, 501, "{}", a.json);
+    assert!(stack.tree.get_by_path("/bob/shared.pdf").is_none());
     no_put_relative_forwarded(&stack);
 }
 
