@@ -102,11 +102,7 @@ fn resource_of(info: &ResourceInfo) -> Result<Resource, ApiError> {
 }
 
 fn display_name(info: &ResourceInfo) -> String {
-    let name = if info.name.is_empty() {
-        info.path.rsplit('/').next().unwrap_or_default()
-    } else {
-        &info.name
-    };
+    let name = crate::wopi::names::of(info);
     sanitise(if name.is_empty() { "Home" } else { name })
 }
 

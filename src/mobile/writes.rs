@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::{Answer, MobileRequest, MobileService, display_name, resource_of};
 use crate::error::{ApiError, ErrorCode};
-use crate::open::save_as::{Target, target_of};
-use crate::pb::cs3::storage::provider::v1beta1::{Reference, ResourceId, ResourceInfo};
+use crate::open::save_as::{Target, by_id, child, target_of};
+use crate::pb::cs3::storage::provider::v1beta1::ResourceInfo;
 use crate::reva::RevaError;
 use crate::secret::Secret;
 use crate::tokens::gateway::Claims;
@@ -26,21 +26,6 @@ fn refusal(code: ErrorCode, message: &str, headers: Vec<(&'static str, String)>)
         challenge: None,
         retry_after: None,
         headers,
-    }
-}
-
-fn child(parent: &ResourceId, name: &str) -> Reference {
-    Reference {
-        resource_id: Some(parent.clone()),
-        path: format!("./{name}"),
-    }
-}
-
-fn name_of(i: &ResourceInfo) -> String {
-    if i.name.is_empty() {
-        i.path.rsplit('/').next().unwrap_or_default().to_owned()
-    } else {
-        i.name.clone()
     }
 }
 
@@ -66,21 +51,6 @@ impl MobileService {
             WopiOperation::DeleteContainer => self.delete_container(info, reva).await,
             _ => self.rename_container(req, info, reva).await,
         }
-    }
-
-    async fn taken(
-        &self,
-        reva: &Secret,
-        id: &ResourceId,
-    ) -> Result<std::collections::HashSet<String>, ApiError> {
-        Ok(self
-            .open
-            .reva
-            .list_container(reva, id.clone())
-            .await?
-            .iter()
-            .map(name_of)
-            .collect())
     }
 
     async fn create_child(
@@ -112,7 +82,7 @@ impl MobileService {
             return Ok(not_permitted("no permission to create here"));
         }
         let parent = folder.id.clone().ok_or_else(ApiError::not_found)?;
-        let taken = self.taken(reva, &parent).await?;
+        let taken = self.open.names_in(reva, &parent).await?;
         let free = |n: &str| names::unique(n, MAX_NAME_TRIES, |x| taken.contains(x));
         let default_stem = if file { "New document" } else { "New folder" };
         let name = match target {
@@ -226,18 +196,7 @@ impl MobileService {
                 Vec::new(),
             ));
         }
-        match self
-            .open
-            .reva
-            .delete(
-                reva,
-                Reference {
-                    resource_id: Some(id),
-                    path: String::new(),
-                },
-            )
-            .await
-        {
+        match self.open.reva.delete(reva, by_id(&id)).await {
             Ok(()) => Ok(Answer::ok(json!({}))),
             Err(RevaError::PermissionDenied) => Ok(not_permitted("no permission")),
             Err(RevaError::Locked) => Ok(refusal(ErrorCode::Conflict, "locked", Vec::new())),
@@ -275,17 +234,14 @@ impl MobileService {
         if !p.r#move {
             return Ok(not_permitted("no permission to rename this folder"));
         }
-        if name != name_of(folder) && self.taken(reva, &parent).await?.contains(&name) {
+        if name != names::of(folder) && self.open.names_in(reva, &parent).await?.contains(&name) {
             return Ok(refusal(
                 ErrorCode::Conflict,
                 "the name is taken",
                 Vec::new(),
             ));
         }
-        let source = Reference {
-            resource_id: Some(id),
-            path: String::new(),
-        };
+        let source = by_id(&id);
         match self
             .open
             .reva

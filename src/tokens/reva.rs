@@ -124,13 +124,23 @@ pub fn mint(
 /// Reads `exp` from a token's payload without verifying it. Only for advertising lifetimes of
 /// tokens another party verifies (the wopiserver's, REVA's from `Authenticate`), never for trust.
 pub fn unverified_exp(token: &str) -> Option<u64> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     #[derive(Deserialize)]
     struct Exp {
         exp: u64,
     }
-    serde_json::from_slice::<Exp>(&bytes).ok().map(|e| e.exp)
+    unverified_payload::<Exp>(token).map(|e| e.exp)
+}
+
+/// A REVA token's claims read without verifying it: only for a token REVA itself accepts on
+/// the next call (the one inside a wopiserver token), never for trust on its own.
+pub fn unverified_claims(token: &str) -> Option<RevaClaims> {
+    unverified_payload(token)
+}
+
+fn unverified_payload<T: serde::de::DeserializeOwned>(token: &str) -> Option<T> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 #[cfg(test)]

@@ -21,6 +21,11 @@ pub struct UnverifiedClaims {
     /// `VIEW_MODE_*`.
     #[serde(default)]
     pub viewmode: String,
+    /// The file: REVA's opaque id and `storage[$space]`.
+    #[serde(default)]
+    pub fileid: String,
+    #[serde(default)]
+    pub endpoint: String,
 }
 
 /// `None` when the token is not a JWT with a JSON payload.

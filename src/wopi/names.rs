@@ -3,6 +3,18 @@
 //! suggested name is never refused (it is adjusted); an exact (relative) name is taken as it
 //! is or refused.
 
+use crate::pb::cs3::storage::provider::v1beta1::ResourceInfo;
+
+/// A resource's name as REVA reports it: `name`, else the last segment of `path` (an
+/// id-based Stat may leave `name` empty).
+pub fn of(info: &ResourceInfo) -> &str {
+    if info.name.is_empty() {
+        info.path.rsplit('/').next().unwrap_or_default()
+    } else {
+        &info.name
+    }
+}
+
 /// Longest name, in characters, without the extension (`FileNameMaxLength`'s default).
 pub const MAX_STEM_CHARS: usize = 250;
 

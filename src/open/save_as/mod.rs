@@ -6,9 +6,12 @@
 //! PutFile (an unlocked write to an empty file; an overwrite under a lock the gateway takes).
 //! The answer names the new file with a gateway token, never a wopiserver or REVA token.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
+
+mod request;
+
+use request::refuse;
+pub use request::{Refusal, Target, check_size, target_of};
 
 use super::{OpenAs, OpenService};
 use crate::error::{ApiError, ErrorCode};
@@ -17,7 +20,7 @@ use crate::pb::cs3::storage::provider::v1beta1::{Reference, ResourceId, Resource
 use crate::reva::RevaError;
 use crate::secret::Secret;
 use crate::tokens::gateway::{Claims, Kind};
-use crate::tokens::reva::{RevaClaims, RevaToken, UserClaim, unverified_exp};
+use crate::tokens::reva::{RevaToken, UserClaim, unverified_claims, unverified_exp};
 use crate::wopi::{names, utf7};
 use crate::wopiserver::ViewMode;
 
@@ -35,83 +38,6 @@ pub struct Caller {
     pub writable: bool,
     /// Expiry of the token asked with: the new file's token lives no longer.
     pub exp: u64,
-}
-
-/// A refusal with the headers WOPI puts beside it.
-#[derive(Debug)]
-pub struct Refusal {
-    pub error: ApiError,
-    pub headers: Vec<(&'static str, String)>,
-}
-
-impl From<ApiError> for Refusal {
-    fn from(error: ApiError) -> Self {
-        Self {
-            error,
-            headers: Vec::new(),
-        }
-    }
-}
-
-fn refuse(code: ErrorCode, message: &str) -> Refusal {
-    ApiError::new(code, message).into()
-}
-
-/// The name headers of one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// `X-WOPI-SuggestedTarget`: adjusted until legal and free, never refused.
-    Suggested(String),
-    /// `X-WOPI-RelativeTarget`: exactly this name.
-    Relative { name: String, overwrite: bool },
-}
-
-fn header<'a>(h: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Reads the name headers: exactly one of the two, UTF-7 decoded.
-pub fn target_of(h: &http::HeaderMap) -> Result<Target, Refusal> {
-    let decode = |v: &str| {
-        utf7::decode(v).map_err(|_| refuse(ErrorCode::BadRequest, "the name is not UTF-7"))
-    };
-    match (
-        header(h, "x-wopi-suggestedtarget"),
-        header(h, "x-wopi-relativetarget"),
-    ) {
-        (Some(s), None) => Ok(Target::Suggested(decode(s)?)),
-        (None, Some(r)) => Ok(Target::Relative {
-            name: decode(r)?,
-            overwrite: header(h, "x-wopi-overwriterelativetarget")
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
-        }),
-        (Some(_), Some(_)) => Err(refuse(
-            ErrorCode::BadRequest,
-            "X-WOPI-SuggestedTarget and X-WOPI-RelativeTarget are exclusive",
-        )),
-        (None, None) => Err(refuse(
-            ErrorCode::BadRequest,
-            "X-WOPI-SuggestedTarget or X-WOPI-RelativeTarget is required",
-        )),
-    }
-}
-
-/// `X-WOPI-Size` must agree with the body's length when both are given.
-pub fn check_size(h: &http::HeaderMap) -> Result<(), Refusal> {
-    let Some(size) = header(h, "x-wopi-size") else {
-        return Ok(());
-    };
-    let size: u64 = size
-        .trim()
-        .parse()
-        .map_err(|_| refuse(ErrorCode::BadRequest, "X-WOPI-Size is not a number"))?;
-    match header(h, "content-length").map(|v| v.trim().parse::<u64>()) {
-        Some(Ok(len)) if len != size => Err(refuse(
-            ErrorCode::BadRequest,
-            "X-WOPI-Size differs from the body's length",
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// A file made ready to receive the body.
@@ -134,46 +60,36 @@ pub struct Prepared {
 /// What a wopiserver token says about its holder, read without its secret: only used after
 /// REVA accepted the REVA token inside it (`userid`), which proves that part.
 pub fn caller_of_wopiserver_token(token: &str) -> Option<Caller> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default();
-    let reva_token = s("userid");
-    let reva_payload = reva_token.split('.').nth(1)?;
-    let reva_claims: RevaClaims = serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(reva_payload.trim_end_matches('='))
-            .ok()?,
-    )
-    .ok()?;
-    let endpoint = s("endpoint");
-    let (storage_id, space_id) = endpoint.split_once('$').unwrap_or((endpoint, ""));
-    let fileid = s("fileid");
-    (!storage_id.is_empty() && !fileid.is_empty()).then(|| Caller {
-        user: reva_claims.user,
+    let c = crate::tokens::wopiserver::read(token)?;
+    let reva = unverified_claims(&c.userid)?;
+    let (storage_id, space_id) = c.endpoint.split_once('$').unwrap_or((&c.endpoint, ""));
+    (!storage_id.is_empty() && !c.fileid.is_empty()).then(|| Caller {
+        user: reva.user,
         reva: RevaToken {
-            token: Secret::new(reva_token),
-            expires_at: unverified_exp(reva_token).unwrap_or(0),
+            token: Secret::new(c.userid.as_str()),
+            expires_at: reva.exp,
         },
         source: Resource {
             storage_id: storage_id.to_owned(),
             space_id: space_id.to_owned(),
-            opaque_id: fileid.to_owned(),
+            opaque_id: c.fileid.clone(),
         },
-        app: Some(s("appname").to_owned()).filter(|a| !a.is_empty()),
-        writable: s("viewmode") == ViewMode::ReadWrite.as_str(),
-        exp: v.get("exp").and_then(|e| e.as_u64()).unwrap_or(0),
+        app: Some(c.appname.clone()).filter(|a| !a.is_empty()),
+        writable: c.viewmode == ViewMode::ReadWrite.as_str(),
+        exp: c.exp,
     })
 }
 
-fn by_id(id: &ResourceId) -> Reference {
+/// A resource by its id.
+pub fn by_id(id: &ResourceId) -> Reference {
     Reference {
         resource_id: Some(id.clone()),
         path: String::new(),
     }
 }
 
-fn child(parent: &ResourceId, name: &str) -> Reference {
+/// The entry `name` in the folder `parent`.
+pub fn child(parent: &ResourceId, name: &str) -> Reference {
     Reference {
         resource_id: Some(parent.clone()),
         path: format!("./{name}"),
@@ -186,6 +102,21 @@ fn not_permitted(what: &str) -> Refusal {
 }
 
 impl OpenService {
+    /// The names in a folder (a new one must differ from all of them).
+    pub async fn names_in(
+        &self,
+        reva: &Secret,
+        folder: &ResourceId,
+    ) -> Result<std::collections::HashSet<String>, ApiError> {
+        Ok(self
+            .reva
+            .list_container(reva, folder.clone())
+            .await?
+            .iter()
+            .map(|i| names::of(i).to_owned())
+            .collect())
+    }
+
     /// Picks the name, creates (or takes over) the target, opens it with `openinapp` and says
     /// where the body goes.
     pub async fn prepare_save_as(
@@ -236,25 +167,8 @@ impl OpenService {
                 "no permission to create files in this folder",
             ));
         }
-        let taken: std::collections::HashSet<String> = self
-            .reva
-            .list_container(reva, parent_id.clone())
-            .await
-            .map_err(ApiError::from)?
-            .into_iter()
-            .map(|i| {
-                if i.name.is_empty() {
-                    i.path.rsplit('/').next().unwrap_or_default().to_owned()
-                } else {
-                    i.name
-                }
-            })
-            .collect();
-        let source_name = if source.name.is_empty() {
-            source.path.rsplit('/').next().unwrap_or_default()
-        } else {
-            &source.name
-        };
+        let taken = self.names_in(reva, &parent_id).await?;
+        let source_name = names::of(&source);
         let free = |name: &str| names::unique(name, MAX_NAME_TRIES, |n| taken.contains(n));
         let valid_header = |name: &str| {
             let proposal = free(&names::legalise(name, "New document"));
@@ -467,51 +381,4 @@ fn wopisrc_path(app_url: &str) -> Option<String> {
         .1
         .into_owned();
     Some(url::Url::parse(&src).ok()?.path().to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
-        let mut h = http::HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                http::HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
-
-    #[test]
-    fn exactly_one_name_header_decoded_from_utf7() {
-        assert_eq!(
-            target_of(&headers(&[("X-WOPI-SuggestedTarget", ".pdf")])).unwrap(),
-            Target::Suggested(".pdf".into())
-        );
-        assert_eq!(
-            target_of(&headers(&[
-                ("X-WOPI-RelativeTarget", "R+AOk-sum+AOk-.docx"),
-                ("X-WOPI-OverwriteRelativeTarget", "True")
-            ]))
-            .unwrap(),
-            Target::Relative {
-                name: "Résumé.docx".into(),
-                overwrite: true
-            }
-        );
-        for bad in [
-            headers(&[]),
-            headers(&[
-                ("X-WOPI-SuggestedTarget", "a"),
-                ("X-WOPI-RelativeTarget", "b"),
-            ]),
-        ] {
-            assert_eq!(target_of(&bad).unwrap_err().error.status(), 400);
-        }
-        assert!(check_size(&headers(&[("X-WOPI-Size", "5"), ("Content-Length", "5")])).is_ok());
-        assert!(check_size(&headers(&[("X-WOPI-Size", "5"), ("Content-Length", "6")])).is_err());
-        assert!(check_size(&headers(&[("X-WOPI-Size", "x")])).is_err());
-    }
 }
