@@ -14,6 +14,13 @@ use wopigate::testkit::test_idp::{TestIdp, now};
 use wopigate::tokens::reva::{self, USER_TYPE_PRIMARY};
 use wopigate::tokens::reva::{UserClaim, UserIdClaim};
 
+/// What the gateway decides in a web holder's CheckFileInfo (the default configuration).
+const DECIDED: wopigate::tokens::swap::Decided = wopigate::tokens::swap::Decided {
+    can_not_write_relative: false,
+    supports_rename: false,
+    user_can_rename: false,
+};
+
 fn validator(idp: &TestIdp, cache_entries: u64) -> OidcValidator {
     let keys = KeySet::from_jwks_json(idp.jwks().to_string().as_bytes()).unwrap();
     OidcValidator::new(
@@ -226,7 +233,7 @@ fn routing(c: &mut Criterion) {
     let body = serde_json::to_vec(&body).unwrap();
     c.bench_function("routing_check_file_info_rewrite", |b| {
         b.iter(|| {
-            wopigate::tokens::swap::check_file_info(&body, &upstream, &gateway, None, false)
+            wopigate::tokens::swap::check_file_info(&body, &upstream, &gateway, None, DECIDED)
                 .unwrap()
         })
     });

@@ -18,10 +18,7 @@ fn promtool(args: &[&str]) -> Option<std::process::Output> {
     {
         Ok(out) => Some(out),
         Err(_) => {
-            eprintln!(
-                "SKIPPED promtool {}: promtool is not installed (.ci/run installs the Debian package prometheus)",
-                args.join(" ")
-            );
+            wopigate::testkit::skip_without("promtool", &format!("promtool {}", args.join(" ")));
             None
         }
     }

@@ -134,7 +134,7 @@ proptest! {
 
     #[test]
     fn check_file_info_rewriting_never_panics_and_never_leaks(body in texty(), token in "[A-Za-z0-9._-]{8,40}") {
-        if let Some(out) = wopigate::tokens::swap::check_file_info(body.as_bytes(), &token, "wg1.X", None, false) {
+        if let Some(out) = wopigate::tokens::swap::check_file_info(body.as_bytes(), &token, "wg1.X", None, wopigate::tokens::swap::Decided { can_not_write_relative: false, supports_rename: false, user_can_rename: false }) {
             prop_assert!(!String::from_utf8_lossy(&out).contains(&token));
         }
     }

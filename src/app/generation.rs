@@ -181,6 +181,7 @@ pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
         trusted_proxies: c.server.trusted_proxies.clone().into(),
         public_url: c.server.public_url.clone(),
         put_relative: c.wopi.put_relative && state.open.wrap.is_some(),
+        rename: c.wopi.rename && state.open.wrap.is_some(),
         generation: generation.clone(),
     };
     let internal = c.internal.as_ref().map(|internal| InternalGateway {

@@ -160,6 +160,11 @@ pub struct WopiSection {
     /// Serve PutRelativeFile (Save As, conversions) in the gateway instead of forwarding it to
     /// the wopiserver, which refuses it to regular users. Needs `tokens.key_file`.
     pub put_relative: bool,
+    /// Forward RenameFile to the wopiserver for gateway tokens (whose session the gateway
+    /// renews after the rename). Off: RenameFile answers 501 and CheckFileInfo says
+    /// `SupportsRename`/`UserCanRename: false`, whatever the wopiserver's `enablerename` says (it
+    /// renames either way).
+    pub rename: bool,
 }
 
 impl Default for WopiSection {
@@ -168,6 +173,7 @@ impl Default for WopiSection {
             normalize_get_lock: true,
             reject_expired_tokens: true,
             put_relative: true,
+            rename: false,
         }
     }
 }

@@ -111,6 +111,8 @@ pub struct Wopi {
     pub reject_expired_tokens: bool,
     /// Serve PutRelativeFile here (effective only with a token key).
     pub put_relative: bool,
+    /// Let gateway-token holders rename files (effective only with a token key).
+    pub rename: bool,
 }
 
 #[derive(Debug, Clone)]

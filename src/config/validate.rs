@@ -252,6 +252,7 @@ impl Validator<'_> {
                 normalize_get_lock: raw.wopi.normalize_get_lock,
                 reject_expired_tokens: raw.wopi.reject_expired_tokens,
                 put_relative: raw.wopi.put_relative,
+                rename: raw.wopi.rename,
             },
         })
     }

@@ -248,7 +248,17 @@ impl MobileService {
             .r#move(reva, source, child(&parent, &name))
             .await
         {
-            Ok(()) => Ok(Answer::ok(json!({ "Name": name }))),
+            Ok(()) => {
+                // Open documents below it: their wopiserver tokens name the old path.
+                if let Some(wrap) = self.open.wrap.as_deref()
+                    && folder.path.starts_with('/')
+                {
+                    wrap.forget_renamed(crate::tokens::remembered::Renamed::Folder {
+                        path: folder.path.clone(),
+                    });
+                }
+                Ok(Answer::ok(json!({ "Name": name })))
+            }
             Err(RevaError::AlreadyExists) => Ok(refusal(
                 ErrorCode::Conflict,
                 "the name is taken",

@@ -233,6 +233,11 @@ impl OpenService {
             .await?;
         let wopi_exp =
             unverified_exp(opened.access_token.expose()).unwrap_or(reva_token.expires_at);
+        // The wopiserver may grant less than asked (`forced-viewmode-reason`: a legacy type, a
+        // lock held by another app); its token, just received from it, says what it granted.
+        let view_mode = crate::tokens::wopiserver::read(opened.access_token.expose())
+            .and_then(|c| ViewMode::parse(&c.viewmode))
+            .unwrap_or(view_mode);
         Ok(OpenResult {
             app_url: opened.app_url,
             access_token: opened.access_token,

@@ -26,11 +26,11 @@ pub struct RequestCtx {
     /// Request body progress: when its first bytes came and how many so far (minimum rate).
     pub body_started: Option<Instant>,
     pub body_bytes: u64,
-    /// A pass-through CheckFileInfo whose `UserCanNotWriteRelative` must say true, collected
-    /// here (read-only token, or PutRelativeFile not served by the gateway).
-    pub no_relative: Option<Vec<u8>>,
-    /// Set at admission: the request's CheckFileInfo needs `no_relative`.
-    pub needs_no_relative: bool,
+    /// A pass-through CheckFileInfo, collected here to say what the gateway decides
+    /// (Save As, rename) instead of what the wopiserver would.
+    pub pass_through_body: Option<Vec<u8>>,
+    /// Set at admission for a pass-through CheckFileInfo: what its answer must say.
+    pub pass_through: Option<crate::tokens::swap::Decided>,
     /// The wopiserver instance serving the request and the ones that refused it.
     pub attempt: super::balance::Attempt,
     _in_flight: crate::drain::InFlight,
@@ -50,8 +50,8 @@ impl RequestCtx {
             rewrite: None,
             body_started: None,
             body_bytes: 0,
-            no_relative: None,
-            needs_no_relative: false,
+            pass_through_body: None,
+            pass_through: None,
             attempt: Default::default(),
             _in_flight: crate::drain::InFlight::enter("public"),
         }

@@ -62,11 +62,45 @@ pub struct Gateway {
     pub public_url: String,
     /// Serve PutRelativeFile here (`wopi.put_relative`) instead of forwarding it.
     pub put_relative: bool,
+    /// Forward RenameFile for gateway tokens (`wopi.rename`); else 501.
+    pub rename: bool,
     /// Keeps this configuration generation counted while the service lives.
     pub generation: Arc<crate::metrics::GenerationAlive>,
 }
 
 impl Gateway {
+    /// What CheckFileInfo says about the operations the gateway serves or refuses itself, for
+    /// a token that may (`writable`) or may not write.
+    fn decided(&self, gateway_token: bool, writable: bool) -> crate::tokens::swap::Decided {
+        let rename = self.rename && gateway_token;
+        crate::tokens::swap::Decided {
+            can_not_write_relative: !(self.put_relative && writable),
+            supports_rename: rename,
+            user_can_rename: rename && writable,
+        }
+    }
+
+    /// What a wopiserver answer to a gateway-token request means for the remembered wopiserver
+    /// tokens: a renamed file's tokens name its old path, and a token whose file the wopiserver
+    /// no longer finds (renamed through another replica, say) is renewed on its next use.
+    async fn after_wrapped(&self, w: &Wrapped, operation: WopiOperation, status: http::StatusCode) {
+        let Some(wrap) = self.open.wrap.as_deref() else {
+            return;
+        };
+        match (operation, status) {
+            (WopiOperation::RenameFile, http::StatusCode::OK) => {
+                if let Some(r) = &w.claims.resource {
+                    wrap.forget_renamed(crate::tokens::remembered::Renamed::File {
+                        storage_id: r.storage_id.clone(),
+                        opaque_id: r.opaque_id.clone(),
+                    });
+                }
+            }
+            (_, http::StatusCode::NOT_FOUND) => wrap.forget(&w.token).await,
+            _ => {}
+        }
+    }
+
     /// The per-client-address limit of the request's kind (429 + Retry-After over it).
     fn within_rate(&self, ctx: &RequestCtx) -> Result<(), ApiError> {
         use crate::rate::Scope;
@@ -97,11 +131,20 @@ impl Gateway {
         }
         let admitted = self.wopi_files.check(req).await?;
         ctx.app = admitted.app;
-        // The wopiserver says `UserCanNotWriteRelative: false` whatever the token; a
-        // pass-through token the gateway will not serve PutRelativeFile to must read true.
-        ctx.needs_no_relative = admitted.gateway.is_none()
-            && ctx.route.operation() == Some(WopiOperation::CheckFileInfo)
-            && !(self.put_relative && admitted.read_write);
+        let operation = ctx.route.operation();
+        // The wopiserver renames by the path in its token, whatever its `enablerename` says:
+        // only a gateway token's session can be carried over to the new name.
+        if operation == Some(WopiOperation::RenameFile)
+            && !(self.rename && admitted.gateway.is_some())
+        {
+            return Err(ApiError::new(
+                ErrorCode::NotImplemented,
+                "renaming files is not supported here",
+            ));
+        }
+        if admitted.gateway.is_none() && operation == Some(WopiOperation::CheckFileInfo) {
+            ctx.pass_through = Some(self.decided(false, admitted.read_write));
+        }
         if let Some((token, claims)) = admitted.gateway {
             let upstream = self
                 .open
@@ -285,16 +328,20 @@ impl ProxyHttp for Gateway {
         {
             upstream_response.set_status(200)?;
         }
-        if ctx.needs_no_relative && upstream_response.status == http::StatusCode::OK {
+        if ctx.pass_through.is_some() && upstream_response.status == http::StatusCode::OK {
             upstream_response.remove_header(&http::header::CONTENT_LENGTH);
-            ctx.no_relative = Some(Vec::new());
+            ctx.pass_through_body = Some(Vec::new());
             conn::hold_answer(session);
             return Ok(());
         }
-        ctx.rewrite = ctx
-            .wrapped
-            .as_ref()
-            .and_then(|w| w.rewrite_for(operation, upstream_response));
+        if let Some(w) = &ctx.wrapped {
+            self.after_wrapped(w, operation, upstream_response.status)
+                .await;
+        }
+        ctx.rewrite = ctx.wrapped.as_ref().and_then(|w| {
+            let decided = self.decided(true, w.writable());
+            w.rewrite_for(operation, upstream_response, decided)
+        });
         // Rewritten, the answer's length is known only once it is whole, so it goes out
         // chunked; held, the head, the body and the last chunk still leave in one send.
         if ctx.rewrite.is_some() {
@@ -310,7 +357,7 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Option<Duration>> {
-        if let Some(buf) = ctx.no_relative.as_mut() {
+        if let Some(buf) = ctx.pass_through_body.as_mut() {
             if let Some(chunk) = body.take() {
                 if buf.len() + chunk.len() > 1024 * 1024 {
                     return Err(pingora::Error::explain(
@@ -320,9 +367,10 @@ impl ProxyHttp for Gateway {
                 }
                 buf.extend_from_slice(&chunk);
             }
-            if end_of_stream {
+            if end_of_stream && let Some(decided) = ctx.pass_through {
                 let whole = std::mem::take(buf);
-                let out = crate::tokens::swap::no_relative_writes(&whole).unwrap_or(whole);
+                let out = crate::tokens::swap::pass_through_check_file_info(&whole, decided)
+                    .unwrap_or(whole);
                 *body = Some(Bytes::from(out));
             }
             return Ok(None);
@@ -334,7 +382,6 @@ impl ProxyHttp for Gateway {
                 w,
                 self.open.wrap.as_deref(),
                 self.mobile,
-                self.put_relative,
             )?;
         }
         Ok(None)

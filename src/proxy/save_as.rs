@@ -40,11 +40,14 @@ impl Gateway {
                 exp: c.exp,
             });
         }
-        let token = carriers::access_token(session.req_header().uri.query())
+        let req = session.req_header();
+        let token = carriers::access_token(req.uri.query())
             .ok()
             .flatten()
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "access_token missing"))?;
-        save_as::caller_of_wopiserver_token(&token)
+        let path_query = req.uri.path_and_query().map_or("", |p| p.as_str());
+        let granted = self.open.granted_by_wopiserver(&token, path_query).await?;
+        save_as::caller_of_wopiserver_token(&token, granted)
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "not a WOPI token").into())
     }
 

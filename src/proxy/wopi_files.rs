@@ -1,6 +1,8 @@
 //! Checks on proxied `/wopi/files/*` requests before anything reaches the wopiserver: one access
 //! token, not expired (wopiserver deviation: it would answer 500), and a valid proof when the
-//! token's office app publishes proof keys (wopi.md §10).
+//! token's office app publishes proof keys (wopi.md §10). A token that names no configured app
+//! (an empty `appname`, as legacy `/iop/open` tokens carry) is not let off the proof check: it
+//! may come from any configured app, so a proof must verify with one of their keys.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -63,7 +65,10 @@ impl WopiFilesGuard {
                 self.check_proof(req, app, &token).await?;
                 Some(app.name.clone())
             }
-            None => None,
+            None => {
+                self.check_proof_any_app(req, &token).await?;
+                None
+            }
         };
         Ok(Admitted {
             app,
@@ -99,16 +104,59 @@ impl WopiFilesGuard {
         // Office for iOS/Android does not sign its requests (wopi.md §8.4): a mobile token's
         // requests are checked only when they carry a proof.
         let unsigned_mobile = claims.mobile && !req.headers.contains_key("x-wopi-proof");
-        if let Some(app) = app
-            && !unsigned_mobile
-        {
-            self.check_proof(req, app, &token).await?;
+        match app {
+            _ if unsigned_mobile => {}
+            Some(app) => self.check_proof(req, app, &token).await?,
+            None => self.check_proof_any_app(req, &token).await?,
         }
         Ok(Admitted {
             app: app.map(|a| a.name.clone()),
             gateway: Some((token, claims)),
             read_write: false,
         })
+    }
+
+    /// The proof of a request whose token names no configured app: it verifies with one of the
+    /// signing apps' keys, or it is unsigned while some configured app signs nothing (it may be
+    /// that app's). Anything else is refused while any signing app enforces proofs.
+    async fn check_proof_any_app(&self, req: &RequestHeader, token: &str) -> Result<(), ApiError> {
+        let signed = req.headers.contains_key("x-wopi-proof");
+        let mut some_app_unsigned = false;
+        let mut enforced = false;
+        for app in self.discovery.apps() {
+            let keys = match app.proof_keys {
+                ProofMode::Off => None,
+                _ => self.discovery.proof_keys(&app.name).await,
+            };
+            let Some(keys) = keys else {
+                some_app_unsigned = true;
+                continue;
+            };
+            enforced |= app.proof_keys == ProofMode::Enforce;
+            if signed && self.verify(req, &keys, token).is_ok_and(|v| v.accepted()) {
+                return Ok(());
+            }
+        }
+        if !signed && some_app_unsigned {
+            return Ok(());
+        }
+        crate::metrics::metrics()
+            .proof_verdicts
+            .with_label_values(&["none", if signed { "rejected" } else { "invalid" }])
+            .inc();
+        let failure = if signed {
+            "the token names no configured office app and no app's key verifies the proof"
+        } else {
+            "the token names no configured office app and the request carries no proof"
+        };
+        if enforced {
+            return Err(ApiError::new(
+                ErrorCode::ProofInvalid,
+                format!("WOPI proof rejected: {failure}"),
+            ));
+        }
+        tracing::warn!(reason = failure, "WOPI proof failed (log-only)");
+        Ok(())
     }
 
     async fn check_proof(

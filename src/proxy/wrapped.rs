@@ -9,7 +9,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use crate::secret::Secret;
 use crate::tokens::gateway::Claims;
 use crate::tokens::remembered::TokenWrap;
-use crate::tokens::swap::{self, MobileAmend, MobileFlags};
+use crate::tokens::swap::{self, Decided, MobileAmend, MobileFlags};
 use crate::wopi::operation::WopiOperation;
 
 /// A request with a gateway token, and the wopiserver token it is swapped for.
@@ -23,6 +23,8 @@ pub struct Wrapped {
 pub struct BodyRewrite {
     buf: Vec<u8>,
     operation: WopiOperation,
+    /// What CheckFileInfo must say about what the gateway serves.
+    decided: Decided,
 }
 
 /// Larger answers are not a CheckFileInfo or PutRelativeFile JSON: refused, not passed through.
@@ -52,12 +54,18 @@ impl Wrapped {
         Ok(())
     }
 
+    /// The token may write (opened, and not downgraded, read-write).
+    pub fn writable(&self) -> bool {
+        self.claims.view_mode.as_deref() == Some(crate::wopiserver::ViewMode::ReadWrite.as_str())
+    }
+
     /// Whether this answer must be rewritten; if so its length changes, so it goes out without
     /// `Content-Length` (chunked).
     pub fn rewrite_for(
         &self,
         operation: WopiOperation,
         response: &mut ResponseHeader,
+        decided: Decided,
     ) -> Option<BodyRewrite> {
         if response.status != http::StatusCode::OK || !operation.answer_carries_tokens() {
             return None;
@@ -66,6 +74,7 @@ impl Wrapped {
         Some(BodyRewrite {
             buf: Vec::new(),
             operation,
+            decided,
         })
     }
 }
@@ -80,7 +89,6 @@ impl BodyRewrite {
         w: &Wrapped,
         wrap: Option<&TokenWrap>,
         mobile: Option<MobileFlags>,
-        put_relative: bool,
     ) -> pingora::Result<()> {
         if let Some(chunk) = body.take() {
             if self.buf.len() + chunk.len() > MAX_REWRITE_BYTES {
@@ -103,10 +111,7 @@ impl BodyRewrite {
                     flags,
                     user_id: &w.claims.user.id.opaque_id,
                 }),
-                // The gateway serves PutRelativeFile to this token exactly when it may write.
-                !(put_relative
-                    && w.claims.view_mode.as_deref()
-                        == Some(crate::wopiserver::ViewMode::ReadWrite.as_str())),
+                self.decided,
             )
         };
         // Never pass on an answer that may still carry the wopiserver token.

@@ -5,6 +5,7 @@
 //! failing server would.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +46,19 @@ pub struct FaultProxy {
     fault: Arc<Mutex<Fault>>,
     acceptor: Mutex<Option<JoinHandle<()>>>,
     connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    counts: Arc<Counts>,
+}
+
+/// What reached the proxy, counted, and the trigger of a kill mid-request.
+#[derive(Default)]
+struct Counts {
+    accepted: AtomicUsize,
+    /// Connections swallowed after request bytes arrived on them.
+    swallowed: AtomicUsize,
+    /// Armed by [`FaultProxy::kill_mid_request`]: the next request bytes read are held and
+    /// reported, never passed on.
+    kill_armed: std::sync::atomic::AtomicBool,
+    request_caught: tokio::sync::Notify,
 }
 
 impl FaultProxy {
@@ -57,6 +71,7 @@ impl FaultProxy {
             fault: Arc::new(Mutex::new(Fault::None)),
             acceptor: Mutex::new(None),
             connections: Arc::new(Mutex::new(Vec::new())),
+            counts: Arc::default(),
         };
         proxy.accept_on(listener);
         Ok(proxy)
@@ -66,13 +81,41 @@ impl FaultProxy {
         format!("http://{}", self.addr)
     }
 
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.counts.accepted.load(Relaxed)
+    }
+
+    /// Connections that carried request bytes into a [`Fault::SwallowRequest`].
+    pub fn swallowed(&self) -> usize {
+        self.counts.swallowed.load(Relaxed)
+    }
+
+    /// Dies the way a killed server does, mid-request: waits (at most `limit`) for the next
+    /// request bytes to arrive, holds them unanswered, then cuts every connection and closes
+    /// the port. Whether a request was caught in flight.
+    pub async fn kill_mid_request(&self, limit: Duration) -> bool {
+        self.counts.kill_armed.store(true, Relaxed);
+        let caught = tokio::time::timeout(limit, self.counts.request_caught.notified())
+            .await
+            .is_ok();
+        self.counts.kill_armed.store(false, Relaxed);
+        self.set(Fault::Stopped).await;
+        caught
+    }
+
     fn accept_on(&self, listener: TcpListener) {
-        let (target, fault, connections) =
-            (self.target, self.fault.clone(), self.connections.clone());
+        let (target, fault, connections, counts) = (
+            self.target,
+            self.fault.clone(),
+            self.connections.clone(),
+            self.counts.clone(),
+        );
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                counts.accepted.fetch_add(1, Relaxed);
                 let fault = fault.clone();
-                let conn = tokio::spawn(relay(client, target, fault));
+                let conn = tokio::spawn(relay(client, target, fault, counts.clone()));
                 let mut all = connections.lock().unwrap();
                 all.retain(|c| !c.is_finished());
                 all.push(conn);
@@ -125,7 +168,12 @@ impl Drop for FaultProxy {
 }
 
 /// Relays one connection; the answer direction obeys the current fault chunk by chunk.
-async fn relay(mut client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Fault>>) {
+async fn relay(
+    mut client: TcpStream,
+    target: SocketAddr,
+    fault: Arc<Mutex<Fault>>,
+    counts: Arc<Counts>,
+) {
     if *fault.lock().unwrap() == Fault::SwallowRequest {
         let mut buf = vec![0u8; 16 * 1024];
         let mut got = 0;
@@ -134,6 +182,9 @@ async fn relay(mut client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Fault
                 Ok(Ok(n)) if n > 0 => got += n,
                 _ => break,
             }
+        }
+        if got > 0 {
+            counts.swallowed.fetch_add(1, Relaxed);
         }
         let _ = client.set_zero_linger();
         return;
@@ -145,7 +196,21 @@ async fn relay(mut client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Fault
         let (mut client_read, mut client_write) = client.split();
         let (mut upstream_read, mut upstream_write) = upstream.split();
         let requests = async {
-            let _ = tokio::io::copy(&mut client_read, &mut upstream_write).await;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match client_read.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if counts.kill_armed.swap(false, Relaxed) {
+                    // Caught on its way in: held until the kill cuts this connection.
+                    counts.request_caught.notify_one();
+                    std::future::pending::<()>().await;
+                }
+                if upstream_write.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
             let _ = upstream_write.shutdown().await;
             std::future::pending::<()>().await;
         };

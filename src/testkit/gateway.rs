@@ -129,6 +129,51 @@ impl Drop for GatewayProcess {
 }
 
 /// Resident set size of process `pid` in bytes, from `/proc/<pid>/status`.
+/// The highest RSS a process reaches while it is sampled (every 20 ms): a peak, not the value
+/// after the fact, which a transfer that buffered and then freed would pass.
+pub struct PeakRss {
+    pid: u32,
+    baseline: u64,
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PeakRss {
+    /// Starts sampling `pid` (inside a tokio runtime).
+    pub fn start(pid: u32) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let baseline = rss_of(pid).unwrap_or(0);
+        let peak = std::sync::Arc::new(AtomicU64::new(baseline));
+        let sampled = peak.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Some(rss) = rss_of(pid) {
+                    sampled.fetch_max(rss, Ordering::Relaxed);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        });
+        Self {
+            pid,
+            baseline,
+            peak,
+            task,
+        }
+    }
+
+    /// Stops sampling; how far above the starting RSS the process went, in bytes.
+    pub fn growth(self) -> u64 {
+        self.task.abort();
+        if let Some(now) = rss_of(self.pid) {
+            self.peak
+                .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.peak
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_sub(self.baseline)
+    }
+}
+
 pub fn rss_of(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;

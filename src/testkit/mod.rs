@@ -194,3 +194,15 @@ pub fn free_port() -> u16 {
 pub fn localhost(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
+
+/// A test that needs `tool` and cannot find it. Under CI (`CI=true`) that fails the test: a
+/// skip there would pass what never ran, and `scripts/setup.sh` installs every such tool.
+/// Elsewhere the test skips, saying so.
+pub fn skip_without(tool: &str, what: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "{tool} is not installed under CI=true: {what} cannot run (scripts/setup.sh installs it)"
+        );
+    }
+    eprintln!("SKIPPED {what}: {tool} is not installed (scripts/setup.sh installs it)");
+}

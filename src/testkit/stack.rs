@@ -259,16 +259,18 @@ impl Stack {
             Some(oidc_authenticator(idp.clone())),
         );
         let reva_server = reva.serve(localhost(0)).await.expect("REVA");
+        let reva_url = url::Url::parse(&reva_server.url()).expect("REVA URL");
         let wopiserver = FakeWopiserver::new(
             &iop_secret,
             &wopi_secret,
             &format!("http://127.0.0.1:{gateway_port}"),
             tree.clone(),
+            &reva_url,
         );
         let wopi_server = wopiserver.serve(localhost(0)).await.expect("wopiserver");
         let mut more_wopiservers = Vec::new();
         for _ in 1..opts.wopiservers {
-            let sibling = wopiserver.sibling();
+            let sibling = wopiserver.sibling(&reva_url);
             let running = sibling.serve(localhost(0)).await.expect("wopiserver");
             more_wopiservers.push((sibling, running));
         }

@@ -4,6 +4,12 @@
 //! only a cache: any replica rebuilds an entry from the gateway token alone (with a REVA token it
 //! mints), so replicas need no shared store and a REVA token never expires under a live gateway
 //! token.
+//!
+//! The wopiserver names the file by its **path** in its token (cs3-wopiserver.md §7): after a
+//! file or a folder above it is renamed, a remembered token points at the old path. The entries
+//! of the renamed file (or of every file below the renamed folder) are then forgotten, so the
+//! next call of the session gets a token for the new path; an entry whose file the wopiserver
+//! no longer finds (404, e.g. renamed through another replica) is forgotten as well.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +27,8 @@ const RENEW_MARGIN: u64 = 120;
 struct Upstream {
     token: Secret,
     until: u64,
+    /// Storage id and opaque id of the file, and its path, as the wopiserver token names them.
+    file: Arc<(String, String, String)>,
 }
 
 impl super::Expires for Upstream {
@@ -51,6 +59,7 @@ impl TokenWrap {
             upstream: moka::future::Cache::builder()
                 .max_capacity(200_000)
                 .expire_after(super::AtExpiry)
+                .support_invalidation_closures()
                 .build(),
         }
     }
@@ -64,15 +73,43 @@ impl TokenWrap {
     pub async fn remember(&self, gateway_token: &str, upstream: Secret, until: u64) {
         let until = until.saturating_sub(RENEW_MARGIN);
         if until > now() {
+            let c = super::wopiserver::read(upstream.expose()).unwrap_or_default();
+            let storage = c.endpoint.split('$').next().unwrap_or_default().to_owned();
             self.upstream
                 .insert(
                     digest(gateway_token),
                     Upstream {
                         token: upstream,
                         until,
+                        file: Arc::new((storage, c.fileid, c.filename)),
                     },
                 )
                 .await;
+        }
+    }
+
+    /// Forgets the wopiserver token behind one gateway token (the next use renews it).
+    pub async fn forget(&self, gateway_token: &str) {
+        self.upstream.invalidate(&digest(gateway_token)).await;
+    }
+
+    /// Forgets the wopiserver tokens of a file that was renamed (`storage_id`, `opaque_id`), or
+    /// of every file at or below `path` (a renamed folder): they name the old path.
+    pub fn forget_renamed(&self, renamed: Renamed) {
+        let forgotten = self.upstream.invalidate_entries_if(move |_, u| {
+            let (storage, opaque, path) = &*u.file;
+            match &renamed {
+                Renamed::File {
+                    storage_id,
+                    opaque_id,
+                } => storage == storage_id && opaque == opaque_id,
+                Renamed::Folder { path: folder } => path
+                    .strip_prefix(folder.as_str())
+                    .is_some_and(|rest| rest.starts_with('/')),
+            }
+        });
+        if let Err(e) = forgotten {
+            tracing::warn!(error = %e, "could not forget the wopiserver tokens of a renamed file");
         }
     }
 
@@ -86,6 +123,17 @@ impl TokenWrap {
         crate::metrics::metrics().cache("upstream_token", hit.is_some());
         hit
     }
+}
+
+/// What was renamed: the remembered tokens that name it by its old path are forgotten.
+#[derive(Debug, Clone)]
+pub enum Renamed {
+    File {
+        storage_id: String,
+        opaque_id: String,
+    },
+    /// A folder, by its path before the rename.
+    Folder { path: String },
 }
 
 /// The earliest expiry that bounds an upstream token's use.
@@ -119,5 +167,45 @@ mod tests {
         // Bounded by the gateway token too.
         assert_eq!(upstream_until(10, 20, 5), 5);
         assert!(w.cached("unknown").await.is_none());
+    }
+
+    /// A wopiserver-shaped token naming a file by id and path.
+    fn upstream(opaque: &str, path: &str) -> Secret {
+        use base64::Engine;
+        let payload = serde_json::json!({
+            "fileid": opaque, "endpoint": "st$sp", "filename": path, "exp": now() + 3600,
+        });
+        Secret::new(format!(
+            "h.{}.s",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload.to_string())
+        ))
+    }
+
+    #[tokio::test]
+    async fn renamed_files_and_folders_forget_the_tokens_that_name_their_old_path() {
+        let w = wrap();
+        let until = now() + 3600;
+        w.remember("a", upstream("f1", "/home/docs/a.odt"), until)
+            .await;
+        w.remember("a2", upstream("f1", "/home/docs/a.odt"), until)
+            .await;
+        w.remember("b", upstream("f2", "/home/docs/sub/b.odt"), until)
+            .await;
+        w.remember("c", upstream("f3", "/home/docs2/c.odt"), until)
+            .await;
+        w.forget_renamed(Renamed::File {
+            storage_id: "st".into(),
+            opaque_id: "f1".into(),
+        });
+        assert!(w.cached("a").await.is_none() && w.cached("a2").await.is_none());
+        assert!(w.cached("b").await.is_some());
+        // A folder: everything below it, not a sibling whose name merely starts the same.
+        w.forget_renamed(Renamed::Folder {
+            path: "/home/docs".into(),
+        });
+        assert!(w.cached("b").await.is_none());
+        assert!(w.cached("c").await.is_some());
+        w.forget("c").await;
+        assert!(w.cached("c").await.is_none());
     }
 }

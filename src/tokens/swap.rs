@@ -189,6 +189,34 @@ fn replace_token(v: &mut Value, upstream: &str, gateway: &str) {
     TokenSwap::new(upstream, gateway).apply(v);
 }
 
+/// CheckFileInfo properties that say what the gateway does, not what the wopiserver would:
+/// it serves PutRelativeFile itself, and it refuses RenameFile unless renaming is on (the
+/// wopiserver renames whatever its `enablerename` says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decided {
+    pub can_not_write_relative: bool,
+    /// RenameFile is served to this token at all (`SupportsRename`).
+    pub supports_rename: bool,
+    /// …and this token may rename (`UserCanRename`).
+    pub user_can_rename: bool,
+}
+
+impl Decided {
+    fn members(self) -> [(&'static str, bool); 3] {
+        [
+            ("UserCanNotWriteRelative", self.can_not_write_relative),
+            ("SupportsRename", self.supports_rename),
+            ("UserCanRename", self.user_can_rename),
+        ]
+    }
+
+    fn apply(self, o: &mut Map<String, Value>) {
+        for (k, b) in self.members() {
+            o.insert(k.into(), Value::Bool(b));
+        }
+    }
+}
+
 /// CheckFileInfo for a gateway-token holder. `None` when the body is not a JSON object (it is
 /// then withheld rather than passed on with the wopiserver token inside).
 pub fn check_file_info(
@@ -196,21 +224,18 @@ pub fn check_file_info(
     upstream_token: &str,
     gateway_token: &str,
     mobile: Option<MobileAmend<'_>>,
-    can_not_write_relative: bool,
+    decided: Decided,
 ) -> Option<Vec<u8>> {
     if mobile.is_none()
         && let Some(out) =
-            raw::check_file_info(body, upstream_token, gateway_token, can_not_write_relative)
+            raw::check_file_info(body, Some((upstream_token, gateway_token)), decided)
     {
         return Some(out);
     }
     let mut v: Value = serde_json::from_slice(body).ok()?;
     let o = v.as_object_mut()?;
     drop_iop_urls(o);
-    o.insert(
-        "UserCanNotWriteRelative".into(),
-        Value::Bool(can_not_write_relative),
-    );
+    decided.apply(o);
     if let Some(m) = mobile {
         amend_for_mobile(o, m.flags);
         // Bootstrap's UserId and CheckFileInfo's must be the same value (wopi.md §7.2).
@@ -222,13 +247,14 @@ pub fn check_file_info(
 
 mod raw;
 
-/// A pass-through CheckFileInfo (the wopiserver's own token, not rewritten otherwise) for a
-/// token the gateway will not serve PutRelativeFile to: `UserCanNotWriteRelative` becomes
-/// true. `None` when the answer is not a JSON object.
-pub fn no_relative_writes(body: &[u8]) -> Option<Vec<u8>> {
+/// A pass-through CheckFileInfo (the wopiserver's own token, not swapped) with what the
+/// gateway decides. `None` when the answer is not a JSON object.
+pub fn pass_through_check_file_info(body: &[u8], decided: Decided) -> Option<Vec<u8>> {
+    if let Some(out) = raw::check_file_info(body, None, decided) {
+        return Some(out);
+    }
     let mut v: Value = serde_json::from_slice(body).ok()?;
-    v.as_object_mut()?
-        .insert("UserCanNotWriteRelative".into(), Value::Bool(true));
+    decided.apply(v.as_object_mut()?);
     serde_json::to_vec(&v).ok()
 }
 
@@ -346,7 +372,11 @@ mod tests {
                 },
                 user_id: "u/1",
             }),
-            true,
+            Decided {
+                can_not_write_relative: true,
+                supports_rename: false,
+                user_can_rename: false,
+            },
         )
         .unwrap();
         let text = String::from_utf8(out.clone()).unwrap();
@@ -370,11 +400,49 @@ mod tests {
         assert_eq!(v["OwnerId"], "o-1");
         assert_eq!(v["UserId"], "u-1");
         // Web holders keep the wopiserver's property set (minus the token).
-        let web = check_file_info(body.to_string().as_bytes(), up, "wg1.G", None, false).unwrap();
+        let rename = Decided {
+            can_not_write_relative: false,
+            supports_rename: true,
+            user_can_rename: true,
+        };
+        let web = check_file_info(body.to_string().as_bytes(), up, "wg1.G", None, rename).unwrap();
         let v: Value = serde_json::from_slice(&web).unwrap();
         assert_eq!(v["SupportsCoauth"], false);
         assert!(v.get("IsEduUser").is_none());
-        assert!(check_file_info(b"not json", up, "g", None, false).is_none());
+        assert_eq!(
+            (&v["SupportsRename"], &v["UserCanRename"]),
+            (&true.into(), &true.into())
+        );
+        assert!(check_file_info(b"not json", up, "g", None, rename).is_none());
+    }
+
+    #[test]
+    fn pass_through_answers_keep_their_token_and_say_what_the_gateway_decides() {
+        // The wopiserver with `enablerename` on says true; the gateway does not rename for it.
+        let body = br#"{"BaseFileName":"a.docx","SupportsRename":true,"UserCanRename":true,"HostEditUrl":"https://o/e?access_token=eyJwopiserver.token.sig"}"#;
+        let no = Decided {
+            can_not_write_relative: true,
+            supports_rename: false,
+            user_can_rename: false,
+        };
+        let out = pass_through_check_file_info(body, no).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["SupportsRename"], false);
+        assert_eq!(v["UserCanRename"], false);
+        assert_eq!(v["UserCanNotWriteRelative"], true);
+        assert_eq!(
+            v["HostEditUrl"],
+            "https://o/e?access_token=eyJwopiserver.token.sig"
+        );
+        // The tree path (escapes in the body) says the same.
+        let escaped = br#"{"BaseFileName":"caf\u00e9.docx","SupportsRename":true}"#;
+        let v: Value =
+            serde_json::from_slice(&pass_through_check_file_info(escaped, no).unwrap()).unwrap();
+        assert_eq!(
+            (&v["SupportsRename"], &v["BaseFileName"]),
+            (&false.into(), &"café.docx".into())
+        );
+        assert!(pass_through_check_file_info(b"[1]", no).is_none());
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct UnverifiedClaims {
     pub fileid: String,
     #[serde(default)]
     pub endpoint: String,
+    /// The file's path: the wopiserver addresses the file by it.
+    #[serde(default)]
+    pub filename: String,
 }
 
 /// `None` when the token is not a JWT with a JSON payload.

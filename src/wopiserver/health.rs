@@ -1,5 +1,6 @@
 //! The wopiserver's health page as a probe: `GET /wopi` always answers 200 and, since v10,
-//! says `Health status: <OK|FAIL|Warning>` (cs3-wopiserver.md §10), so the text decides.
+//! says `Health status: <span style="font-family:monospace">OK</span>.` (cs3-wopiserver.md
+//! §10: `OK`, `FAIL`, `Warning`, or xroot's error text), so the text inside the markup decides.
 
 use url::Url;
 
@@ -8,15 +9,38 @@ use crate::http_client::{self, FetchError};
 /// The page is small HTML; more than this is not a wopiserver.
 const MAX_PAGE_BYTES: usize = 64 * 1024;
 
-/// What the page says: `FAIL` (its storage probe failed) is unhealthy; `OK`, `Warning` (local
-/// storage always reports it) and a page without the line (before v10: answering at all is
-/// the signal) are healthy.
+/// The verdict word after `Health status:`, with the markup around it removed (`None` when the
+/// page has no such line, as before v10).
+fn status_word(page: &str) -> Option<String> {
+    let rest = page.split_once("Health status:")?.1;
+    // Text up to the end of the sentence, tags skipped: `<span …>FAIL</span>.` → `FAIL`.
+    let mut word = String::new();
+    let mut in_tag = false;
+    for c in rest.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            _ if in_tag => {}
+            '.' | '\n' | '\r' if !word.trim().is_empty() => break,
+            c => word.push(c),
+        }
+        if word.len() > 256 {
+            break;
+        }
+    }
+    Some(word.trim().to_owned())
+}
+
+/// What the page says: `OK` and `Warning` (local storage always reports it) are healthy, and so
+/// is a page without the line (before v10: answering at all is the signal); anything else —
+/// `FAIL` from the cs3 probe, xroot's error text, an empty verdict — is unhealthy.
 pub fn verdict(page: &str) -> Result<&'static str, &'static str> {
-    match page.split("Health status:").nth(1).map(str::trim_start) {
-        Some(s) if s.starts_with("FAIL") => Err("reports Health status: FAIL"),
-        Some(s) if s.starts_with("Warning") => Ok("reports Health status: Warning"),
-        Some(_) => Ok("reports Health status: OK"),
+    match status_word(page).as_deref() {
         None => Ok("answers"),
+        Some("OK") => Ok("reports Health status: OK"),
+        Some("Warning") => Ok("reports Health status: Warning"),
+        Some("FAIL") => Err("reports Health status: FAIL"),
+        Some(_) => Err("reports an unhealthy Health status"),
     }
 }
 
@@ -41,12 +65,45 @@ pub async fn probe(http: &reqwest::Client, base: &Url) -> Result<&'static str, S
 mod tests {
     use super::verdict;
 
+    /// v11.5.0's page (`src/wopiserver.py`, the `/wopi` index), verbatim but for the values.
+    fn page(status: &str) -> String {
+        format!(
+            r#"
+      <html><head><title>ScienceMesh WOPI Server</title></head>
+      <body>
+      <div align="center" style="color:#000080; padding-top:50px; font-family:Verdana; size:11">
+      This is the ScienceMesh IOP <a href=https://github.com/cs3org/wopiserver#readme>WOPI</a> server
+      to support online office-like editors.<br>
+      The service includes support for non-WOPI-native apps through a bridge extension.<br>
+      To use this service, please log in to your EFSS Storage and click on a supported document.</div>
+      <div style="position: absolute; bottom: 10px; left: 10px; width: 99%;"><hr>
+      <i>ScienceMesh WOPI Server 11.5.0 at wopi.example.org. Powered by Flask 3.1.1 for Python 3.11.7.
+         Storage type: <span style="font-family:monospace">cs3</span>.
+         Health status: <span style="font-family:monospace">{status}</span>.</i>
+      </body>
+      </html>
+      "#
+        )
+    }
+
     #[test]
-    fn the_page_text_decides() {
-        assert!(verdict("<p>Storage type: cs3</p><p>Health status: OK</p>").is_ok());
-        assert!(verdict("Health status: Warning").is_ok());
-        assert!(verdict("<html>WOPI server</html>").is_ok());
-        assert!(verdict("<p>Health status: FAIL</p>").is_err());
+    fn the_real_page_markup_decides() {
+        assert_eq!(verdict(&page("OK")), Ok("reports Health status: OK"));
+        assert_eq!(
+            verdict(&page("Warning")),
+            Ok("reports Health status: Warning")
+        );
+        assert_eq!(verdict(&page("FAIL")), Err("reports Health status: FAIL"));
+        // xroot reports its error text; an empty verdict is no verdict of health either.
+        assert!(verdict(&page("[FATAL] Socket timeout")).is_err());
+        assert!(verdict(&page("")).is_err());
+    }
+
+    #[test]
+    fn plain_lines_and_pages_without_the_line() {
+        assert!(verdict("Health status: OK").is_ok());
         assert!(verdict("Health status:   FAIL").is_err());
+        assert!(verdict("<p>Health status: FAIL</p>").is_err());
+        assert_eq!(verdict("<html>WOPI server</html>"), Ok("answers"));
     }
 }

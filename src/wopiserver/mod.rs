@@ -315,6 +315,39 @@ impl WopiserverClient {
         }
     }
 
+    /// The wopiserver's CheckFileInfo for the token in `path_query`, on the instance serving the
+    /// file: its status and, on 200, its JSON. The wopiserver verifies the token's signature,
+    /// which the gateway cannot: a 200 proves the token, and the answer says what it grants.
+    pub async fn check_file_info(
+        &self,
+        key: (&str, &str),
+        path_query: &str,
+    ) -> Result<(u16, Option<serde_json::Value>), WopiserverError> {
+        let key = instances::affinity_key(key.0, key.1);
+        let mut tried = instances::Tried::default();
+        loop {
+            let (i, url, _slot) = self.reach(&key, tried, path_query).await?;
+            tried.add(i);
+            match self.http.get(url).send().await {
+                Ok(mut resp) => {
+                    let status = resp.status().as_u16();
+                    if status != 200 {
+                        return Ok((status, None));
+                    }
+                    let body = http_client::read_bounded(&mut resp, MAX_RESPONSE_BYTES).await?;
+                    let info = serde_json::from_slice(&body).map_err(|_| {
+                        WopiserverError::Invalid("CheckFileInfo is not JSON".into())
+                    })?;
+                    return Ok((status, Some(info)));
+                }
+                Err(e) => match FetchError::from_reqwest(&e) {
+                    FetchError::Connect => self.instances.eject(i),
+                    other => return Err(other.into()),
+                },
+            }
+        }
+    }
+
     /// The wopiserver's PutFile with a streamed body, on the instance serving the file. Not
     /// sent elsewhere when that instance refuses: the body is already on its way (503).
     pub async fn put_file(

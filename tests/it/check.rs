@@ -185,7 +185,7 @@ fn the_readme_lines_for_the_example_configuration_work() {
         .find(|b| b.contains("creds=$(mktemp -d)"))
         .expect("the README's credentials block");
     if Command::new("openssl").arg("version").output().is_err() {
-        eprintln!("SKIPPED the README credentials lines: openssl is not installed");
+        wopigate::testkit::skip_without("openssl", "the README credentials lines");
         return;
     }
     let script = block.replace("./target/release/wopigate", &bin().display().to_string());

@@ -35,7 +35,7 @@ impl Browser {
     async fn start() -> Option<Browser> {
         let installed = |c: &str| Command::new(c).arg("--version").output().is_ok();
         if !installed("chromedriver") || !installed("chromium") {
-            eprintln!("SKIPPED the demo browser test: chromium and chromedriver are not installed");
+            wopigate::testkit::skip_without("chromium with chromedriver", "the demo browser test");
             return None;
         }
         let port = wopigate::testkit::free_port();

@@ -205,6 +205,8 @@ async fn a_write_that_reached_an_instance_is_never_replayed() {
     for f in fakes(s) {
         f.clear_requests();
     }
+    let other = 1 - home;
+    let other_before = t.proxies[other].accepted();
     let body = vec![b'x'; 100 * 1024];
     let (st, headers, answer) = wopi(&o, "POST", "/contents", Some("PUT"), &body).await;
     assert!(st == 502 || st == 503, "a clean 5xx, got {st}");
@@ -214,7 +216,14 @@ async fn a_write_that_reached_an_instance_is_never_replayed() {
         "{}",
         String::from_utf8_lossy(&answer)
     );
-    // Neither instance saw a PutFile: the other one was not sent a replay.
+    // The PutFile reached its instance once (swallowed there), and no connection at all went
+    // to the other instance: no replay, nor an attempt at one.
+    assert_eq!(t.proxies[home].swallowed(), 1, "the PutFile was sent once");
+    assert_eq!(
+        t.proxies[other].accepted(),
+        other_before,
+        "nothing went elsewhere"
+    );
     assert_eq!(
         seen(s, |r| r.header("x-wopi-override") == Some("PUT")),
         [0, 0]
@@ -228,6 +237,12 @@ async fn a_write_that_reached_an_instance_is_never_replayed() {
     // Lock changes are not replayed either.
     let (st, _, _) = wopi(&o, "POST", "", Some("UNLOCK"), b"").await;
     assert!(st == 502 || st == 503, "{st}");
+    assert_eq!(t.proxies[home].swallowed(), 2, "the Unlock was sent once");
+    assert_eq!(
+        t.proxies[other].accepted(),
+        other_before,
+        "nothing went elsewhere"
+    );
     assert_eq!(seen(s, |r| r.header("x-wopi-override").is_some()), [0, 0]);
     drop(t.gw);
 }
@@ -252,8 +267,9 @@ async fn a_failing_health_check_takes_an_instance_out_and_a_passing_one_brings_i
     let o = open(s, &opaque).await;
     assert!(fakes(s)[0].health_probes() > 0, "instances are probed");
 
-    // Instance 0's storage probe fails: after one failed check it is out of rotation.
-    fakes(s)[0].set_health_fail(true);
+    // Instance 0 loses REVA: its page says `Health status: <span …>FAIL</span>.` (the real
+    // markup, which a prefix check read as OK) and after one failed check it is out of rotation.
+    fakes(s)[0].set_storage_unreachable(true);
     let r = eventually(
         "instance 0 reported unhealthy",
         Duration::from_secs(10),
@@ -282,8 +298,9 @@ async fn a_failing_health_check_takes_an_instance_out_and_a_passing_one_brings_i
         "served by the healthy instance"
     );
 
-    // Both failing: still served (never turned away for a probe), and not ready.
-    fakes(s)[1].set_health_fail(true);
+    // Both failing: still forwarded to the file's instance (never turned away for a probe),
+    // which answers as the wopiserver does without its storage; and not ready.
+    fakes(s)[1].set_storage_unreachable(true);
     eventually(
         "both reported unhealthy",
         Duration::from_secs(10),
@@ -295,11 +312,24 @@ async fn a_failing_health_check_takes_an_instance_out_and_a_passing_one_brings_i
     .await;
     let r = readyz(s).await;
     assert_eq!(r["ready"], false, "{r}");
-    assert_eq!(wopi(&o, "GET", "", None, b"").await.0, 200);
+    assert_eq!(
+        r["wopiserver_instances"][0]["detail"], "reports Health status: FAIL",
+        "{r}"
+    );
+    for f in fakes(s) {
+        f.clear_requests();
+    }
+    // (v11.5.0's CheckFileInfo calls every storage failure "File not found".)
+    assert_eq!(wopi(&o, "GET", "", None, b"").await.0, 404);
+    assert_eq!(
+        seen(s, wopi_calls),
+        [1, 0],
+        "forwarded to the file's instance"
+    );
 
     // Passing again: the file's traffic returns to its instance.
-    fakes(s)[0].set_health_fail(false);
-    fakes(s)[1].set_health_fail(false);
+    fakes(s)[0].set_storage_unreachable(false);
+    fakes(s)[1].set_storage_unreachable(false);
     eventually("instance 0 back", Duration::from_secs(10), async || {
         let r = readyz(s).await;
         (r["wopiserver_instances"][0]["healthy"] == true && r["ready"] == true).then_some(())

@@ -25,6 +25,7 @@ mod slow_clients;
 mod soak;
 mod wopi_edge;
 mod wopi_proxy;
+mod wopiserver_truths;
 mod wrapped;
 
 use std::path::PathBuf;
@@ -195,6 +196,25 @@ pub fn add_docx(stack: &Stack, opaque_id: &str, name: &str) {
     e.name = name.into();
     e.path = format!("/home/{name}");
     stack.tree.insert(e);
+}
+
+/// The PutFile requests of the seeded-storage file `opaque_id` the wopiserver received.
+pub fn puts_to(
+    stack: &Stack,
+    opaque_id: &str,
+) -> Vec<wopigate::testkit::fake_wopiserver::Recorded> {
+    let inode = wopigate::ids::inode_of(&wopigate::ids::Resource {
+        storage_id: wopigate::testkit::stack::STORAGE.into(),
+        space_id: String::new(),
+        opaque_id: opaque_id.into(),
+    });
+    let path = format!("/wopi/files/{inode}/contents");
+    stack
+        .wopiserver
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == path)
+        .collect()
 }
 
 /// The root container's URL (with its token) from the bootstrapper, signed in as alice.

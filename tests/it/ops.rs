@@ -278,9 +278,7 @@ async fn metrics_follow_a_scripted_session_pass_promtool_and_logs_hold_no_secret
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        Err(_) => eprintln!(
-            "SKIPPED promtool check: promtool is not installed (.ci/run installs the Debian package prometheus)"
-        ),
+        Err(_) => wopigate::testkit::skip_without("promtool", "promtool check metrics"),
     }
 
     // Secret hygiene: nothing this session used shows up in the log, the metrics or any body.
@@ -425,7 +423,7 @@ fn systemd_unit_verifies_and_is_hardened() {
         .output()
         .is_err()
     {
-        eprintln!("SKIPPED: systemd-analyze is not installed");
+        wopigate::testkit::skip_without("systemd-analyze", "the systemd unit check");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -867,6 +865,14 @@ async fn reva_over_mutual_tls_and_the_idp_over_https_with_pinned_cas() {
         .serve_https(idp_addr, &read("server.pem"), &read("server.key"))
         .await
         .unwrap();
+    // The wopiserver reaches REVA there too, with its own client certificate.
+    stack.wopiserver.set_reva(
+        &url::Url::parse(&format!("https://localhost:{}", reva_addr.port())).unwrap(),
+        &wopigate::tls::ClientTls {
+            ca_pem: Some(read("ca.pem")),
+            identity_pem: Some((read("client.pem"), read("client.key"))),
+        },
+    );
     let config_with = |client_cert: bool| {
         let text = stack.config_toml().replace(
             &format!("gateway = \"http://{reva_addr}\""),

@@ -188,9 +188,7 @@ fn stored(stack: &Stack, opaque: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_behind_nginx_share_nothing_but_the_key_and_lose_no_save() {
     let Some(nginx) = nginx_binary() else {
-        eprintln!(
-            "SKIPPED: nginx is not installed (Debian package nginx-light; scripts/setup.sh installs it)"
-        );
+        wopigate::testkit::skip_without("nginx (Debian's nginx-light)", "the replicas test");
         return;
     };
     let nginx_port = free_port();
@@ -265,12 +263,21 @@ async fn two_replicas_behind_nginx_share_nothing_but_the_key_and_lose_no_save() 
         assert_eq!(r.status(), 200, "mobile CheckFileInfo");
     }
 
-    // One replica is killed mid-run while saves keep coming on three files: every
-    // acknowledged save is in storage, the last one of each file is what it holds.
+    // One replica is killed mid-run while saves keep coming on three files through nginx, and
+    // at the moment a save of a fourth file is on its way through it (its body half sent):
+    // every acknowledged save is in storage, the last one of each file is what it holds, and
+    // the save cut off by the kill is never stored, not even in part.
     let files = ["file-s0", "file-s1", "file-s2"];
     for (i, name) in files.iter().enumerate() {
         crate::add_docx(&stack, name, &format!("s{i}.docx"));
     }
+    crate::add_docx(&stack, "file-cut", "cut.docx");
+    let cut = open(&stack, "file-cut").await;
+    assert_eq!(
+        call(&cut, "", Some("LOCK"), "lock-cut", vec![]).await,
+        Some(200)
+    );
+    let cut_before = stored(&stack, "file-cut");
     let mut opened = Vec::new();
     for name in files {
         opened.push(open(&stack, name).await);
@@ -294,8 +301,18 @@ async fn two_replicas_behind_nginx_share_nothing_but_the_key_and_lose_no_save() 
     });
     let kill = async {
         tokio::time::sleep(Duration::from_millis(400)).await;
+        // A save straight to replica A, its body half sent; once the wopiserver has it in
+        // flight, A is killed.
+        let in_flight = half_a_put(&cut, port_a, "lock-cut").await;
+        crate::eventually(
+            "the save through A reached the wopiserver",
+            Duration::from_secs(10),
+            async || (!crate::puts_to(&stack, "file-cut").is_empty()).then_some(()),
+        )
+        .await;
         a.signal("KILL");
         a.wait_exit(Duration::from_secs(5)).await;
+        drop(in_flight);
     };
     let (results, ()) = tokio::join!(futures_util::future::join_all(runs), kill);
     for ((acked, unacked_after), name) in results.iter().zip(files) {
@@ -313,6 +330,42 @@ async fn two_replicas_behind_nginx_share_nothing_but_the_key_and_lose_no_save() 
             String::from_utf8_lossy(last)
         );
     }
+    // The save cut off with replica A: the wopiserver saw its body break off and stored
+    // nothing; the document is as it was, and its session goes on through the survivor.
+    crate::eventually(
+        "the wopiserver saw the cut-off save end",
+        Duration::from_secs(10),
+        async || {
+            let puts = crate::puts_to(&stack, "file-cut");
+            (!puts.is_empty() && puts.iter().all(|r| !r.body_complete)).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        stored(&stack, "file-cut"),
+        cut_before,
+        "nothing of the cut save"
+    );
+    assert!(save_cycle(&cut, "lock-cut", b"after the kill".to_vec()).await);
+    assert_eq!(stored(&stack, "file-cut"), b"after the kill");
     // After the kill, everything goes to the surviving replica.
     assert_eq!(call(&f, "", None, "", vec![]).await, Some(200));
+}
+
+/// A PutFile of 4 MiB straight to the replica on `port`, 1 MiB of it sent; the connection is
+/// returned, to stay open while the replica dies.
+async fn half_a_put(f: &File, port: u16, lock: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let path = url::Url::parse(&f.url).unwrap().path().to_owned();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {path}/contents?access_token={} HTTP/1.1\r\nHost: x\r\nX-WOPI-Override: PUT\r\nX-WOPI-Lock: {lock}\r\nContent-Length: {}\r\n\r\n",
+        crate::enc(&f.token),
+        4 << 20
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&vec![b'c'; 1 << 20]).await.unwrap();
+    s
 }

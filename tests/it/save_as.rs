@@ -407,9 +407,10 @@ async fn a_large_body_streams_and_an_aborted_one_leaves_nothing() {
     })
     .await;
     let f = open(&stack, "file-docx").await;
-    // 48 MiB streamed in 64 KiB chunks: the gateway's memory stays flat.
+    // 48 MiB streamed in 64 KiB chunks: the gateway's memory stays flat all along (its peak,
+    // sampled every 20 ms, not only its size afterwards).
     const LEN: usize = 48 << 20;
-    let rss_before = gw.rss_bytes().unwrap();
+    let peak = wopigate::testkit::gateway::PeakRss::start(gw.pid());
     let chunks = futures_util::stream::iter(
         (0..LEN / 65536)
             .map(|i| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![(i % 251) as u8; 65536]))),
@@ -426,30 +427,27 @@ async fn a_large_body_streams_and_an_aborted_one_leaves_nothing() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let grew = gw.rss_bytes().unwrap().saturating_sub(rss_before);
-    assert!(grew < 16 << 20, "RSS grew {} MiB", grew >> 20);
+    let grew = peak.growth();
+    assert!(
+        grew < 16 << 20,
+        "RSS peaked {} MiB above the start",
+        grew >> 20
+    );
     assert_eq!(bytes(&in_home(&stack, "big.docx").unwrap()).len(), LEN);
 
-    // A client that stops halfway: the file created for it is removed again.
-    use tokio::io::AsyncWriteExt;
-    let url = url::Url::parse(&f.url).unwrap();
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", url.port().unwrap()))
-        .await
-        .unwrap();
-    let head = format!(
-        "POST {}?access_token={} HTTP/1.1\r\nHost: x\r\nX-WOPI-Override: PUT_RELATIVE\r\nX-WOPI-RelativeTarget: aborted.docx\r\nContent-Length: 1000000\r\n\r\n",
-        url.path(),
-        crate::enc(&f.token)
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(&vec![b'a'; 200_000]).await.unwrap();
+    // A client that stops halfway: the wopiserver sees the upload break off (and so stores
+    // nothing), and the file created for it is removed again.
+    let s = half_a_put_relative(&f, "X-WOPI-RelativeTarget: aborted.docx\r\n").await;
     eventually(
         "the upload reached the new file",
         Duration::from_secs(10),
         async || in_home(&stack, "aborted.docx").map(|_| ()),
     )
     .await;
+    let target = in_home(&stack, "aborted.docx").unwrap().id.opaque_id;
+    upload_started(&stack, &target).await;
     drop(s);
+    broken_upload_seen(&stack, &target).await;
     eventually(
         "the half-uploaded file removed",
         Duration::from_secs(10),
@@ -458,28 +456,73 @@ async fn a_large_body_streams_and_an_aborted_one_leaves_nothing() {
     .await;
     gw.logs_with("removed the file of a failed PutRelativeFile", 1)
         .await;
+
+    // The same over an existing document (overwrite): it stays as it was, and unlocked.
+    let odt = in_home(&stack, "notes.odt").unwrap();
+    let s = half_a_put_relative(
+        &f,
+        "X-WOPI-RelativeTarget: notes.odt\r\nX-WOPI-OverwriteRelativeTarget: true\r\n",
+    )
+    .await;
+    upload_started(&stack, &odt.id.opaque_id).await;
+    drop(s);
+    broken_upload_seen(&stack, &odt.id.opaque_id).await;
+    let after = in_home(&stack, "notes.odt").unwrap();
+    assert_eq!((bytes(&after), after.version), (bytes(&odt), odt.version));
+    eventually(
+        "the gateway's lock released",
+        Duration::from_secs(10),
+        async || {
+            stack
+                .wopiserver
+                .lock_of(STORAGE, &odt.id.opaque_id)
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
     no_put_relative_forwarded(&stack);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn switched_off_it_is_forwarded_and_checkfileinfo_says_so() {
-    let (stack, _gw) = start(StackOptions {
-        extra_config: "[wopi]\nput_relative = false\n".into(),
-        ..Default::default()
-    })
-    .await;
-    let f = open(&stack, "file-docx").await;
-    let info = check_file_info(&f).await;
-    assert_eq!(info["UserCanNotWriteRelative"], true);
-    let a = put_relative(&f, &[("X-WOPI-SuggestedTarget", ".pdf")], b"x".to_vec()).await;
-    assert_eq!(a.status, 501, "the wopiserver's answer");
-    assert!(
-        stack
-            .wopiserver
-            .requests()
-            .iter()
-            .any(|r| r.header("x-wopi-override") == Some("PUT_RELATIVE")),
-        "forwarded as before"
+/// Starts a PutRelativeFile of 1 000 000 bytes over raw TCP and sends 200 000 of them; the
+/// connection is returned to be dropped mid-body.
+async fn half_a_put_relative(f: &File, target_headers: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let url = url::Url::parse(&f.url).unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", url.port().unwrap()))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {}?access_token={} HTTP/1.1\r\nHost: x\r\nX-WOPI-Override: PUT_RELATIVE\r\n{target_headers}Content-Length: 1000000\r\n\r\n",
+        url.path(),
+        crate::enc(&f.token)
     );
-    assert!(in_home(&stack, "report.pdf").is_none());
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&vec![b'a'; 200_000]).await.unwrap();
+    s
+}
+
+/// The PutFile of `opaque_id` is on its way into the wopiserver.
+async fn upload_started(stack: &Stack, opaque_id: &str) {
+    eventually(
+        "the upload reached the wopiserver",
+        Duration::from_secs(10),
+        async || (!crate::puts_to(stack, opaque_id).is_empty()).then_some(()),
+    )
+    .await;
+}
+
+/// The wopiserver received the PutFile of the file `opaque_id` as a body that broke off.
+async fn broken_upload_seen(stack: &Stack, opaque_id: &str) {
+    eventually(
+        "the wopiserver saw the upload break off",
+        Duration::from_secs(10),
+        async || {
+            crate::puts_to(stack, opaque_id)
+                .iter()
+                .any(|r| !r.body_complete && r.body_len < 1_000_000)
+                .then_some(())
+        },
+    )
+    .await;
 }

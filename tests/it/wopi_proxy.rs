@@ -1,11 +1,7 @@
 //! WOPI traffic through the gateway with a token from the open flow.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
 use futures_util::StreamExt;
-use wopigate::testkit::gateway::rss_of;
+use wopigate::testkit::gateway::PeakRss;
 use wopigate::testkit::stack::{BIG_FILE_BYTES, Stack, StackOptions};
 use wopigate::testkit::tree::Content;
 
@@ -150,20 +146,7 @@ async fn check_file_info_put_file_and_locks_pass_through() {
 async fn get_file_of_256_mib_is_streamed_with_bounded_memory() {
     let (stack, gw) = start(StackOptions::default()).await;
     let (file, token) = open_file(&stack, "storage-1!file-big").await;
-    let baseline = gw.rss_bytes().unwrap();
-    let peak = Arc::new(AtomicU64::new(baseline));
-    let pid_rss = {
-        let peak = peak.clone();
-        let pid = gw.pid();
-        tokio::spawn(async move {
-            loop {
-                if let Some(rss) = rss_of(pid) {
-                    peak.fetch_max(rss, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
+    let peak = PeakRss::start(gw.pid());
     let resp = wopi_get(&format!("{file}/contents"), &token).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
@@ -179,10 +162,9 @@ async fn get_file_of_256_mib_is_streamed_with_bounded_memory() {
         pattern_ok &= chunk.first().is_none_or(|&b| b == (received % 251) as u8);
         received += chunk.len() as u64;
     }
-    pid_rss.abort();
+    let growth = peak.growth();
     assert_eq!(received, BIG_FILE_BYTES);
     assert!(pattern_ok, "body bytes arrived out of order");
-    let growth = peak.load(Ordering::Relaxed).saturating_sub(baseline);
     eprintln!(
         "gateway RSS growth during 256 MiB GetFile: {} KiB",
         growth / 1024

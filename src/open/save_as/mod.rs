@@ -57,9 +57,55 @@ pub struct Prepared {
     reva: Secret,
 }
 
-/// What a wopiserver token says about its holder, read without its secret: only used after
-/// REVA accepted the REVA token inside it (`userid`), which proves that part.
-pub fn caller_of_wopiserver_token(token: &str) -> Option<Caller> {
+/// What the wopiserver grants a token of its own, from its CheckFileInfo for that token.
+#[derive(Debug, Clone, Copy)]
+pub struct Granted {
+    /// `UserCanWrite`.
+    pub can_write: bool,
+    /// `AccessTokenExpiry` (Unix milliseconds), when it says.
+    pub expiry_ms: Option<u64>,
+}
+
+impl OpenService {
+    /// Asks the wopiserver what a token of its own grants: the gateway cannot check the token's
+    /// signature (the wopiserver's key stays with it), so its claims decide nothing until the
+    /// wopiserver has answered CheckFileInfo for exactly that token. `path_query` is the
+    /// request's own path and query (the token is in it).
+    pub async fn granted_by_wopiserver(
+        &self,
+        token: &str,
+        path_query: &str,
+    ) -> Result<Granted, ApiError> {
+        let c = crate::tokens::wopiserver::read(token)
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "not a WOPI token"))?;
+        let storage_id = c.endpoint.split('$').next().unwrap_or_default();
+        let path = path_query.split('?').next().unwrap_or_default();
+        let query = path_query.split_once('?').map_or("", |(_, q)| q);
+        // CheckFileInfo of the same file: the PutRelativeFile path without its `/contents`.
+        let target = format!("{}?{query}", path.trim_end_matches("/contents"));
+        match self
+            .wopiserver
+            .check_file_info((storage_id, &c.fileid), &target)
+            .await?
+        {
+            (200, Some(info)) => Ok(Granted {
+                can_write: info["UserCanWrite"].as_bool() == Some(true),
+                expiry_ms: info["AccessTokenExpiry"].as_u64(),
+            }),
+            (401, _) => Err(ApiError::new(
+                ErrorCode::InvalidToken,
+                "the wopiserver does not accept the token",
+            )),
+            (404, _) => Err(ApiError::not_found()),
+            (status, _) => Err(crate::wopiserver::WopiserverError::Rejected(status).into()),
+        }
+    }
+}
+
+/// Who holds a wopiserver token, once the wopiserver accepted it ([`OpenService::
+/// granted_by_wopiserver`]): its claims are then the ones the wopiserver signed, and it may
+/// write only when the wopiserver says so.
+pub fn caller_of_wopiserver_token(token: &str, granted: Granted) -> Option<Caller> {
     let c = crate::tokens::wopiserver::read(token)?;
     let reva = unverified_claims(&c.userid)?;
     let (storage_id, space_id) = c.endpoint.split_once('$').unwrap_or((&c.endpoint, ""));
@@ -75,8 +121,8 @@ pub fn caller_of_wopiserver_token(token: &str) -> Option<Caller> {
             opaque_id: c.fileid.clone(),
         },
         app: Some(c.appname.clone()).filter(|a| !a.is_empty()),
-        writable: c.viewmode == ViewMode::ReadWrite.as_str(),
-        exp: c.exp,
+        writable: granted.can_write && c.viewmode == ViewMode::ReadWrite.as_str(),
+        exp: granted.expiry_ms.map_or(c.exp, |ms| c.exp.min(ms / 1000)),
     })
 }
 

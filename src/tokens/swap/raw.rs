@@ -42,42 +42,69 @@ fn json_plain(s: &str) -> bool {
         })
 }
 
+/// The token search of one answer: the wopiserver token (raw and URL-encoded) and what
+/// replaces each form.
+struct Swap<'a> {
+    upstream: &'a str,
+    gateway: &'a str,
+    gw_enc: std::borrow::Cow<'a, str>,
+    raw: TokenFinder<'a>,
+    encoded: Option<TokenFinder<'a>>,
+    /// Strings shorter than either form cannot hold the token.
+    shortest: usize,
+}
+
+/// `swap`: the wopiserver token and the gateway token that replaces it; `None` for a
+/// pass-through answer, whose token stays.
 pub(super) fn check_file_info(
     body: &[u8],
-    upstream: &str,
-    gateway: &str,
-    can_not_write_relative: bool,
+    swap: Option<(&str, &str)>,
+    decided: super::Decided,
 ) -> Option<Vec<u8>> {
-    if memchr::memchr(b'\\', body).is_some() || !json_plain(upstream) || !json_plain(gateway) {
+    if memchr::memchr(b'\\', body).is_some() {
         return None;
     }
-    let (up_enc, gw_enc) = (url_encoded(upstream), url_encoded(gateway));
-    if !json_plain(&up_enc) || !json_plain(&gw_enc) {
-        return None;
-    }
+    let encoded_up = swap.map(|(up, _)| url_encoded(up));
+    let swap = match (swap, &encoded_up) {
+        (Some((upstream, gateway)), Some(up_enc)) => {
+            let gw_enc = url_encoded(gateway);
+            if ![upstream, gateway, up_enc, &gw_enc]
+                .iter()
+                .all(|t| json_plain(t))
+            {
+                return None;
+            }
+            Some(Swap {
+                upstream,
+                gateway,
+                raw: TokenFinder::new(upstream),
+                encoded: (*up_enc != upstream).then(|| TokenFinder::new(up_enc)),
+                shortest: upstream.len().min(up_enc.len()),
+                gw_enc,
+            })
+        }
+        _ => None,
+    };
     let text = std::str::from_utf8(body).ok()?;
     let members: Members<'_> = serde_json::from_str(text).ok()?;
-    let raw = TokenFinder::new(upstream);
-    let encoded = (up_enc != upstream).then(|| TokenFinder::new(&up_enc));
-    let grow = gateway.len().saturating_sub(upstream.len()) * 4;
-    let mut out = Vec::with_capacity(body.len() + grow + 32);
+    let grow = swap
+        .as_ref()
+        .map_or(0, |s| s.gateway.len().saturating_sub(s.upstream.len()) * 4);
+    let mut out = Vec::with_capacity(body.len() + grow + 96);
     out.push(b'{');
-    let relative: &[u8] = if can_not_write_relative {
-        b"true"
-    } else {
-        b"false"
+    let decided = decided.members();
+    let push_key = |out: &mut Vec<u8>, key: &str| {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
     };
-    let mut relative_said = false;
     for (key, value) in members.0 {
         let value = value.get();
-        // What the gateway does with PutRelativeFile, not what the wopiserver would.
-        if key == "UserCanNotWriteRelative" {
-            if out.len() > 1 {
-                out.push(b',');
-            }
-            out.extend_from_slice(b"\"UserCanNotWriteRelative\":");
-            out.extend_from_slice(relative);
-            relative_said = true;
+        // What the gateway does, not what the wopiserver would: said once, at the end.
+        if decided.iter().any(|(k, _)| *k == key) {
             continue;
         }
         // The wopiserver's download endpoint is /wopi/iop/*, never reachable from the
@@ -88,28 +115,23 @@ pub(super) fn check_file_info(
         {
             continue;
         }
-        if out.len() > 1 {
-            out.push(b',');
-        }
-        out.push(b'"');
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(b"\":");
-        if value.len() < upstream.len().min(up_enc.len()) {
-            out.extend_from_slice(value.as_bytes());
-            continue;
-        }
-        let with_raw = replace_into(value.as_bytes(), &raw, gateway.as_bytes());
-        match &encoded {
-            Some(find) => out.extend_from_slice(&replace_into(&with_raw, find, gw_enc.as_bytes())),
-            None => out.extend_from_slice(&with_raw),
+        push_key(&mut out, key);
+        match &swap {
+            Some(s) if value.len() >= s.shortest => {
+                let with_raw = replace_into(value.as_bytes(), &s.raw, s.gateway.as_bytes());
+                match &s.encoded {
+                    Some(find) => {
+                        out.extend_from_slice(&replace_into(&with_raw, find, s.gw_enc.as_bytes()))
+                    }
+                    None => out.extend_from_slice(&with_raw),
+                }
+            }
+            _ => out.extend_from_slice(value.as_bytes()),
         }
     }
-    if !relative_said {
-        if out.len() > 1 {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"\"UserCanNotWriteRelative\":");
-        out.extend_from_slice(relative);
+    for (key, value) in decided {
+        push_key(&mut out, key);
+        out.extend_from_slice(if value { b"true" } else { b"false" });
     }
     out.push(b'}');
     Some(out)
@@ -140,17 +162,25 @@ fn replace_into<'h>(
 mod tests {
     use serde_json::Value;
 
-    use super::super::{check_file_info, drop_iop_urls, encoded, replace_token};
+    use super::super::{Decided, check_file_info, drop_iop_urls, encoded, replace_token};
+
+    fn decided(relative: bool) -> Decided {
+        Decided {
+            can_not_write_relative: relative,
+            supports_rename: true,
+            user_can_rename: !relative,
+        }
+    }
 
     /// The text path and the tree path must give the same answer wherever the text path
     /// applies, and the text path must step aside where it cannot be sure.
     #[test]
     fn the_text_rewrite_agrees_with_the_tree_rewrite() {
-        let tree = |body: &str, up: &str, gw: &str, relative: bool| -> Option<Value> {
+        let tree = |body: &str, up: &str, gw: &str, decided: Decided| -> Option<Value> {
             let mut v: Value = serde_json::from_str(body).ok()?;
             let o = v.as_object_mut()?;
             drop_iop_urls(o);
-            o.insert("UserCanNotWriteRelative".into(), Value::Bool(relative));
+            decided.apply(o);
             replace_token(&mut v, up, gw);
             Some(v)
         };
@@ -172,26 +202,29 @@ mod tests {
                 r#"{"UserCanNotWriteRelative":false,"SupportsUpdate":true}"#.to_owned(),
             ];
             for (body, relative) in bodies.iter().flat_map(|b| [(b, false), (b, true)]) {
-                let want = tree(body, up, gw, relative).unwrap();
-                let fast = super::check_file_info(body.as_bytes(), up, gw, relative)
+                let decided = decided(relative);
+                let want = tree(body, up, gw, decided).unwrap();
+                let fast = super::check_file_info(body.as_bytes(), Some((up, gw)), decided)
                     .unwrap_or_else(|| panic!("the text path applies to {body}"));
                 let got: Value = serde_json::from_slice(&fast).unwrap();
                 assert_eq!(got, want, "{body}");
                 assert_eq!(got["UserCanNotWriteRelative"], relative, "{body}");
+                assert_eq!(got["UserCanRename"], !relative, "{body}");
                 let text = String::from_utf8(fast).unwrap();
                 assert!(!text.contains(up) && !text.contains(&*enc), "{text}");
             }
         }
         // Escapes in the body, tokens that need escaping, or not an object: the tree path.
         let escaped = format!(r#"{{"BaseFileName":"caf\u00e9.docx","U":"{jwt}"}}"#);
-        assert!(super::check_file_info(escaped.as_bytes(), jwt, gw, false).is_none());
-        let out = check_file_info(escaped.as_bytes(), jwt, gw, None, false).unwrap();
+        let no = decided(false);
+        assert!(super::check_file_info(escaped.as_bytes(), Some((jwt, gw)), no).is_none());
+        let out = check_file_info(escaped.as_bytes(), jwt, gw, None, no).unwrap();
         assert!(!String::from_utf8(out).unwrap().contains(jwt));
         let quote = "eyJhbGciOiJIUzI1NiJ9.\"quoted\"-token";
-        assert!(super::check_file_info(b"{}", quote, gw, false).is_none());
+        assert!(super::check_file_info(b"{}", Some((quote, gw)), no).is_none());
         for not_object in ["[1,2]", "\"x\"", "{\"a\":1", "{\"a\":1} trailing"] {
-            assert!(super::check_file_info(not_object.as_bytes(), jwt, gw, false).is_none());
-            assert!(check_file_info(not_object.as_bytes(), jwt, gw, None, false).is_none());
+            assert!(super::check_file_info(not_object.as_bytes(), Some((jwt, gw)), no).is_none());
+            assert!(check_file_info(not_object.as_bytes(), jwt, gw, None, no).is_none());
         }
     }
 }
