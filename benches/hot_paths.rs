@@ -238,6 +238,11 @@ fn routing(c: &mut Criterion) {
         })
     });
 
+    // The pass-through answer (the wopiserver's own token stays): the gateway's decisions said.
+    c.bench_function("routing_check_file_info_pass_through", |b| {
+        b.iter(|| wopigate::tokens::swap::pass_through_check_file_info(&body, DECIDED).unwrap())
+    });
+
     let line = r#"{"timestamp":"2026-11-23T18:29:21.902859Z","level":"INFO","fields":{"message":"request","listener":"public","request_id":"4f1c2a9b7d3e5f60000000000000002a","method":"GET","path":"/wopi/files/storage-1!ZmlsZS1kb2N4","route":"wopi_files","operation":"CheckFileInfo","app":"Collabora","status":200,"duration_ms":0.41,"upstream_ms":0.12,"bytes_in":0,"bytes_out":803},"target":"wopigate::access"}"#;
     c.bench_function("routing_redact_access_line", |b| {
         b.iter(|| wopigate::telemetry::redact(std::hint::black_box(line)).len())

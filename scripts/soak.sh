@@ -10,4 +10,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-600}"
 WOPIGATE_SOAK_SECONDS="$seconds" cargo test --test it soak:: -- --nocapture 2>&1 \
-  | grep -vE '^\s*$|INFO|DEBUG|^\s+(at|[0-9]+:) '
+  | grep -vE '^\s*$|INFO|DEBUG|^\s+at /|^\s+[0-9]+: '

@@ -61,7 +61,9 @@ impl From<WopiserverError> for ApiError {
             WopiserverError::Busy => return ApiError::busy(),
             WopiserverError::Timeout => ErrorCode::UpstreamTimeout,
             WopiserverError::NotFound => return ApiError::not_found(),
-            WopiserverError::Rejected(_) | WopiserverError::Invalid(_) => ErrorCode::UpstreamError,
+            WopiserverError::Rejected(_)
+            | WopiserverError::Invalid(_)
+            | WopiserverError::BrokenOff => ErrorCode::UpstreamError,
         };
         ApiError::new(code, e.to_string())
     }

@@ -82,12 +82,24 @@ impl Gateway {
 
     /// What a wopiserver answer to a gateway-token request means for the remembered wopiserver
     /// tokens: a renamed file's tokens name its old path, and a token whose file the wopiserver
-    /// no longer finds (renamed through another replica, say) is renewed on its next use.
-    async fn after_wrapped(&self, w: &Wrapped, operation: WopiOperation, status: http::StatusCode) {
+    /// no longer finds (renamed through another replica, say) is renewed on its next use — but
+    /// not for GetLock's 404 with an empty `X-WOPI-Lock`, the wopiserver's "not locked".
+    async fn after_wrapped(
+        &self,
+        w: &Wrapped,
+        operation: WopiOperation,
+        answer: &pingora::http::ResponseHeader,
+    ) {
         let Some(wrap) = self.open.wrap.as_deref() else {
             return;
         };
-        match (operation, status) {
+        let not_locked = operation == WopiOperation::GetLock
+            && answer
+                .headers
+                .get("x-wopi-lock")
+                .is_some_and(|v| v.is_empty());
+        match (operation, answer.status) {
+            (_, http::StatusCode::NOT_FOUND) if not_locked => {}
             (WopiOperation::RenameFile, http::StatusCode::OK) => {
                 if let Some(r) = &w.claims.resource {
                     wrap.forget_renamed(crate::tokens::remembered::Renamed::File {
@@ -335,8 +347,7 @@ impl ProxyHttp for Gateway {
             return Ok(());
         }
         if let Some(w) = &ctx.wrapped {
-            self.after_wrapped(w, operation, upstream_response.status)
-                .await;
+            self.after_wrapped(w, operation, upstream_response).await;
         }
         ctx.rewrite = ctx.wrapped.as_ref().and_then(|w| {
             let decided = self.decided(true, w.writable());

@@ -106,6 +106,10 @@ pub enum WopiserverError {
     Rejected(u16),
     #[error("wopiserver sent an invalid answer: {0}")]
     Invalid(String),
+    /// The connection broke off mid-request (the instance died): a call without effects may
+    /// go to the file's next instance.
+    #[error("the wopiserver connection broke off")]
+    BrokenOff,
 }
 
 impl From<FetchError> for WopiserverError {
@@ -115,6 +119,7 @@ impl From<FetchError> for WopiserverError {
             FetchError::Connect => Self::Unavailable,
             FetchError::Status(404) => Self::NotFound,
             FetchError::Status(s) => Self::Rejected(s),
+            FetchError::Transport => Self::BrokenOff,
             other => Self::Invalid(other.to_string()),
         }
     }
@@ -204,8 +209,9 @@ impl WopiserverClient {
 
     /// Calls `openinapp` with `Authorization: Bearer <iopsecret>`, `TokenHeader: <REVA token>` and
     /// `X-Trace-Id` on the instance that serves `p`'s file. An instance that refuses the
-    /// connection has seen nothing, so the next one in the file's order is asked; any other
-    /// failure is the answer.
+    /// connection has seen nothing, and one that died mid-call changed nothing (`openinapp` only
+    /// issues a token), so the next one in the file's order is asked; any other failure is the
+    /// answer, and so is the last one when no instance is left.
     pub async fn open_in_app(
         &self,
         p: &OpenInApp<'_>,
@@ -215,9 +221,10 @@ impl WopiserverClient {
         let started = std::time::Instant::now();
         let key = instances::affinity_key(p.storage_id, p.fileid);
         let mut tried = instances::Tried::default();
+        let mut last = WopiserverError::Unavailable;
         let result = loop {
             let Some(i) = self.instances.choose(key.as_bytes(), tried) else {
-                break Err(WopiserverError::Unavailable);
+                break Err(last);
             };
             tried.add(i);
             let Some(instance) = self.instances.get(i) else {
@@ -230,12 +237,17 @@ impl WopiserverClient {
                 .open_in_app_once(&instance.base, p, reva_token, trace_id)
                 .await
             {
-                Err(WopiserverError::Unavailable) => {
-                    self.instances.eject(i);
+                Err(e @ (WopiserverError::Unavailable | WopiserverError::BrokenOff)) => {
+                    // Refusing connections: out for a while; broken off: the health checks
+                    // decide (one cut call is no verdict).
+                    if matches!(e, WopiserverError::Unavailable) {
+                        self.instances.eject(i);
+                    }
                     crate::metrics::metrics()
                         .instance_failovers
                         .with_label_values(&[&instance.name])
                         .inc();
+                    last = e;
                 }
                 other => break other,
             }
@@ -246,6 +258,7 @@ impl WopiserverClient {
             Err(WopiserverError::Unavailable) => m.upstream_error("wopiserver", "unavailable"),
             Err(WopiserverError::Timeout) => m.upstream_error("wopiserver", "timeout"),
             Err(WopiserverError::Invalid(_)) => m.upstream_error("wopiserver", "invalid"),
+            Err(WopiserverError::BrokenOff) => m.upstream_error("wopiserver", "transport"),
             _ => {}
         }
         result
@@ -325,8 +338,14 @@ impl WopiserverClient {
     ) -> Result<(u16, Option<serde_json::Value>), WopiserverError> {
         let key = instances::affinity_key(key.0, key.1);
         let mut tried = instances::Tried::default();
+        let mut broken_off = false;
         loop {
-            let (i, url, _slot) = self.reach(&key, tried, path_query).await?;
+            let (i, url, _slot) = match self.reach(&key, tried, path_query).await {
+                Err(WopiserverError::Unavailable) if broken_off => {
+                    return Err(WopiserverError::BrokenOff);
+                }
+                other => other?,
+            };
             tried.add(i);
             match self.http.get(url).send().await {
                 Ok(mut resp) => {
@@ -342,6 +361,8 @@ impl WopiserverClient {
                 }
                 Err(e) => match FetchError::from_reqwest(&e) {
                     FetchError::Connect => self.instances.eject(i),
+                    // A read: an instance that died mid-call is left for the next one.
+                    FetchError::Transport => broken_off = true,
                     other => return Err(other.into()),
                 },
             }

@@ -247,6 +247,33 @@ async fn a_write_that_reached_an_instance_is_never_replayed() {
     drop(t.gw);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_whose_instance_dies_mid_call_is_served_by_the_next() {
+    let t = two(NO_HEALTH, "").await;
+    let s = &t.stack;
+    let homes = homes(s).await;
+    let (opaque, home) = homes[0].clone();
+    for f in fakes(s) {
+        f.clear_requests();
+    }
+    // The file's instance is killed with the open's `openinapp` on its way in: nothing was
+    // decided there (it only issues a token), so the next instance is asked.
+    let kill = t.proxies[home].kill_mid_request(Duration::from_secs(10));
+    let (caught, opened) = tokio::join!(kill, async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        crate::open_as_alice(s, &opaque).await
+    });
+    assert!(caught, "the openinapp was caught in flight");
+    assert_eq!(opened.0, 200, "{}", opened.1);
+    let other = 1 - home;
+    assert_eq!(
+        seen(s, opened_here(&opaque))[other],
+        1,
+        "served by the next instance"
+    );
+    drop(t.gw);
+}
+
 async fn readyz(s: &Stack) -> serde_json::Value {
     client()
         .get(format!("{}/readyz", s.admin_url()))

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use wopigate::secret::Secret;
-use wopigate::testkit::stack::{Stack, StackOptions};
+use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
 use wopigate::testkit::test_idp::{
     MOBILE_CLIENT_ID, MOBILE_CLIENT_SECRET, MOBILE_REDIRECT_URI, now,
 };
@@ -823,4 +823,86 @@ async fn office_mobile_creates_edits_renames_and_deletes_in_folders() {
     // The root is neither deleted nor renamed.
     let (s, _, _) = container_write(&root, "DELETE_CONTAINER", &[]).await;
     assert_eq!(s, 501);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_writes_follow_revas_permissions() {
+    use wopigate::pb::cs3::storage::provider::v1beta1::ResourcePermissions;
+    use wopigate::testkit::tree::read_only_perms;
+    let (stack, _gw) = start(mobile_stack()).await;
+    let root = crate::root_container_url(&stack).await;
+    let folder = async |parent: &str, name: &str| {
+        let (s, _, f) = container_write(
+            parent,
+            "CREATE_CHILD_CONTAINER",
+            &[("X-WOPI-RelativeTarget", name)],
+        )
+        .await;
+        assert_eq!(s, 200, "{f}");
+        f["ContainerPointer"]["Url"].as_str().unwrap().to_owned()
+    };
+    let shared = folder(&root, "Shared").await;
+    let inner = folder(&shared, "Inner").await;
+    let id_of = |path: &str| stack.tree.get_by_path(path).unwrap().id.opaque_id;
+    // A folder shared read-only: nothing can be created in it.
+    stack
+        .tree
+        .set_perms(STORAGE, &id_of("/home/Shared"), read_only_perms());
+    let (_, info, _) = get_json(&shared).await;
+    for k in ["UserCanCreateChildFile", "UserCanCreateChildContainer"] {
+        assert_eq!(info[k], false, "{k}: {info}");
+    }
+    for (op, header) in [
+        ("CREATE_CHILD_FILE", ("X-WOPI-SuggestedTarget", ".docx")),
+        ("CREATE_CHILD_CONTAINER", ("X-WOPI-SuggestedTarget", "Sub")),
+    ] {
+        let (s, _, body) = container_write(&shared, op, &[header]).await;
+        assert_eq!(s, 501, "{op}: {body}");
+    }
+    let below: Vec<_> = stack
+        .tree
+        .children(&stack.tree.get_by_path("/home/Shared").unwrap().id)
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    assert_eq!(below, ["Inner"], "nothing created");
+    // A folder the user may list but not delete or move.
+    stack.tree.set_perms(
+        STORAGE,
+        &id_of("/home/Shared/Inner"),
+        ResourcePermissions {
+            delete: false,
+            r#move: false,
+            ..wopigate::testkit::tree::full_perms()
+        },
+    );
+    let (_, info, _) = get_json(&inner).await;
+    assert_eq!(
+        (&info["UserCanDelete"], &info["UserCanRename"]),
+        (&false.into(), &false.into())
+    );
+    let (s, _, _) = container_write(&inner, "DELETE_CONTAINER", &[]).await;
+    assert_eq!(s, 501);
+    let (s, _, _) = container_write(
+        &inner,
+        "RENAME_CONTAINER",
+        &[("X-WOPI-RequestedName", "Elsewhere")],
+    )
+    .await;
+    assert_eq!(s, 501);
+    assert!(stack.tree.get_by_path("/home/Shared/Inner").is_some());
+    assert!(stack.tree.get_by_path("/home/Shared/Elsewhere").is_none());
+    let writes = ["TouchFile", "CreateContainer", "Delete", "Move"];
+    let sent: Vec<_> = stack
+        .reva
+        .calls()
+        .iter()
+        .filter(|c| writes.contains(&c.method))
+        .map(|c| c.method)
+        .collect();
+    assert_eq!(
+        sent,
+        ["CreateContainer", "CreateContainer"],
+        "only the two allowed writes"
+    );
 }

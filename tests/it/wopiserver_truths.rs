@@ -339,3 +339,93 @@ async fn a_token_naming_no_office_app_is_still_proof_checked() {
     assert_eq!(r.status(), 200);
     assert_eq!(stack.wopiserver.requests().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wopiserver_reaches_files_through_reva_by_path_with_the_users_rights() {
+    let (stack, _gw) = start(StackOptions::default()).await;
+    // An ODF document: Lock writes LibreOffice's lock file next to it, Unlock removes it.
+    let odt = open(&stack, "file-odt").await;
+    let lock = [("X-WOPI-Lock", "odf-lock")];
+    assert_eq!(post(&odt, "LOCK", &lock, vec![]).await.0, 200);
+    assert!(stack.tree.get_by_path("/home/.~lock.notes.odt#").is_some());
+    assert_eq!(post(&odt, "UNLOCK", &lock, vec![]).await.0, 200);
+    assert!(stack.tree.get_by_path("/home/.~lock.notes.odt#").is_none());
+    // Rights withdrawn after the open: REVA refuses the wopiserver's writes (its 500), and the
+    // document stays as it was.
+    let f = open(&stack, "file-docx").await;
+    let lock = [("X-WOPI-Lock", "docx-lock")];
+    assert_eq!(post(&f, "LOCK", &lock, vec![]).await.0, 200);
+    let before = stack.tree.get_by(STORAGE, "file-docx").unwrap();
+    stack.tree.set_perms(
+        STORAGE,
+        "file-docx",
+        wopigate::testkit::tree::read_only_perms(),
+    );
+    let (s, _, _) = post(&f, "PUT", &lock, b"not allowed any more".to_vec()).await;
+    assert_eq!(s, 500, "REVA refuses the upload");
+    assert_eq!(post(&f, "UNLOCK", &lock, vec![]).await.0, 200);
+    let (s, _, _) = post(&f, "DELETE", &[], vec![]).await;
+    assert_eq!(s, 500, "REVA refuses the delete");
+    let after = stack.tree.get_by(STORAGE, "file-docx").unwrap();
+    assert_eq!(
+        format!("{:?}", (after.content, after.version)),
+        format!("{:?}", (before.content, before.version))
+    );
+    let reva_stats = stack
+        .reva
+        .calls()
+        .iter()
+        .filter(|c| c.method == "Stat" && c.resource.is_none())
+        .count();
+    assert!(
+        reva_stats >= 4,
+        "every WOPI call Stat-ed by path: {reva_stats}"
+    );
+    // REVA unreachable from the wopiserver: WOPI traffic fails as the real one fails.
+    // (CheckFileInfo last: v11.5.0 calls that failure "not found", and a 404 has the gateway
+    // renew the session's wopiserver token, through `openinapp`, which fails too.)
+    stack.wopiserver.set_storage_unreachable(true);
+    let r = client()
+        .get(format!("{}/contents", odt.url))
+        .query(&[("access_token", odt.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(check_file_info(&odt).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_renamed_elsewhere_costs_one_404_and_getlocks_cost_nothing() {
+    let (stack, _gw) = start(StackOptions {
+        extra_config: "[wopi]\nnormalize_get_lock = false\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let f = open(&stack, "file-docx").await;
+    assert_eq!(check_file_info(&f).await.0, 200);
+    let opens = || {
+        stack
+            .wopiserver
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/wopi/iop/openinapp")
+            .count()
+    };
+    let before = opens();
+    // The wopiserver's "not locked" (404 + empty X-WOPI-Lock) is no reason to renew.
+    for _ in 0..3 {
+        let (s, lock, _) = post(&f, "GET_LOCK", &[], vec![]).await;
+        assert_eq!((s, lock.as_deref()), (404, Some("")));
+    }
+    assert_eq!(check_file_info(&f).await.0, 200);
+    assert_eq!(opens(), before, "no openinapp for GetLock's 404");
+    // Renamed by someone else (another replica, the web UI): the session's wopiserver token
+    // names the old path; the first call says 404 and the next one is on the new name.
+    let id = stack.tree.get_by(STORAGE, "file-docx").unwrap().id;
+    assert!(stack.tree.rename(&id, "moved.docx"));
+    assert_eq!(check_file_info(&f).await.0, 404);
+    let (s, info) = check_file_info(&f).await;
+    assert_eq!((s, &info["BaseFileName"]), (200, &"moved.docx".into()));
+    assert_eq!(opens(), before + 1);
+}
