@@ -67,23 +67,7 @@ mod tests {
 
     /// v11.5.0's page (`src/wopiserver.py`, the `/wopi` index), verbatim but for the values.
     fn page(status: &str) -> String {
-        format!(
-            r#"
-      <html><head><title>ScienceMesh WOPI Server</title></head>
-      <body>
-      <div align="center" style="color:#000080; padding-top:50px; font-family:Verdana; size:11">
-      This is the ScienceMesh IOP <a href=https://github.com/cs3org/wopiserver#readme>WOPI</a> server
-      to support online office-like editors.<br>
-      The service includes support for non-WOPI-native apps through a bridge extension.<br>
-      To use this service, please log in to your EFSS Storage and click on a supported document.</div>
-      <div style="position: absolute; bottom: 10px; left: 10px; width: 99%;"><hr>
-      <i>ScienceMesh WOPI Server 11.5.0 at wopi.example.org. Powered by Flask 3.1.1 for Python 3.11.7.
-         Storage type: <span style="font-family:monospace">cs3</span>.
-         Health status: <span style="font-family:monospace">{status}</span>.</i>
-      </body>
-      </html>
-      "#
-        )
+        include_str!("../../tests/fixtures/wopiserver/index.html").replace("{status}", status)
     }
 
     #[test]

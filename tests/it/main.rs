@@ -198,6 +198,89 @@ pub fn add_docx(stack: &Stack, opaque_id: &str, name: &str) {
     stack.tree.insert(e);
 }
 
+/// `POST /app/open` of `file_id` as alice, with `app` (and `view_mode` when given): the file
+/// opened (200 or the test fails) and the whole answer.
+pub async fn app_open(
+    stack: &Stack,
+    file_id: &str,
+    app: &str,
+    view_mode: Option<&str>,
+) -> (WopiFile, serde_json::Value) {
+    let mut url = format!(
+        "{}/app/open?file_id={}&app_name={}",
+        stack.gateway_url(),
+        enc(file_id),
+        enc(app)
+    );
+    if let Some(m) = view_mode {
+        url.push_str(&format!("&view_mode={}", enc(m)));
+    }
+    let r = client()
+        .post(url)
+        .bearer_auth(stack.idp.token("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let file = WopiFile {
+        url: format!(
+            "{}{}",
+            stack.gateway_url(),
+            wopi_src_path(body["app_url"].as_str().unwrap())
+        ),
+        token: body["form_parameters"]["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    };
+    (file, body)
+}
+
+/// CheckFileInfo of `f`: status and JSON (`Null` when it is not JSON).
+pub async fn check_file_info(f: &WopiFile) -> (u16, serde_json::Value) {
+    let r = client()
+        .get(&f.url)
+        .query(&[("access_token", f.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// A token for alice's `report.docx` (`file-docx`) signed with the stack's wopiserver secret,
+/// as the wopiserver issues them, carrying `reva_token` and naming `appname`.
+pub fn wopiserver_token_for_report(stack: &Stack, reva_token: String, appname: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = wopigate::testkit::fake_wopiserver::WopiClaims {
+        userid: reva_token,
+        wopiuser: "alice-sub!alice-sub@idp".into(),
+        usertype: "regular".into(),
+        filename: "/home/report.docx".into(),
+        fileid: "file-docx".into(),
+        username: "Alice".into(),
+        viewmode: "VIEW_MODE_READ_WRITE".into(),
+        folderurl: "/".into(),
+        endpoint: wopigate::testkit::stack::STORAGE.into(),
+        appname: appname.into(),
+        appediturl: String::new(),
+        appviewurl: String::new(),
+        trace: "t".into(),
+        exp: now + 3600,
+        iss: "cs3org:wopiserver:fake".into(),
+    };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(stack.wopi_secret.as_bytes()),
+    )
+    .unwrap()
+}
+
 /// The PutFile requests of the seeded-storage file `opaque_id` the wopiserver received.
 pub fn puts_to(
     stack: &Stack,

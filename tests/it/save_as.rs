@@ -11,14 +11,9 @@ use crate::{WopiFile as File, client, eventually, open_wopi_file as open, start}
 
 /// CheckFileInfo of `f` (200 or the test fails).
 async fn check_file_info(f: &File) -> serde_json::Value {
-    let r = client()
-        .get(&f.url)
-        .query(&[("access_token", f.token.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
+    let (status, info) = crate::check_file_info(f).await;
+    assert_eq!(status, 200);
+    info
 }
 
 struct Answer {

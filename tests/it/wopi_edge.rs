@@ -3,36 +3,17 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use wopigate::testkit::fake_office::MICROSOFT_DISCOVERY;
-use wopigate::testkit::fake_wopiserver::WopiClaims;
 use wopigate::testkit::proof_signer::{ProofSigner, validator_signers};
 use wopigate::testkit::stack::{Stack, StackOptions};
 use wopigate::wopi::proof::ticks_of;
 
-use crate::{client, enc, start, wopi_get, wopi_src_path};
+use crate::{client, enc, start, wopi_get};
 
 /// Opens `file_id` with `app`; returns (WOPI file URL without query, access token).
 async fn open_with(stack: &Stack, file_id: &str, app: &str) -> (String, String) {
-    let r = client()
-        .post(format!(
-            "{}/app/open?file_id={}&app_name={}",
-            stack.gateway_url(),
-            enc(file_id),
-            enc(app)
-        ))
-        .bearer_auth(stack.idp.token("alice"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: serde_json::Value = r.json().await.unwrap();
-    let path = wopi_src_path(body["app_url"].as_str().unwrap());
-    let token = body["form_parameters"]["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (format!("{}{path}", stack.gateway_url()), token)
+    let (f, _) = crate::app_open(stack, file_id, app, None).await;
+    (f.url, f.token)
 }
 
 /// Sends a signed CheckFileInfo; returns the status.
@@ -183,29 +164,7 @@ fn unix_now() -> u64 {
 /// A wopiserver-signed token for `file-docx` whose embedded REVA token expired a minute ago.
 fn token_with_expired_reva_token(stack: &Stack) -> String {
     let reva = stack.reva_token_for_alice(Duration::from_secs(60), unix_now() - 120);
-    let claims = WopiClaims {
-        userid: reva,
-        wopiuser: "alice-sub!alice-sub@idp".into(),
-        usertype: "regular".into(),
-        filename: "/home/report.docx".into(),
-        fileid: "file-docx".into(),
-        username: "Alice".into(),
-        viewmode: "VIEW_MODE_READ_WRITE".into(),
-        folderurl: "/".into(),
-        endpoint: "storage-1".into(),
-        appname: "Collabora".into(),
-        appediturl: String::new(),
-        appviewurl: String::new(),
-        trace: "t".into(),
-        exp: unix_now() + 3600,
-        iss: "cs3org:wopiserver:fake".into(),
-    };
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(stack.wopi_secret.as_bytes()),
-    )
-    .unwrap()
+    crate::wopiserver_token_for_report(stack, reva, "Collabora")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

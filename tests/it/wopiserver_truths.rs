@@ -8,13 +8,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use wopigate::testkit::fake_office::MICROSOFT_DISCOVERY;
-use wopigate::testkit::fake_wopiserver::WopiClaims;
 use wopigate::testkit::gateway::GatewayProcess;
 use wopigate::testkit::proof_signer::validator_signers;
 use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
 use wopigate::wopi::proof::ticks_of;
 
-use crate::{WopiFile as File, client, enc, open_wopi_file as open, start, start_gateway};
+use crate::{
+    WopiFile as File, check_file_info, client, enc, open_wopi_file as open, start, start_gateway,
+};
 
 /// A WOPI POST: status, `X-WOPI-Lock` and the JSON body.
 async fn post(
@@ -39,17 +40,6 @@ async fn post(
         .map(|v| v.to_str().unwrap().to_owned());
     let json = resp.json().await.unwrap_or(serde_json::Value::Null);
     (status, lock, json)
-}
-
-async fn check_file_info(f: &File) -> (u16, serde_json::Value) {
-    let r = client()
-        .get(&f.url)
-        .query(&[("access_token", f.token.as_str())])
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
 /// Requests with `X-WOPI-Override: op` the wopiserver received.
@@ -214,23 +204,6 @@ async fn start_with_unsigned_microsoft(opts: StackOptions) -> (Stack, GatewayPro
     (stack, gw)
 }
 
-/// `POST /app/open` of `file_id` in `app`, read-write: the answer.
-async fn app_open(stack: &Stack, file_id: &str, app: &str) -> serde_json::Value {
-    let r = client()
-        .post(format!(
-            "{}/app/open?file_id={}&app_name={}&view_mode=write",
-            stack.gateway_url(),
-            enc(file_id),
-            enc(app)
-        ))
-        .bearer_auth(stack.idp.token("alice"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_view_mode_the_wopiserver_downgraded_is_the_gateway_tokens_view_mode() {
     let (stack, _gw) = start_with_unsigned_microsoft(StackOptions::default()).await;
@@ -240,22 +213,17 @@ async fn a_view_mode_the_wopiserver_downgraded_is_the_gateway_tokens_view_mode()
     e.path = "/home/legacy.doc".into();
     stack.tree.insert(e);
     // The wopiserver lets only Collabora edit legacy types: read-only, with its reason.
-    let body = app_open(&stack, "storage-1!file-doc", "Microsoft Office Online").await;
+    let (f, body) = crate::app_open(
+        &stack,
+        "storage-1!file-doc",
+        "Microsoft Office Online",
+        Some("write"),
+    )
+    .await;
     assert_eq!(
         body["forced_viewmode_reason"], "App does not support edit for this file type",
         "{body}"
     );
-    let f = File {
-        url: format!(
-            "{}{}",
-            stack.gateway_url(),
-            crate::wopi_src_path(body["app_url"].as_str().unwrap())
-        ),
-        token: body["form_parameters"]["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    };
     let (s, info) = check_file_info(&f).await;
     assert_eq!(s, 200);
     assert_eq!(info["UserCanWrite"], false);
@@ -288,29 +256,8 @@ async fn a_token_naming_no_office_app_is_still_proof_checked() {
     })
     .await;
     // A genuine wopiserver token with an empty `appname`, as legacy `/iop/open` issued them.
-    let claims = WopiClaims {
-        userid: stack.reva_token_for_alice(Duration::from_secs(3600), unix_now()),
-        wopiuser: "alice-sub!alice-sub@idp".into(),
-        usertype: "regular".into(),
-        filename: "/home/report.docx".into(),
-        fileid: "file-docx".into(),
-        username: "Alice".into(),
-        viewmode: "VIEW_MODE_READ_WRITE".into(),
-        folderurl: "/".into(),
-        endpoint: STORAGE.into(),
-        appname: String::new(),
-        appediturl: String::new(),
-        appviewurl: String::new(),
-        trace: "t".into(),
-        exp: unix_now() + 3600,
-        iss: "cs3org:wopiserver:fake".into(),
-    };
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(stack.wopi_secret.as_bytes()),
-    )
-    .unwrap();
+    let reva = stack.reva_token_for_alice(Duration::from_secs(3600), unix_now());
+    let token = crate::wopiserver_token_for_report(&stack, reva, "");
     wopigate::testkit::hygiene::register_handed_out("legacy wopiserver token", &token);
     let url = format!(
         "{}/wopi/files/{STORAGE}!{}",
