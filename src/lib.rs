@@ -15,6 +15,12 @@
 //!
 //! `testkit` (feature `testkit`) holds the test doubles and may use everything.
 //!
+//! # Citations
+//! Comments cite the contracts by file and section: a bare `wopi.md §4.4` (likewise
+//! `cs3-wopiserver.md`, `reva.md`, `security.md`, `peers.md`) is `docs/spec/` in this
+//! repository, `style.md` is `docs/style.md`; other paths are from the repository root.
+//! `tests/citations.rs` fails on a citation of a document that does not exist.
+//!
 //! # Layout
 //! - [`secret`] (secrets as a type), [`ids`] (every resource id form), [`pb`] (generated CS3),
 //!   [`metrics`], [`memory`] (memory handed back after connection bursts), [`drain`] (requests
