@@ -68,7 +68,7 @@ impl Gateway {
                 .await
         }
         .await;
-        let p = match prepared {
+        let mut p = match prepared {
             Ok(p) => p,
             Err(r) => {
                 let extra: Vec<(&'static str, &str)> =
@@ -159,7 +159,7 @@ impl Gateway {
             )),
             (Ok(_), Err(e)) => Err(ApiError::from(e)),
         };
-        self.open.finish_save_as(&p, outcome.is_ok()).await;
+        self.open.finish_save_as(&mut p, outcome.is_ok()).await;
         match outcome {
             Ok(()) => respond::json(session, 200, p.answer, &ctx.request_id, &[]).await?,
             Err(e) => respond::error(session, &e, &ctx.request_id).await?,

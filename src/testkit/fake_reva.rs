@@ -42,6 +42,8 @@ struct Inner {
     calls: Mutex<Vec<Call>>,
     authenticator: Option<Authenticator>,
     delay: Mutex<Duration>,
+    /// Names whose next Stat by folder and name answers UNAVAILABLE.
+    stat_failures: Mutex<Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -66,6 +68,7 @@ impl FakeReva {
                 calls: Mutex::new(Vec::new()),
                 authenticator,
                 delay: Mutex::new(Duration::ZERO),
+                stat_failures: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -76,6 +79,16 @@ impl FakeReva {
 
     pub fn clear_calls(&self) {
         self.inner.calls.lock().unwrap().clear();
+    }
+
+    /// Makes the next Stat of `name` by folder and name (`./name`) fail as a REVA that went
+    /// away between two calls of one request.
+    pub fn fail_next_stat_of(&self, name: &str) {
+        self.inner
+            .stat_failures
+            .lock()
+            .unwrap()
+            .push(name.to_owned());
     }
 
     /// Makes every call wait this long first (deadline tests).
@@ -367,6 +380,14 @@ impl GatewayApi for FakeReva {
         let reference = req.get_ref().r#ref.clone().unwrap_or_default();
         let id = resource_of(Some(&reference));
         let claims = self.authenticated("Stat", &req, id.clone())?;
+        {
+            let mut failures = self.inner.stat_failures.lock().unwrap();
+            let named = reference.path.strip_prefix("./");
+            if let Some(i) = failures.iter().position(|n| Some(n.as_str()) == named) {
+                failures.remove(i);
+                return Err(Status::unavailable("REVA went away"));
+            }
+        }
         // By id, by absolute path, or by a path relative to an id (`./name`).
         let entry = match self.target(&reference) {
             Target::Existing(e) => Some(e),

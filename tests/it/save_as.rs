@@ -521,3 +521,42 @@ async fn broken_upload_seen(stack: &Stack, opaque_id: &str) {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_as_failing_after_the_file_was_created_leaves_nothing_behind() {
+    let (stack, gw) = start(StackOptions::default()).await;
+    let f = open(&stack, "file-docx").await;
+    // REVA goes away between creating the file and looking it up.
+    stack.reva.fail_next_stat_of("half-made.docx");
+    let a = put_relative(
+        &f,
+        &[("X-WOPI-RelativeTarget", "half-made.docx")],
+        b"never stored".to_vec(),
+    )
+    .await;
+    assert_eq!(a.status, 503, "{}", a.json);
+    assert!(
+        stack.reva.calls().iter().any(|c| c.method == "TouchFile"),
+        "the file was created first"
+    );
+    eventually(
+        "the created file removed again",
+        Duration::from_secs(10),
+        async || in_home(&stack, "half-made.docx").is_none().then_some(()),
+    )
+    .await;
+    gw.logs_with("removed the file of a failed PutRelativeFile", 1)
+        .await;
+    // The name is free again: the next Save As under it works.
+    let a = put_relative(
+        &f,
+        &[("X-WOPI-RelativeTarget", "half-made.docx")],
+        b"stored".to_vec(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    assert_eq!(
+        bytes(&in_home(&stack, "half-made.docx").unwrap()),
+        b"stored"
+    );
+}

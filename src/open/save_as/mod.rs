@@ -8,7 +8,10 @@
 
 use serde_json::json;
 
+mod created;
 mod request;
+
+pub use created::Created;
 
 use request::refuse;
 pub use request::{Refusal, Target, check_size, target_of};
@@ -48,13 +51,12 @@ pub struct Prepared {
     pub upstream_target: String,
     /// The lock taken on an overwritten file, sent with the PutFile and released after.
     pub lock: Option<String>,
-    /// The file this request created: removed again when the body does not arrive whole.
-    pub created: Option<Resource>,
+    /// The file this request created: removed again unless the body is stored.
+    pub created: Option<Created>,
     /// The target file (new or overwritten).
     pub resource: Resource,
     /// The answer once the body is stored: `Name`, `Url`, `HostEditUrl`, `HostViewUrl`.
     pub answer: Vec<u8>,
-    reva: Secret,
 }
 
 /// What the wopiserver grants a token of its own, from its CheckFileInfo for that token.
@@ -246,6 +248,7 @@ impl OpenService {
             Target::Relative { name, .. } => (name, false),
         };
 
+        // From here on, a file this request created is removed on any early return.
         let mut created = None;
         if !overwrite {
             self.reva
@@ -258,6 +261,11 @@ impl OpenService {
                     RevaError::AlreadyExists => refuse(ErrorCode::Conflict, "the name is taken"),
                     other => ApiError::from(other).into(),
                 })?;
+            created = Some(Created::new(
+                self.reva.clone(),
+                reva.clone(),
+                child(&parent_id, &name),
+            ));
         }
         let info = self
             .reva
@@ -269,14 +277,9 @@ impl OpenService {
             .clone()
             .ok_or_else(|| refuse(ErrorCode::UpstreamError, "REVA named no id"))?;
         let resource = Resource::from(&id);
-        if !overwrite {
-            created = Some(resource.clone());
+        if let Some(c) = created.as_mut() {
+            c.identified(&id);
         }
-        let undo = async |created: &Option<Resource>| {
-            if let Some(r) = created {
-                let _ = self.reva.delete(reva, by_id(&ResourceId::from(r))).await;
-            }
-        };
         if overwrite
             && !info
                 .permission_set
@@ -302,7 +305,9 @@ impl OpenService {
         {
             Ok(o) => o,
             Err(e) => {
-                undo(&created).await;
+                if let Some(c) = created {
+                    c.remove().await;
+                }
                 return Err(e.into());
             }
         };
@@ -393,13 +398,12 @@ impl OpenService {
             created,
             resource,
             answer: serde_json::to_vec(&answer).unwrap_or_default(),
-            reva: reva.clone(),
         })
     }
 
     /// After the request: a file this request created is removed unless the body was stored;
     /// a lock it took is released.
-    pub async fn finish_save_as(&self, p: &Prepared, stored: bool) {
+    pub async fn finish_save_as(&self, p: &mut Prepared, stored: bool) {
         if let Some(lock) = &p.lock {
             let probe = p.upstream_target.replacen("/contents?", "?", 1);
             let key = (
@@ -408,12 +412,10 @@ impl OpenService {
             );
             let _ = self.wopiserver.file_op(key, &probe, "UNLOCK", lock).await;
         }
-        if !stored && let Some(r) = &p.created {
-            if let Err(e) = self.reva.delete(&p.reva, by_id(&ResourceId::from(r))).await {
-                tracing::warn!(error = %e, "could not remove the file of a failed PutRelativeFile");
-            } else {
-                tracing::info!("removed the file of a failed PutRelativeFile");
-            }
+        match p.created.take() {
+            Some(c) if stored => c.keep(),
+            Some(c) => c.remove().await,
+            None => {}
         }
     }
 }
