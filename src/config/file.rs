@@ -4,8 +4,6 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-pub use super::types::ClaimNames;
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -537,4 +535,27 @@ pub struct OpenSection {
     pub folder_url_base: Option<String>,
     /// Per dotted extension, app names in order of preference (before the `[[office]]` order).
     pub app_preference: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// OIDC claim names the REVA user is built from.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimNames {
+    pub opaque_id: String,
+    pub idp: String,
+    pub username: String,
+    pub mail: String,
+    pub display_name: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            opaque_id: "sub".into(),
+            idp: "iss".into(),
+            username: "preferred_username".into(),
+            mail: "email".into(),
+            display_name: "name".into(),
+        }
+    }
 }

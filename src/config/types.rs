@@ -9,9 +9,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use url::Url;
 
-use serde::Deserialize;
-
-use super::file::{DiscoveryFormat, ExchangeMode, LegacyOpenMode, ProofMode};
+use super::file::{ClaimNames, DiscoveryFormat, ExchangeMode, LegacyOpenMode, ProofMode};
 use crate::secret::Secret;
 use crate::tls::ClientTls;
 
@@ -308,27 +306,4 @@ pub struct Open {
     pub folder_url_base: Option<Url>,
     /// Dotted lower-case extension → app names, most preferred first.
     pub app_preference: std::collections::BTreeMap<String, Vec<String>>,
-}
-
-/// OIDC claim names the REVA user is built from.
-#[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClaimNames {
-    pub opaque_id: String,
-    pub idp: String,
-    pub username: String,
-    pub mail: String,
-    pub display_name: String,
-}
-
-impl Default for ClaimNames {
-    fn default() -> Self {
-        Self {
-            opaque_id: "sub".into(),
-            idp: "iss".into(),
-            username: "preferred_username".into(),
-            mail: "email".into(),
-            display_name: "name".into(),
-        }
-    }
 }

@@ -4,15 +4,11 @@
 //! leaves in one send once its terminating chunk has been written. Only such answers are held:
 //! a streamed body must never wait.
 //!
-//! [`hold_answer`] is the one seam between the HTTP phases and the connection layer: a phase
-//! asks for the answer it is about to send to be held, and nothing else in the proxy reaches
-//! into the connection.
+//! [`super::hold_answer`] (in `stream.rs`, beside the stream it reaches) is the one seam
+//! between the HTTP phases and the connection layer: a phase asks for the answer it is about
+//! to send to be held, and nothing else in the proxy reaches into the connection.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use pingora::protocols::Stream;
-
-use super::stream::LimitedStream;
 
 /// pingora's terminating chunk, written on its own when a chunked answer ends.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
@@ -30,7 +26,7 @@ pub struct Held {
 }
 
 impl Held {
-    fn start(&self) {
+    pub fn start(&self) {
         self.on.store(true, Ordering::Relaxed);
     }
 
@@ -71,23 +67,12 @@ impl Held {
     }
 }
 
-/// Holds the answer now being written on the session's connection until it has ended, so that
-/// it leaves in one send. False when the connection is not one of ours (HTTP/2).
-pub fn hold_answer(session: &pingora::proxy::Session) -> bool {
-    session.stream().is_some_and(hold_answer_on)
-}
-
-fn hold_answer_on(stream: &Stream) -> bool {
-    (**stream)
-        .as_any()
-        .downcast_ref::<LimitedStream>()
-        .map(|s| s.held.start())
-        .is_some()
-}
-
 #[cfg(test)]
 mod tests {
+    use pingora::protocols::Stream;
+
     use super::super::deadline::PAST_HEAD;
+    use super::super::stream::hold_answer_on;
     use super::super::testing::{Sends, limited_in};
     use super::*;
 

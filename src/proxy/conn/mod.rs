@@ -7,9 +7,9 @@
 //!   beyond); sizes below that and request bodies are the HTTP layer's business
 //!   ([`super::limits`]).
 //! - [`cork`]: write coalescing, a response head and its body in one send.
-//! - [`held`]: the held answer, and [`hold_answer`], the one seam through which an HTTP phase
-//!   reaches this layer.
-//! - [`stream`]: the accepted stream that combines them; this file: the application wrapper
+//! - [`held`]: the held answer.
+//! - [`stream`]: the accepted stream that combines them, and [`hold_answer`], the one seam
+//!   through which an HTTP phase reaches this layer; this file: the application wrapper
 //!   that puts every HTTP/1 connection of a listener on such a stream.
 
 mod cork;
@@ -30,8 +30,8 @@ use pingora::protocols::{ALPN, Stream};
 use pingora::server::ShutdownWatch;
 
 use deadline::{HeadClock, IN_HEAD};
-pub use held::hold_answer;
 use stream::LimitedStream;
+pub use stream::hold_answer;
 
 /// The connection-level limits of one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

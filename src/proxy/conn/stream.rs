@@ -254,6 +254,20 @@ impl GetSocketDigest for LimitedStream {
     }
 }
 
+/// Holds the answer now being written on the session's connection until it has ended, so that
+/// it leaves in one send. False when the connection is not one of ours (HTTP/2).
+pub fn hold_answer(session: &pingora::proxy::Session) -> bool {
+    session.stream().is_some_and(hold_answer_on)
+}
+
+pub(super) fn hold_answer_on(stream: &Stream) -> bool {
+    (**stream)
+        .as_any()
+        .downcast_ref::<LimitedStream>()
+        .map(|s| s.held.start())
+        .is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::deadline::PAST_HEAD;
