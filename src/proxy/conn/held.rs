@@ -44,9 +44,12 @@ impl Held {
         true
     }
 
-    /// Notes a write that joined the held answer.
-    pub fn joined(&mut self, buf: &[u8]) {
-        self.ended |= buf == LAST_CHUNK;
+    /// Notes a write that joined the held answer: the last chunk ends it, whether it came as
+    /// one buffer or in slices.
+    pub fn joined(&mut self, bufs: &[std::io::IoSlice<'_>]) {
+        let mut bytes = bufs.iter().flat_map(|b| b.iter().copied());
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        self.ended |= total == LAST_CHUNK.len() && bytes.by_ref().eq(LAST_CHUNK.iter().copied());
     }
 
     pub fn end(&mut self) {
@@ -129,10 +132,79 @@ mod tests {
         assert!(h.flushes());
         h.start();
         assert!(h.takes(0, 10));
-        h.joined(b"0\r\n");
+        h.joined(&[std::io::IoSlice::new(b"0\r\n")]);
         assert!(!h.flushes(), "not ended yet");
-        h.joined(LAST_CHUNK);
+        h.joined(&[
+            std::io::IoSlice::new(b"0\r\n"),
+            std::io::IoSlice::new(b"\r\n"),
+        ]);
         assert!(h.flushes());
         assert!(!h.takes(0, 10), "the hold is over");
+    }
+
+    /// pingora's own HTTP/1 writer (head, chunks as vectored writes, the last chunk, flushes
+    /// between): a held answer leaves whole, in one send.
+    #[tokio::test]
+    async fn a_held_answer_through_pingoras_chunked_writer_leaves_in_one_send() {
+        use super::super::deadline::IN_HEAD;
+        use pingora::http::ResponseHeader;
+        use pingora::protocols::http::v1::server::HttpSession;
+        let sends = Sends::with_request(b"GET /wopi/files/x HTTP/1.1\r\nHost: a\r\n\r\n");
+        let stream: Stream = Box::new(limited_in(Box::new(sends.clone()), IN_HEAD));
+        let mut session = HttpSession::new(stream);
+        session.read_request().await.unwrap();
+        assert!(hold_answer_on(session.stream()));
+        let mut head = ResponseHeader::build(200, None).unwrap();
+        head.insert_header("Transfer-Encoding", "chunked").unwrap();
+        session.write_response_header(Box::new(head)).await.unwrap();
+        session.write_body(b"{\"Name\":").await.unwrap();
+        session.write_body(b"\"a.docx\"}").await.unwrap();
+        assert!(
+            sends.sent().is_empty(),
+            "nothing leaves before the answer has ended"
+        );
+        session.finish_body().await.unwrap();
+        let sent = sends.sent();
+        assert_eq!(sent.len(), 1, "one send: {sent:?}");
+        let text = String::from_utf8(sent[0].clone()).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(
+            text.ends_with("\r\n\r\n8\r\n{\"Name\":\r\n9\r\n\"a.docx\"}\r\n0\r\n\r\n"),
+            "{text}"
+        );
+    }
+
+    /// The two write paths agree: the same answer written as single buffers or as slices (the
+    /// last chunk too) is held the same way and leaves in one send.
+    #[tokio::test]
+    async fn both_write_paths_hold_alike() {
+        use std::io::IoSlice;
+        use tokio::io::AsyncWriteExt;
+        let sends = Sends::default();
+        let mut s: Stream = Box::new(limited_in(Box::new(sends.clone()), PAST_HEAD));
+        assert!(hold_answer_on(&s));
+        // Each vectored write is taken whole (the held answer takes everything it is given).
+        let head: &[u8] = b"HTTP/1.1 200 OK\r\n\r\n";
+        let n = s.write_vectored(&[IoSlice::new(head)]).await.unwrap();
+        assert_eq!(n, head.len());
+        s.flush().await.unwrap();
+        let chunk = [
+            IoSlice::new(b"2\r\n"),
+            IoSlice::new(b"{}"),
+            IoSlice::new(b"\r\n"),
+        ];
+        assert_eq!(s.write_vectored(&chunk).await.unwrap(), 7);
+        s.flush().await.unwrap();
+        let last = [IoSlice::new(b"0\r\n"), IoSlice::new(b"\r\n")];
+        assert_eq!(s.write_vectored(&last).await.unwrap(), LAST_CHUNK.len());
+        assert!(
+            sends.sent().is_empty(),
+            "held until the flush after the last chunk"
+        );
+        s.flush().await.unwrap();
+        assert_eq!(
+            sends.sent(),
+            vec![b"HTTP/1.1 200 OK\r\n\r\n2\r\n{}\r\n0\r\n\r\n".to_vec()]
+        );
     }
 }

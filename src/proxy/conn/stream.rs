@@ -111,24 +111,36 @@ impl AsyncRead for LimitedStream {
     }
 }
 
+impl LimitedStream {
+    /// Both write paths: a write joins the held answer first (noting its last chunk, however
+    /// pingora slices it), else one small write waits in the cork for the next, else it goes
+    /// out behind whatever waits.
+    fn write_or_keep(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if self.held.takes(self.cork.len(), total) {
+            self.cork.hold(bufs);
+            self.held.joined(bufs);
+            return Poll::Ready(Ok(total));
+        }
+        if self.cork.takes_small(total) {
+            self.cork.hold(bufs);
+            return Poll::Ready(Ok(total));
+        }
+        self.cork.poll_write_behind(&mut self.inner, cx, bufs)
+    }
+}
+
 impl AsyncWrite for LimitedStream {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let this = &mut *self;
-        let slice = [IoSlice::new(buf)];
-        if this.held.takes(this.cork.len(), buf.len()) {
-            this.cork.hold(&slice);
-            this.held.joined(buf);
-            return Poll::Ready(Ok(buf.len()));
-        }
-        if this.cork.takes_small(buf.len()) {
-            this.cork.hold(&slice);
-            return Poll::Ready(Ok(buf.len()));
-        }
-        this.cork.poll_write_behind(&mut this.inner, cx, &slice)
+        self.write_or_keep(cx, &[IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -136,13 +148,7 @@ impl AsyncWrite for LimitedStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        let this = &mut *self;
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if this.cork.takes_small(total) || this.held.takes(this.cork.len(), total) {
-            this.cork.hold(bufs);
-            return Poll::Ready(Ok(total));
-        }
-        this.cork.poll_write_behind(&mut this.inner, cx, bufs)
+        self.write_or_keep(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -47,11 +47,17 @@ pub async fn readable(peer: &mut tokio::io::DuplexStream) -> Vec<u8> {
     got
 }
 
-/// A stream that records every write call it gets: one entry per send.
+/// A stream that records every write call it gets: one entry per send. Reads give the request
+/// it was made with, once, then wait.
 #[derive(Debug, Default, Clone)]
-pub struct Sends(Arc<Mutex<Vec<Vec<u8>>>>);
+pub struct Sends(Arc<Mutex<Vec<Vec<u8>>>>, Arc<Mutex<Vec<u8>>>);
 
 impl Sends {
+    /// A stream a client has sent `request` on.
+    pub fn with_request(request: &[u8]) -> Self {
+        Self(Arc::default(), Arc::new(Mutex::new(request.to_vec())))
+    }
+
     pub fn sent(&self) -> Vec<Vec<u8>> {
         self.0.lock().unwrap().clone()
     }
@@ -61,9 +67,16 @@ impl AsyncRead for Sends {
     fn poll_read(
         self: Pin<&mut Self>,
         _: &mut Context<'_>,
-        _: &mut ReadBuf<'_>,
+        buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Poll::Pending
+        let mut request = self.1.lock().unwrap();
+        if request.is_empty() {
+            return Poll::Pending;
+        }
+        let n = request.len().min(buf.remaining());
+        buf.put_slice(&request[..n]);
+        request.drain(..n);
+        Poll::Ready(Ok(()))
     }
 }
 
