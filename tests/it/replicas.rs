@@ -28,11 +28,24 @@ fn nginx_binary() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-/// nginx in front of the replicas; killed (by PID) when dropped.
+/// nginx in front of the replicas; stopped (by PID) when dropped: SIGTERM, so that its master
+/// takes its worker down with it (a SIGKILLed master leaves the worker running), then SIGKILL if
+/// it has not exited within 5 s.
 struct Nginx(Child);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
