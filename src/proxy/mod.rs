@@ -93,13 +93,14 @@ impl Gateway {
         let Some(wrap) = self.open.wrap.as_deref() else {
             return;
         };
-        let not_locked = operation == WopiOperation::GetLock
-            && answer
-                .headers
-                .get("x-wopi-lock")
-                .is_some_and(|v| v.is_empty());
+        let not_locked = || {
+            operation == WopiOperation::GetLock
+                && answer
+                    .headers
+                    .get("x-wopi-lock")
+                    .is_some_and(|v| v.is_empty())
+        };
         match (operation, answer.status) {
-            (_, http::StatusCode::NOT_FOUND) if not_locked => {}
             (WopiOperation::RenameFile, http::StatusCode::OK) => {
                 if let Some(r) = &w.claims.resource {
                     wrap.forget_renamed(crate::tokens::remembered::Renamed::File {
@@ -108,7 +109,7 @@ impl Gateway {
                     });
                 }
             }
-            (_, http::StatusCode::NOT_FOUND) => wrap.forget(&w.token).await,
+            (_, http::StatusCode::NOT_FOUND) if !not_locked() => wrap.forget(&w.token).await,
             _ => {}
         }
     }

@@ -46,9 +46,7 @@ impl Gateway {
             .flatten()
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "access_token missing"))?;
         let path_query = req.uri.path_and_query().map_or("", |p| p.as_str());
-        let granted = self.open.granted_by_wopiserver(&token, path_query).await?;
-        save_as::caller_of_wopiserver_token(&token, granted)
-            .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "not a WOPI token").into())
+        Ok(self.open.wopiserver_caller(&token, path_query).await?)
     }
 
     /// Serves a PutRelativeFile whole: the target prepared, the body streamed into it, the

@@ -288,6 +288,38 @@ impl WopiserverClient {
         Ok((i, url, slot))
     }
 
+    /// Sends the request `build` makes for `path_query` to the instance serving the file
+    /// (`key` = storage and opaque id), with a concurrency slot held until the answer is read.
+    /// An instance refusing the connection is ejected and the next one asked; so is, when
+    /// `replayable` (a read), one whose connection broke off mid-call. Any other failure is the
+    /// answer, and so is the last one when no instance is left.
+    async fn send_to_file(
+        &self,
+        key: (&str, &str),
+        path_query: &str,
+        replayable: bool,
+        build: impl Fn(&reqwest::Client, Url) -> reqwest::RequestBuilder,
+    ) -> Result<(reqwest::Response, instances::Slot), WopiserverError> {
+        let key = instances::affinity_key(key.0, key.1);
+        let mut tried = instances::Tried::default();
+        let mut last = WopiserverError::Unavailable;
+        loop {
+            let (i, url, slot) = match self.reach(&key, tried, path_query).await {
+                Err(WopiserverError::Unavailable) => return Err(last),
+                other => other?,
+            };
+            tried.add(i);
+            match build(&self.http, url).send().await {
+                Ok(resp) => return Ok((resp, slot)),
+                Err(e) => match FetchError::from_reqwest(&e) {
+                    FetchError::Connect => self.instances.eject(i),
+                    FetchError::Transport if replayable => last = WopiserverError::BrokenOff,
+                    other => return Err(other.into()),
+                },
+            }
+        }
+    }
+
     /// A WOPI lock call (`GET_LOCK`, `LOCK`, `UNLOCK`) the gateway makes itself, on the
     /// instance serving the file (`key` = storage and opaque id); `path_query` carries the
     /// wopiserver token. The answer's status and `X-WOPI-Lock`.
@@ -298,34 +330,20 @@ impl WopiserverClient {
         operation: &str,
         lock: &str,
     ) -> Result<(u16, Option<String>), WopiserverError> {
-        let key = instances::affinity_key(key.0, key.1);
-        let mut tried = instances::Tried::default();
-        loop {
-            let (i, url, _slot) = self.reach(&key, tried, path_query).await?;
-            tried.add(i);
-            let sent = self
-                .http
-                .post(url)
-                .header("X-WOPI-Override", operation)
-                .header("X-WOPI-Lock", lock)
-                .header(http::header::CONTENT_LENGTH, "0")
-                .send()
-                .await;
-            match sent {
-                Ok(resp) => {
-                    let current = resp
-                        .headers()
-                        .get("x-wopi-lock")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned);
-                    return Ok((resp.status().as_u16(), current));
-                }
-                Err(e) => match FetchError::from_reqwest(&e) {
-                    FetchError::Connect => self.instances.eject(i),
-                    other => return Err(other.into()),
-                },
-            }
-        }
+        let (resp, _slot) = self
+            .send_to_file(key, path_query, false, |http, url| {
+                http.post(url)
+                    .header("X-WOPI-Override", operation)
+                    .header("X-WOPI-Lock", lock)
+                    .header(http::header::CONTENT_LENGTH, "0")
+            })
+            .await?;
+        let current = resp
+            .headers()
+            .get("x-wopi-lock")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok((resp.status().as_u16(), current))
     }
 
     /// The wopiserver's CheckFileInfo for the token in `path_query`, on the instance serving the
@@ -336,37 +354,17 @@ impl WopiserverClient {
         key: (&str, &str),
         path_query: &str,
     ) -> Result<(u16, Option<serde_json::Value>), WopiserverError> {
-        let key = instances::affinity_key(key.0, key.1);
-        let mut tried = instances::Tried::default();
-        let mut broken_off = false;
-        loop {
-            let (i, url, _slot) = match self.reach(&key, tried, path_query).await {
-                Err(WopiserverError::Unavailable) if broken_off => {
-                    return Err(WopiserverError::BrokenOff);
-                }
-                other => other?,
-            };
-            tried.add(i);
-            match self.http.get(url).send().await {
-                Ok(mut resp) => {
-                    let status = resp.status().as_u16();
-                    if status != 200 {
-                        return Ok((status, None));
-                    }
-                    let body = http_client::read_bounded(&mut resp, MAX_RESPONSE_BYTES).await?;
-                    let info = serde_json::from_slice(&body).map_err(|_| {
-                        WopiserverError::Invalid("CheckFileInfo is not JSON".into())
-                    })?;
-                    return Ok((status, Some(info)));
-                }
-                Err(e) => match FetchError::from_reqwest(&e) {
-                    FetchError::Connect => self.instances.eject(i),
-                    // A read: an instance that died mid-call is left for the next one.
-                    FetchError::Transport => broken_off = true,
-                    other => return Err(other.into()),
-                },
-            }
+        let (mut resp, _slot) = self
+            .send_to_file(key, path_query, true, |http, url| http.get(url))
+            .await?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Ok((status, None));
         }
+        let body = http_client::read_bounded(&mut resp, MAX_RESPONSE_BYTES).await?;
+        let info = serde_json::from_slice(&body)
+            .map_err(|_| WopiserverError::Invalid("CheckFileInfo is not JSON".into()))?;
+        Ok((status, Some(info)))
     }
 
     /// The wopiserver's PutFile with a streamed body, on the instance serving the file. Not

@@ -59,73 +59,57 @@ pub struct Prepared {
     pub answer: Vec<u8>,
 }
 
-/// What the wopiserver grants a token of its own, from its CheckFileInfo for that token.
-#[derive(Debug, Clone, Copy)]
-pub struct Granted {
-    /// `UserCanWrite`.
-    pub can_write: bool,
-    /// `AccessTokenExpiry` (Unix milliseconds), when it says.
-    pub expiry_ms: Option<u64>,
-}
-
 impl OpenService {
-    /// Asks the wopiserver what a token of its own grants: the gateway cannot check the token's
-    /// signature (the wopiserver's key stays with it), so its claims decide nothing until the
-    /// wopiserver has answered CheckFileInfo for exactly that token. `path_query` is the
-    /// request's own path and query (the token is in it).
-    pub async fn granted_by_wopiserver(
+    /// Who holds a wopiserver token. The gateway cannot check the token's signature (the
+    /// wopiserver's key stays with it), so its claims decide nothing until the wopiserver has
+    /// answered CheckFileInfo for exactly that token: then they are the ones it signed, and the
+    /// holder may write only when it says `UserCanWrite`. `path_query` is the request's own path
+    /// and query (the token is in it; PutRelativeFile's path is the file's, as CheckFileInfo's).
+    pub async fn wopiserver_caller(
         &self,
         token: &str,
         path_query: &str,
-    ) -> Result<Granted, ApiError> {
-        let c = crate::tokens::wopiserver::read(token)
-            .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "not a WOPI token"))?;
-        let storage_id = c.endpoint.split('$').next().unwrap_or_default();
-        let path = path_query.split('?').next().unwrap_or_default();
-        let query = path_query.split_once('?').map_or("", |(_, q)| q);
-        // CheckFileInfo of the same file: the PutRelativeFile path without its `/contents`.
-        let target = format!("{}?{query}", path.trim_end_matches("/contents"));
-        match self
+    ) -> Result<Caller, ApiError> {
+        let not_wopi = || ApiError::new(ErrorCode::InvalidToken, "not a WOPI token");
+        let c = crate::tokens::wopiserver::read(token).ok_or_else(not_wopi)?;
+        let (storage_id, space_id) = c.endpoint.split_once('$').unwrap_or((&c.endpoint, ""));
+        let info = match self
             .wopiserver
-            .check_file_info((storage_id, &c.fileid), &target)
+            .check_file_info((storage_id, &c.fileid), path_query)
             .await?
         {
-            (200, Some(info)) => Ok(Granted {
-                can_write: info["UserCanWrite"].as_bool() == Some(true),
-                expiry_ms: info["AccessTokenExpiry"].as_u64(),
-            }),
-            (401, _) => Err(ApiError::new(
-                ErrorCode::InvalidToken,
-                "the wopiserver does not accept the token",
-            )),
-            (404, _) => Err(ApiError::not_found()),
-            (status, _) => Err(crate::wopiserver::WopiserverError::Rejected(status).into()),
+            (200, Some(info)) => info,
+            (401, _) => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidToken,
+                    "the wopiserver does not accept the token",
+                ));
+            }
+            (404, _) => return Err(ApiError::not_found()),
+            (status, _) => return Err(crate::wopiserver::WopiserverError::Rejected(status).into()),
+        };
+        let reva = unverified_claims(&c.userid).ok_or_else(not_wopi)?;
+        if storage_id.is_empty() || c.fileid.is_empty() {
+            return Err(not_wopi());
         }
+        let expiry_ms = info["AccessTokenExpiry"].as_u64();
+        Ok(Caller {
+            user: reva.user,
+            reva: RevaToken {
+                token: Secret::new(c.userid.as_str()),
+                expires_at: reva.exp,
+            },
+            source: Resource {
+                storage_id: storage_id.to_owned(),
+                space_id: space_id.to_owned(),
+                opaque_id: c.fileid.clone(),
+            },
+            app: Some(c.appname.clone()).filter(|a| !a.is_empty()),
+            writable: info["UserCanWrite"].as_bool() == Some(true)
+                && c.viewmode == ViewMode::ReadWrite.as_str(),
+            exp: expiry_ms.map_or(c.exp, |ms| c.exp.min(ms / 1000)),
+        })
     }
-}
-
-/// Who holds a wopiserver token, once the wopiserver accepted it ([`OpenService::
-/// granted_by_wopiserver`]): its claims are then the ones the wopiserver signed, and it may
-/// write only when the wopiserver says so.
-pub fn caller_of_wopiserver_token(token: &str, granted: Granted) -> Option<Caller> {
-    let c = crate::tokens::wopiserver::read(token)?;
-    let reva = unverified_claims(&c.userid)?;
-    let (storage_id, space_id) = c.endpoint.split_once('$').unwrap_or((&c.endpoint, ""));
-    (!storage_id.is_empty() && !c.fileid.is_empty()).then(|| Caller {
-        user: reva.user,
-        reva: RevaToken {
-            token: Secret::new(c.userid.as_str()),
-            expires_at: reva.exp,
-        },
-        source: Resource {
-            storage_id: storage_id.to_owned(),
-            space_id: space_id.to_owned(),
-            opaque_id: c.fileid.clone(),
-        },
-        app: Some(c.appname.clone()).filter(|a| !a.is_empty()),
-        writable: granted.can_write && c.viewmode == ViewMode::ReadWrite.as_str(),
-        exp: granted.expiry_ms.map_or(c.exp, |ms| c.exp.min(ms / 1000)),
-    })
 }
 
 /// A resource by its id.
