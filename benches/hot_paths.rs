@@ -10,9 +10,9 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::json;
 use wopigate::auth::{JwksSource, KeySet, OidcValidator, ValidatorSettings};
-use wopigate::testkit::test_idp::{TestIdp, now};
 use wopigate::tokens::reva::{self, USER_TYPE_PRIMARY};
 use wopigate::tokens::reva::{UserClaim, UserIdClaim};
+use wopigate_testkit::test_idp::{TestIdp, now};
 
 /// What the gateway decides in a web holder's CheckFileInfo (the default configuration).
 const DECIDED: wopigate::tokens::swap::Decided = wopigate::tokens::swap::Decided {
@@ -82,9 +82,9 @@ fn bench(c: &mut Criterion) {
 /// first fails both current-key checks).
 fn proof(c: &mut Criterion) {
     use std::time::SystemTime;
-    use wopigate::testkit::proof_signer::validator_signers;
     use wopigate::wopi::proof::{self, ProofKeys, ticks_of};
-    let xml = wopigate::discovery::xml::parse(wopigate::testkit::fake_office::MICROSOFT_DISCOVERY)
+    use wopigate_testkit::proof_signer::validator_signers;
+    let xml = wopigate::discovery::xml::parse(wopigate_testkit::fake_office::MICROSOFT_DISCOVERY)
         .unwrap();
     let keys = ProofKeys::from_discovery(&xml.proof_key.unwrap()).unwrap();
     let (current, old) = validator_signers();

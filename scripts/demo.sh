@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh build
-exec cargo run --profile demo --features testkit --bin wopigate-demo -- "$@"
+exec cargo run --profile demo -p wopigate-testkit --bin wopigate-demo -- "$@"

@@ -13,7 +13,7 @@
 //! 5. the HTTP edge: `proxy`
 //! 6. the process: `app`, `cli`
 //!
-//! `testkit` (feature `testkit`) holds the test doubles and may use everything.
+//! The test doubles live in their own crate (`testkit/`), which may use everything public here.
 //!
 //! # Citations
 //! Comments cite the contracts by file and section: a bare `wopi.md §4.4` (likewise
@@ -71,9 +71,6 @@ pub mod tls;
 pub mod tokens;
 pub mod wopi;
 pub mod wopiserver;
-
-#[cfg(feature = "testkit")]
-pub mod testkit;
 
 /// Generated CS3 messages and the `GatewayAPI` client and server.
 pub mod pb {

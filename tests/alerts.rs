@@ -18,7 +18,7 @@ fn promtool(args: &[&str]) -> Option<std::process::Output> {
     {
         Ok(out) => Some(out),
         Err(_) => {
-            wopigate::testkit::skip_without("promtool", &format!("promtool {}", args.join(" ")));
+            wopigate_testkit::skip_without("promtool", &format!("promtool {}", args.join(" ")));
             None
         }
     }

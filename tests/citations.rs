@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 const CODE: &[&str] = &[
     "src",
     "tests",
+    "testkit",
     "benches",
     "build.rs",
     "proto",

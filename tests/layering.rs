@@ -31,15 +31,14 @@ fn layers() -> BTreeMap<String, usize> {
     out
 }
 
-/// The top-level modules lib.rs declares (testkit aside).
+/// The top-level modules lib.rs declares.
 fn declared() -> BTreeSet<String> {
     let lib = std::fs::read_to_string(src().join("lib.rs")).unwrap();
-    let mut out: BTreeSet<String> = lib
+    let out: BTreeSet<String> = lib
         .lines()
         .filter_map(|l| l.trim().strip_prefix("pub mod "))
         .map(|m| m.trim_end_matches([';', ' ', '{']).to_owned())
         .collect();
-    out.remove("testkit");
     out
 }
 
@@ -65,7 +64,7 @@ fn module_of(file: &Path) -> Option<String> {
             .file_name()
             .is_some_and(|f| f == "tests.rs" || f == "testing.rs");
     match name.as_str() {
-        "lib" | "main" | "bin" | "testkit" => None,
+        "lib" | "main" | "bin" => None,
         _ if test_only => None,
         _ => Some(name),
     }

@@ -237,6 +237,3 @@ fn map_error(e: jsonwebtoken::errors::Error) -> AuthError {
         _ => AuthError::Malformed,
     }
 }
-
-#[cfg(all(test, feature = "testkit"))]
-mod tests;

@@ -1,5 +1,5 @@
 // A real OpenID Connect provider (the certified `oidc-provider` package) for wopigate's
-// integration tests. Started by `src/testkit/real_idp.rs`; everything comes from one JSON file:
+// integration tests. Started by `testkit/src/real_idp.rs`; everything comes from one JSON file:
 //
 //   { "port": 0, "issuer": "http://127.0.0.1:PORT", "resource": "https://wopigate.test/",
 //     "state_dir": "/tmp/...", "keys": [{ "kid": "rsa-1", "kty": "RSA" }, ...],

@@ -11,9 +11,9 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 use wopigate::ids::encode_legacy;
-use wopigate::testkit::stack::{STORAGE, StackOptions};
-use wopigate::testkit::test_idp::{SigningKey, now};
-use wopigate::testkit::{localhost, serve_http};
+use wopigate_testkit::stack::{STORAGE, StackOptions};
+use wopigate_testkit::test_idp::{SigningKey, now};
+use wopigate_testkit::{localhost, serve_http};
 
 use crate::{client, enc, start};
 
@@ -366,7 +366,7 @@ async fn jwt_attack_catalogue() {
     stack.wopiserver.clear_requests();
     let mut failures = Vec::new();
     for (name, token) in &rows {
-        wopigate::testkit::hygiene::register("forged token", token);
+        wopigate_testkit::hygiene::register("forged token", token);
         let r = client().get(&url).bearer_auth(token).send().await.unwrap();
         let status = r.status().as_u16();
         let body: Value = r.json().await.unwrap_or(Value::Null);

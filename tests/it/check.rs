@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use wopigate::testkit::stack::{Stack, StackOptions};
+use wopigate_testkit::stack::{Stack, StackOptions};
 
 use crate::bin;
 
@@ -185,7 +185,7 @@ fn the_readme_lines_for_the_example_configuration_work() {
         .find(|b| b.contains("creds=$(mktemp -d)"))
         .expect("the README's credentials block");
     if Command::new("openssl").arg("version").output().is_err() {
-        wopigate::testkit::skip_without("openssl", "the README credentials lines");
+        wopigate_testkit::skip_without("openssl", "the README credentials lines");
         return;
     }
     let script = block.replace("./target/release/wopigate", &bin().display().to_string());

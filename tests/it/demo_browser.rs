@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
-use wopigate::testkit::demo_office::{DemoStack, SAMPLE_NAME, SAMPLE_TEXT};
-use wopigate::testkit::stack::StackOptions;
+use wopigate_testkit::demo_office::{DemoStack, SAMPLE_NAME, SAMPLE_TEXT};
+use wopigate_testkit::stack::StackOptions;
 
 use crate::{client, eventually};
 
@@ -35,10 +35,10 @@ impl Browser {
     async fn start() -> Option<Browser> {
         let installed = |c: &str| Command::new(c).arg("--version").output().is_ok();
         if !installed("chromedriver") || !installed("chromium") {
-            wopigate::testkit::skip_without("chromium with chromedriver", "the demo browser test");
+            wopigate_testkit::skip_without("chromium with chromedriver", "the demo browser test");
             return None;
         }
-        let port = wopigate::testkit::free_port();
+        let port = wopigate_testkit::free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

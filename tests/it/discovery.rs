@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use wopigate::testkit::fake_office::{COLLABORA_DISCOVERY, FakeOffice};
-use wopigate::testkit::gateway::GatewayProcess;
-use wopigate::testkit::localhost;
-use wopigate::testkit::stack::{Stack, StackOptions};
+use wopigate_testkit::fake_office::{COLLABORA_DISCOVERY, FakeOffice};
+use wopigate_testkit::gateway::GatewayProcess;
+use wopigate_testkit::localhost;
+use wopigate_testkit::stack::{Stack, StackOptions};
 
 use crate::{bin, client, enc, open_as_alice, start};
 

@@ -8,9 +8,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 use wopigate::ids::encode_legacy;
-use wopigate::testkit::gateway::GatewayProcess;
-use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
-use wopigate::testkit::test_idp::{SigningKey, now};
+use wopigate_testkit::gateway::GatewayProcess;
+use wopigate_testkit::stack::{STORAGE, Stack, StackOptions};
+use wopigate_testkit::test_idp::{SigningKey, now};
 
 use crate::{bin, client, enc, start};
 

@@ -7,10 +7,10 @@
 use std::time::{Duration, Instant};
 
 use wopigate::ids::encode_legacy;
-use wopigate::testkit::fault_proxy::{Fault, FaultProxy};
-use wopigate::testkit::gateway::GatewayProcess;
-use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
-use wopigate::testkit::test_idp::SigningKey;
+use wopigate_testkit::fault_proxy::{Fault, FaultProxy};
+use wopigate_testkit::gateway::GatewayProcess;
+use wopigate_testkit::stack::{STORAGE, Stack, StackOptions};
+use wopigate_testkit::test_idp::SigningKey;
 
 use crate::{client, legacy_open, start_gateway};
 

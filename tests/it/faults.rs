@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wopigate::testkit::gateway::GatewayProcess;
-use wopigate::testkit::stack::{Stack, StackOptions};
-use wopigate::testkit::tree::Content;
+use wopigate_testkit::gateway::GatewayProcess;
+use wopigate_testkit::stack::{Stack, StackOptions};
+use wopigate_testkit::tree::Content;
 
 use crate::{bin, client, open_as_alice, start, unsigned_wopi_token, wopi_src_path};
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wopigate::testkit::stack::StackOptions;
+use wopigate_testkit::stack::StackOptions;
 
 use super::{client, eventually, gauge, open_as_alice, start, wopi_src_path};
 

@@ -3,7 +3,7 @@
 //! from any other peer, forwarded headers change nothing. The internal listener's allow list
 //! keeps using the peer unless `internal.allow_forwarded` says otherwise.
 
-use wopigate::testkit::stack::{Stack, StackOptions};
+use wopigate_testkit::stack::{Stack, StackOptions};
 
 use crate::{client, open_as_alice, start, wopi_src_path};
 
@@ -90,7 +90,7 @@ async fn behind_a_trusted_proxy_the_forwarded_client_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_internal_allow_list_uses_the_peer_unless_told_otherwise() {
-    let internal_port = wopigate::testkit::free_port();
+    let internal_port = wopigate_testkit::free_port();
     let internal = |allow_forwarded: bool| {
         format!(
             "[internal]\nlisten = \"127.0.0.1:{internal_port}\"\nallow = [\"10.0.0.0/8\"]\nallow_forwarded = {allow_forwarded}\n"

@@ -1,9 +1,9 @@
 //! The suite-wide response scan is real: a secret that does reach a client through the gateway
 //! is found by the stack's response tap, even inside a file body split across reads.
 
-use wopigate::testkit::hygiene;
-use wopigate::testkit::stack::StackOptions;
-use wopigate::testkit::tree::Content;
+use wopigate_testkit::hygiene;
+use wopigate_testkit::stack::StackOptions;
+use wopigate_testkit::tree::Content;
 
 use crate::{open_as_alice, start, wopi_get, wopi_src_path};
 

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use wopigate::testkit::fake_wopiserver::FakeWopiserver;
-use wopigate::testkit::fault_proxy::{Fault, FaultProxy};
-use wopigate::testkit::gateway::GatewayProcess;
-use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
+use wopigate_testkit::fake_wopiserver::FakeWopiserver;
+use wopigate_testkit::fault_proxy::{Fault, FaultProxy};
+use wopigate_testkit::gateway::GatewayProcess;
+use wopigate_testkit::stack::{STORAGE, Stack, StackOptions};
 
 use crate::{WopiFile as Opened, client, eventually, open_wopi_file as open, start_gateway};
 
@@ -78,18 +78,18 @@ fn fakes(stack: &Stack) -> [&FakeWopiserver; 2] {
 /// Which instances saw a request matching `what` for the file, counted.
 fn seen(
     stack: &Stack,
-    what: impl Fn(&wopigate::testkit::fake_wopiserver::Recorded) -> bool,
+    what: impl Fn(&wopigate_testkit::fake_wopiserver::Recorded) -> bool,
 ) -> [usize; 2] {
     let f = fakes(stack);
     [0, 1].map(|i| f[i].requests().iter().filter(|r| what(r)).count())
 }
 
-fn opened_here(opaque: &str) -> impl Fn(&wopigate::testkit::fake_wopiserver::Recorded) -> bool {
+fn opened_here(opaque: &str) -> impl Fn(&wopigate_testkit::fake_wopiserver::Recorded) -> bool {
     let q = format!("fileid={opaque}&");
     move |r| r.path == "/wopi/iop/openinapp" && r.query.contains(&q)
 }
 
-fn wopi_calls(r: &wopigate::testkit::fake_wopiserver::Recorded) -> bool {
+fn wopi_calls(r: &wopigate_testkit::fake_wopiserver::Recorded) -> bool {
     r.path.starts_with("/wopi/files/")
 }
 
@@ -175,7 +175,7 @@ async fn a_file_stays_on_its_instance_and_moves_when_that_refuses_connections() 
     assert_eq!(seen(s, wopi_calls), [0, 5]);
     let stored = s.tree.get_by(STORAGE, opaque).unwrap().content;
     assert!(
-        matches!(&stored, wopigate::testkit::tree::Content::Bytes(b) if b == b"saved while 0 was down"),
+        matches!(&stored, wopigate_testkit::tree::Content::Bytes(b) if b == b"saved while 0 was down"),
         "{stored:?}"
     );
     // A new open of that file goes to instance 1 as well.
@@ -392,7 +392,7 @@ async fn an_instance_at_its_cap_answers_503_with_retry_after_and_loses_nothing()
     let _gw = start_gateway(&stack, &config).await;
     let o = open(&stack, "file-docx").await;
     let want = match stack.tree.get_by(STORAGE, "file-docx").unwrap().content {
-        wopigate::testkit::tree::Content::Bytes(b) => b,
+        wopigate_testkit::tree::Content::Bytes(b) => b,
         other => panic!("{other:?}"),
     };
     // Under the cap: nothing waits.

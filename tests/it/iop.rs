@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use wopigate::testkit::free_port;
-use wopigate::testkit::gateway::GatewayProcess;
-use wopigate::testkit::stack::{Stack, StackOptions};
+use wopigate_testkit::free_port;
+use wopigate_testkit::gateway::GatewayProcess;
+use wopigate_testkit::stack::{Stack, StackOptions};
 
 use crate::{bin, client, start};
 
@@ -36,7 +36,7 @@ async fn legacy_open_is_translated_and_the_reva_secret_never_leaves() {
     .await;
     let internal = format!("http://127.0.0.1:{port}");
     let token =
-        stack.reva_token_for_alice(Duration::from_secs(600), wopigate::testkit::test_idp::now());
+        stack.reva_token_for_alice(Duration::from_secs(600), wopigate_testkit::test_idp::now());
     let c = client();
     let legacy = |bearer: String, query: &'static str| {
         c.get(format!("{internal}/wopi/iop/open?{query}"))

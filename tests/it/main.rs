@@ -31,8 +31,8 @@ mod wrapped;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use wopigate::testkit::gateway::GatewayProcess;
-use wopigate::testkit::stack::{Stack, StackOptions};
+use wopigate_testkit::gateway::GatewayProcess;
+use wopigate_testkit::stack::{Stack, StackOptions};
 
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wopigate"))
@@ -140,7 +140,7 @@ pub async fn legacy_open(stack: &Stack, token: &str, file_id: &str) -> (u16, ser
         .await
         .unwrap_or(serde_json::Value::Null);
     if let Some(t) = body["accesstoken"].as_str() {
-        wopigate::testkit::hygiene::register_handed_out("access token from an open", t);
+        wopigate_testkit::hygiene::register_handed_out("access token from an open", t);
     }
     (status, body)
 }
@@ -161,7 +161,7 @@ pub fn unsigned_wopi_token(exp: u64) -> String {
 
 /// A legacy open of the seeded file `opaque_id` as alice.
 pub async fn open_as_alice(stack: &Stack, opaque_id: &str) -> (u16, serde_json::Value) {
-    let id = wopigate::ids::encode_legacy(wopigate::testkit::stack::STORAGE, opaque_id);
+    let id = wopigate::ids::encode_legacy(wopigate_testkit::stack::STORAGE, opaque_id);
     legacy_open(stack, &stack.idp.token("alice"), &id).await
 }
 
@@ -190,7 +190,7 @@ pub async fn open_wopi_file(stack: &Stack, opaque_id: &str) -> WopiFile {
 pub fn add_docx(stack: &Stack, opaque_id: &str, name: &str) {
     let mut e = stack
         .tree
-        .get_by(wopigate::testkit::stack::STORAGE, "file-docx")
+        .get_by(wopigate_testkit::stack::STORAGE, "file-docx")
         .unwrap();
     e.id.opaque_id = opaque_id.into();
     e.name = name.into();
@@ -256,7 +256,7 @@ pub fn wopiserver_token_for_report(stack: &Stack, reva_token: String, appname: &
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let claims = wopigate::testkit::fake_wopiserver::WopiClaims {
+    let claims = wopigate_testkit::fake_wopiserver::WopiClaims {
         userid: reva_token,
         wopiuser: "alice-sub!alice-sub@idp".into(),
         usertype: "regular".into(),
@@ -265,7 +265,7 @@ pub fn wopiserver_token_for_report(stack: &Stack, reva_token: String, appname: &
         username: "Alice".into(),
         viewmode: "VIEW_MODE_READ_WRITE".into(),
         folderurl: "/".into(),
-        endpoint: wopigate::testkit::stack::STORAGE.into(),
+        endpoint: wopigate_testkit::stack::STORAGE.into(),
         appname: appname.into(),
         appediturl: String::new(),
         appviewurl: String::new(),
@@ -282,12 +282,9 @@ pub fn wopiserver_token_for_report(stack: &Stack, reva_token: String, appname: &
 }
 
 /// The PutFile requests of the seeded-storage file `opaque_id` the wopiserver received.
-pub fn puts_to(
-    stack: &Stack,
-    opaque_id: &str,
-) -> Vec<wopigate::testkit::fake_wopiserver::Recorded> {
+pub fn puts_to(stack: &Stack, opaque_id: &str) -> Vec<wopigate_testkit::fake_wopiserver::Recorded> {
     let inode = wopigate::ids::inode_of(&wopigate::ids::Resource {
-        storage_id: wopigate::testkit::stack::STORAGE.into(),
+        storage_id: wopigate_testkit::stack::STORAGE.into(),
         space_id: String::new(),
         opaque_id: opaque_id.into(),
     });

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 
 use wopigate::secret::Secret;
-use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
-use wopigate::testkit::test_idp::{
+use wopigate::tokens::gateway::{Claims, TokenKeys, url_encoded_len};
+use wopigate_testkit::stack::{STORAGE, Stack, StackOptions};
+use wopigate_testkit::test_idp::{
     MOBILE_CLIENT_ID, MOBILE_CLIENT_SECRET, MOBILE_REDIRECT_URI, now,
 };
-use wopigate::tokens::gateway::{Claims, TokenKeys, url_encoded_len};
 
 use crate::{client, start, wopi_get};
 
@@ -67,7 +67,7 @@ fn check_token(stack: &Stack, token: &str, seen: &mut Vec<String>) {
     let claims = keys.verify(token, now()).expect("a gateway token");
     let plain = serde_json::to_string(&claims).unwrap();
     assert!(!plain.contains("eyJ") && !plain.contains(&stack.reva_secret));
-    wopigate::testkit::hygiene::register_handed_out("gateway token", token);
+    wopigate_testkit::hygiene::register_handed_out("gateway token", token);
     seen.push(token.to_owned());
 }
 
@@ -666,7 +666,7 @@ async fn office_mobile_creates_edits_renames_and_deletes_in_folders() {
         .tree
         .get_by_path("/home/Projects/New document.docx")
         .unwrap();
-    assert!(matches!(&created.content, wopigate::testkit::tree::Content::Bytes(b) if b.is_empty()));
+    assert!(matches!(&created.content, wopigate_testkit::tree::Content::Bytes(b) if b.is_empty()));
     // Edited and saved through the normal WOPI path with the token from the answer.
     let (status, info, _) = get_json(&file).await;
     assert_eq!(status, 200);
@@ -706,7 +706,7 @@ async fn office_mobile_creates_edits_renames_and_deletes_in_folders() {
         .get_by_path("/home/Projects/New document.docx")
         .unwrap();
     assert!(
-        matches!(&saved.content, wopigate::testkit::tree::Content::Bytes(b) if b == b"written on the phone")
+        matches!(&saved.content, wopigate_testkit::tree::Content::Bytes(b) if b == b"written on the phone")
     );
 
     // DeleteFile (the wopiserver's, through the gateway): refused while locked.
@@ -828,7 +828,7 @@ async fn office_mobile_creates_edits_renames_and_deletes_in_folders() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_writes_follow_revas_permissions() {
     use wopigate::pb::cs3::storage::provider::v1beta1::ResourcePermissions;
-    use wopigate::testkit::tree::read_only_perms;
+    use wopigate_testkit::tree::read_only_perms;
     let (stack, _gw) = start(mobile_stack()).await;
     let root = crate::root_container_url(&stack).await;
     let folder = async |parent: &str, name: &str| {
@@ -873,7 +873,7 @@ async fn container_writes_follow_revas_permissions() {
         ResourcePermissions {
             delete: false,
             r#move: false,
-            ..wopigate::testkit::tree::full_perms()
+            ..wopigate_testkit::tree::full_perms()
         },
     );
     let (_, info, _) = get_json(&inner).await;

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, Header};
 use wopigate::ids::encode_legacy;
-use wopigate::testkit::stack::{STORAGE, StackOptions};
-use wopigate::testkit::test_idp::SigningKey;
+use wopigate_testkit::stack::{STORAGE, StackOptions};
+use wopigate_testkit::test_idp::SigningKey;
 
 use crate::{legacy_open, start};
 

@@ -4,8 +4,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use wopigate::config::ExchangeMode;
 use wopigate::ids::encode_legacy;
-use wopigate::testkit::fake_wopiserver::WopiClaims;
-use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
+use wopigate_testkit::fake_wopiserver::WopiClaims;
+use wopigate_testkit::stack::{STORAGE, Stack, StackOptions};
 
 use crate::{client, enc, legacy_open, start, wopi_src_path};
 

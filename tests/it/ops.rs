@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use wopigate::testkit::gateway::GatewayProcess;
-use wopigate::testkit::stack::{BIG_FILE_BYTES, Stack, StackOptions};
+use wopigate_testkit::gateway::GatewayProcess;
+use wopigate_testkit::stack::{BIG_FILE_BYTES, Stack, StackOptions};
 
 use crate::{bin, client, legacy_open, start, wopi_get, wopi_src_path};
 
@@ -69,7 +69,7 @@ pub(crate) async fn scrape(stack: &Stack) -> String {
 /// Opens the docx as alice: (file URL without query, WOPI token, OIDC token).
 async fn open_docx(stack: &Stack, base: &str) -> (String, String, String) {
     let oidc = stack.idp.token("alice");
-    let id = wopigate::ids::encode_legacy(wopigate::testkit::stack::STORAGE, "file-docx");
+    let id = wopigate::ids::encode_legacy(wopigate_testkit::stack::STORAGE, "file-docx");
     let (status, body) = legacy_open(stack, &oidc, &id).await;
     assert_eq!(status, 200, "{body}");
     let path = wopi_src_path(body["wopiclienturl"].as_str().unwrap());
@@ -127,12 +127,12 @@ async fn metrics_follow_a_scripted_session_pass_promtool_and_logs_hold_no_secret
     let r = post(file.clone(), "UNLOCK").send().await.unwrap();
     assert_eq!(r.status(), 200);
     // One rejected token: a forged one.
-    let rogue = wopigate::testkit::test_idp::SigningKey::rsa("rogue-kid");
+    let rogue = wopigate_testkit::test_idp::SigningKey::rsa("rogue-kid");
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some("rogue-kid".into());
     let forged =
         jsonwebtoken::encode(&header, &stack.idp.claims("mallory"), &rogue.encoding).unwrap();
-    let id = wopigate::ids::encode_legacy(wopigate::testkit::stack::STORAGE, "file-docx");
+    let id = wopigate::ids::encode_legacy(wopigate_testkit::stack::STORAGE, "file-docx");
     let (status, body) = legacy_open(&stack, &forged, &id).await;
     assert_eq!(status, 401);
     bodies.push(body.to_string());
@@ -278,7 +278,7 @@ async fn metrics_follow_a_scripted_session_pass_promtool_and_logs_hold_no_secret
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        Err(_) => wopigate::testkit::skip_without("promtool", "promtool check metrics"),
+        Err(_) => wopigate_testkit::skip_without("promtool", "promtool check metrics"),
     }
 
     // Secret hygiene: nothing this session used shows up in the log, the metrics or any body.
@@ -437,7 +437,7 @@ fn systemd_unit_verifies_and_is_hardened() {
         .output()
         .is_err()
     {
-        wopigate::testkit::skip_without("systemd-analyze", "the systemd unit check");
+        wopigate_testkit::skip_without("systemd-analyze", "the systemd unit check");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -606,7 +606,7 @@ async fn https_certificate_reload_serves_the_new_one_while_a_long_get_file_compl
     // Open and start a long GetFile over HTTPS on the original certificate.
     let c = https_client();
     let oidc = stack.idp.token("alice");
-    let id = wopigate::ids::encode_legacy(wopigate::testkit::stack::STORAGE, "file-big");
+    let id = wopigate::ids::encode_legacy(wopigate_testkit::stack::STORAGE, "file-big");
     let r = c
         .get(format!(
             "{base}/api/v0/wopi/open?fileId={}",
@@ -686,7 +686,7 @@ async fn load_across_a_reload_and_a_sigterm_loses_no_request() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (file, token, _) = open_docx(&stack, &stack.gateway_url()).await;
-    let big_id = wopigate::ids::encode_legacy(wopigate::testkit::stack::STORAGE, "file-big");
+    let big_id = wopigate::ids::encode_legacy(wopigate_testkit::stack::STORAGE, "file-big");
     let (status, body) = legacy_open(&stack, &stack.idp.token("alice"), &big_id).await;
     assert_eq!(status, 200);
     let big = format!(
@@ -846,7 +846,7 @@ async fn wopiserver_over_mutual_tls_with_a_pinned_ca() {
     let _gw = GatewayProcess::start(&bin(), &config, stack.listen_port)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let id = wopigate::ids::encode_legacy(wopigate::testkit::stack::STORAGE, "file-docx");
+    let id = wopigate::ids::encode_legacy(wopigate_testkit::stack::STORAGE, "file-docx");
     let (status, body) = legacy_open(&stack, &stack.idp.token("alice"), &id).await;
     assert!(matches!(status, 502 | 503), "{status} {body}");
     let r = wopi_get(&file, &token).await;
@@ -916,7 +916,7 @@ async fn reva_over_mutual_tls_and_the_idp_over_https_with_pinned_cas() {
     let _gw = GatewayProcess::start(&bin(), &config, stack.listen_port)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let id = wopigate::ids::encode_legacy(wopigate::testkit::stack::STORAGE, "file-docx");
+    let id = wopigate::ids::encode_legacy(wopigate_testkit::stack::STORAGE, "file-docx");
     let (status, body) = legacy_open(&stack, &stack.idp.token("alice"), &id).await;
     assert!(matches!(status, 502 | 503), "{status} {body}");
     assert!(stack.reva.calls().is_empty(), "no call got through");

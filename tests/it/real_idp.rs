@@ -7,8 +7,8 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use wopigate::ids::encode_legacy;
-use wopigate::testkit::real_idp::{KeySpec, RESOURCE, RealIdp};
-use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
+use wopigate_testkit::real_idp::{KeySpec, RESOURCE, RealIdp};
+use wopigate_testkit::stack::{STORAGE, Stack, StackOptions};
 
 use crate::{legacy_open, start};
 

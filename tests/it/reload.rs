@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use wopigate::testkit::gateway::GatewayProcess;
-use wopigate::testkit::stack::{BIG_FILE_BYTES, Stack, StackOptions};
+use wopigate_testkit::gateway::GatewayProcess;
+use wopigate_testkit::stack::{BIG_FILE_BYTES, Stack, StackOptions};
 
 use crate::ops::{metric, scrape};
 use crate::{eventually, open_as_alice, start, wopi_get, wopi_src_path};

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use wopigate::testkit::free_port;
-use wopigate::testkit::gateway::GatewayProcess;
-use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
-use wopigate::testkit::tree::Content;
+use wopigate_testkit::free_port;
+use wopigate_testkit::gateway::GatewayProcess;
+use wopigate_testkit::stack::{STORAGE, Stack, StackOptions};
+use wopigate_testkit::tree::Content;
 
 use crate::{WopiFile as File, bin, client, gauge, open_wopi_file as open};
 
@@ -201,7 +201,7 @@ fn stored(stack: &Stack, opaque: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_behind_nginx_share_nothing_but_the_key_and_lose_no_save() {
     let Some(nginx) = nginx_binary() else {
-        wopigate::testkit::skip_without("nginx (Debian's nginx-light)", "the replicas test");
+        wopigate_testkit::skip_without("nginx (Debian's nginx-light)", "the replicas test");
         return;
     };
     let nginx_port = free_port();

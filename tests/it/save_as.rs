@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
-use wopigate::testkit::tree::Content;
+use wopigate_testkit::stack::{STORAGE, Stack, StackOptions};
+use wopigate_testkit::tree::Content;
 
 use crate::{WopiFile as File, client, eventually, open_wopi_file as open, start};
 
@@ -51,11 +51,11 @@ async fn put_relative(f: &File, headers: &[(&str, &str)], body: Vec<u8>) -> Answ
 }
 
 /// The entry named `name` in alice's home, if any.
-fn in_home(stack: &Stack, name: &str) -> Option<wopigate::testkit::tree::Entry> {
+fn in_home(stack: &Stack, name: &str) -> Option<wopigate_testkit::tree::Entry> {
     stack.tree.get_by_path(&format!("/home/{name}"))
 }
 
-fn bytes(e: &wopigate::testkit::tree::Entry) -> Vec<u8> {
+fn bytes(e: &wopigate_testkit::tree::Entry) -> Vec<u8> {
     match &e.content {
         Content::Bytes(b) => b.clone(),
         Content::Synthetic(n) => panic!("synthetic {n}"),
@@ -338,7 +338,7 @@ async fn permissions_read_only_tokens_and_checkfileinfo_agree() {
     assert_eq!(info["UserCanNotWriteRelative"], false);
     stack
         .tree
-        .set_perms(STORAGE, "home", wopigate::testkit::tree::read_only_perms());
+        .set_perms(STORAGE, "home", wopigate_testkit::tree::read_only_perms());
     let a = put_relative(&f, &[("X-WOPI-SuggestedTarget", ".pdf")], b"x".to_vec()).await;
     assert_eq!(a.status, 501, "{}", a.json);
     assert!(in_home(&stack, "report.pdf").is_none());
@@ -405,7 +405,7 @@ async fn a_large_body_streams_and_an_aborted_one_leaves_nothing() {
     // 48 MiB streamed in 64 KiB chunks: the gateway's memory stays flat all along (its peak,
     // sampled every 20 ms, not only its size afterwards).
     const LEN: usize = 48 << 20;
-    let peak = wopigate::testkit::gateway::PeakRss::start(gw.pid());
+    let peak = wopigate_testkit::gateway::PeakRss::start(gw.pid());
     let chunks = futures_util::stream::iter(
         (0..LEN / 65536)
             .map(|i| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![(i % 251) as u8; 65536]))),

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wopigate::testkit::stack::{Stack, StackOptions};
-use wopigate::testkit::tree::Content;
+use wopigate_testkit::stack::{Stack, StackOptions};
+use wopigate_testkit::tree::Content;
 
 use crate::{client, open_as_alice, start, wopi_src_path};
 

@@ -14,11 +14,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wopigate::testkit::fault_proxy::{Fault, FaultProxy};
-use wopigate::testkit::gateway::GatewayProcess;
-use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
-use wopigate::testkit::test_idp::SigningKey;
-use wopigate::testkit::tree::Content;
+use wopigate_testkit::fault_proxy::{Fault, FaultProxy};
+use wopigate_testkit::gateway::GatewayProcess;
+use wopigate_testkit::stack::{STORAGE, Stack, StackOptions};
+use wopigate_testkit::test_idp::SigningKey;
+use wopigate_testkit::tree::Content;
 
 use crate::{client, gauge, start_gateway, wopi_src_path};
 
@@ -262,8 +262,8 @@ impl Worker {
 
 async fn rebind(
     what: &str,
-    mut serve: impl AsyncFnMut() -> std::io::Result<wopigate::testkit::Running>,
-) -> wopigate::testkit::Running {
+    mut serve: impl AsyncFnMut() -> std::io::Result<wopigate_testkit::Running>,
+) -> wopigate_testkit::Running {
     for _ in 0..100 {
         if let Ok(r) = serve().await {
             return r;

@@ -3,10 +3,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use wopigate::testkit::fake_office::MICROSOFT_DISCOVERY;
-use wopigate::testkit::proof_signer::{ProofSigner, validator_signers};
-use wopigate::testkit::stack::{Stack, StackOptions};
 use wopigate::wopi::proof::ticks_of;
+use wopigate_testkit::fake_office::MICROSOFT_DISCOVERY;
+use wopigate_testkit::proof_signer::{ProofSigner, validator_signers};
+use wopigate_testkit::stack::{Stack, StackOptions};
 
 use crate::{client, enc, start, wopi_get};
 
@@ -235,7 +235,7 @@ async fn log_only_and_off_let_unsigned_requests_through() {
         );
         let path = stack.dir().join("mode.toml");
         std::fs::write(&path, config).unwrap();
-        let gw = wopigate::testkit::gateway::GatewayProcess::start(
+        let gw = wopigate_testkit::gateway::GatewayProcess::start(
             &crate::bin(),
             &path,
             stack.listen_port,

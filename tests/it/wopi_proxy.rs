@@ -1,9 +1,9 @@
 //! WOPI traffic through the gateway with a token from the open flow.
 
 use futures_util::StreamExt;
-use wopigate::testkit::gateway::PeakRss;
-use wopigate::testkit::stack::{BIG_FILE_BYTES, Stack, StackOptions};
-use wopigate::testkit::tree::Content;
+use wopigate_testkit::gateway::PeakRss;
+use wopigate_testkit::stack::{BIG_FILE_BYTES, Stack, StackOptions};
+use wopigate_testkit::tree::Content;
 
 use crate::{client, legacy_open, start, wopi_get, wopi_src_path};
 

@@ -7,11 +7,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
-use wopigate::testkit::fake_office::MICROSOFT_DISCOVERY;
-use wopigate::testkit::gateway::GatewayProcess;
-use wopigate::testkit::proof_signer::validator_signers;
-use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
 use wopigate::wopi::proof::ticks_of;
+use wopigate_testkit::fake_office::MICROSOFT_DISCOVERY;
+use wopigate_testkit::gateway::GatewayProcess;
+use wopigate_testkit::proof_signer::validator_signers;
+use wopigate_testkit::stack::{STORAGE, Stack, StackOptions};
 
 use crate::{
     WopiFile as File, check_file_info, client, enc, open_wopi_file as open, start, start_gateway,
@@ -121,7 +121,7 @@ async fn a_rename_keeps_the_gateway_token_session_on_the_renamed_file() {
     assert_eq!(post(&f, "UNLOCK", &lock, vec![]).await.0, 200);
     let saved = stack.tree.get_by_path("/home/renamed.docx").unwrap();
     assert!(
-        matches!(saved.content, wopigate::testkit::tree::Content::Bytes(ref b) if b == b"after the rename")
+        matches!(saved.content, wopigate_testkit::tree::Content::Bytes(ref b) if b == b"after the rename")
     );
     // The wopiserver's own defect stays visible (fixed by the gateway's own RenameFile later):
     // a requested name with a dot becomes an empty target, and nothing moves.
@@ -258,7 +258,7 @@ async fn a_token_naming_no_office_app_is_still_proof_checked() {
     // A genuine wopiserver token with an empty `appname`, as legacy `/iop/open` issued them.
     let reva = stack.reva_token_for_alice(Duration::from_secs(3600), unix_now());
     let token = crate::wopiserver_token_for_report(&stack, reva, "");
-    wopigate::testkit::hygiene::register_handed_out("legacy wopiserver token", &token);
+    wopigate_testkit::hygiene::register_handed_out("legacy wopiserver token", &token);
     let url = format!(
         "{}/wopi/files/{STORAGE}!{}",
         stack.gateway_url(),
@@ -306,7 +306,7 @@ async fn the_wopiserver_reaches_files_through_reva_by_path_with_the_users_rights
     stack.tree.set_perms(
         STORAGE,
         "file-docx",
-        wopigate::testkit::tree::read_only_perms(),
+        wopigate_testkit::tree::read_only_perms(),
     );
     let (s, _, _) = post(&f, "PUT", &lock, b"not allowed any more".to_vec()).await;
     assert_eq!(s, 500, "REVA refuses the upload");

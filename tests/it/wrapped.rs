@@ -4,9 +4,9 @@
 
 use wopigate::ids::Resource;
 use wopigate::secret::Secret;
-use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
-use wopigate::testkit::test_idp::now;
 use wopigate::tokens::gateway::{Claims, Kind, TokenKeys, url_encoded_len};
+use wopigate_testkit::stack::{STORAGE, Stack, StackOptions};
+use wopigate_testkit::test_idp::now;
 
 use crate::{client, open_as_alice, start, wopi_src_path};
 

@@ -31,9 +31,9 @@ use axum::routing::get;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use wopigate::ids::encode_legacy;
-use wopigate::testkit::gateway::rss_of;
-use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
-use wopigate::testkit::{localhost, serve_http};
+use wopigate_testkit::gateway::rss_of;
+use wopigate_testkit::stack::{STORAGE, Stack, StackOptions};
+use wopigate_testkit::{localhost, serve_http};
 
 /// Settings of one run; `BENCH_QUICK=1` shortens everything (a smoke run, not for figures).
 /// Settings of one run; `BENCH_QUICK=1` shortens everything (a smoke run, not for figures).
@@ -225,7 +225,7 @@ async fn put_file(stats: Arc<UpstreamStats>, req: Request) -> Response {
     StatusCode::OK.into_response()
 }
 
-async fn start_upstream(stack: &Stack, stats: Arc<UpstreamStats>) -> wopigate::testkit::Running {
+async fn start_upstream(stack: &Stack, stats: Arc<UpstreamStats>) -> wopigate_testkit::Running {
     let router = axum::Router::new()
         .route("/wopi/files/{id}", get(check_file_info))
         .route(
@@ -344,7 +344,7 @@ fn binary(var: &str, name: &str) -> PathBuf {
 /// of wopigate's, tuned as far as pingora allows. What wopigate costs above it is wopigate's;
 /// what it costs above nginx is pingora's.
 async fn start_bare_pingora(upstream_port: u16) -> Proc {
-    let port = wopigate::testkit::free_port();
+    let port = wopigate_testkit::free_port();
     let child = Command::new("taskset")
         .args(["-c", "0"])
         .arg(binary("BARE_PINGORA_BIN", "bare-pingora"))
@@ -364,7 +364,7 @@ async fn start_bare_pingora(upstream_port: u16) -> Proc {
 /// upstream, no buffering of bodies in either direction, 256k buffers in both directions
 /// (`client_body_buffer_size` too: nginx reads an unbuffered upload in chunks of that size).
 async fn start_nginx(dir: &Path, upstream_port: u16) -> Proc {
-    let port = wopigate::testkit::free_port();
+    let port = wopigate_testkit::free_port();
     let conf = dir.join("nginx.conf");
     let d = dir.display();
     std::fs::write(
@@ -426,10 +426,7 @@ async fn start_wopigate(stack: &Stack, upstream: &str, wrap: bool) -> (Proc, Pat
     let (listen, admin) = if wrap {
         (stack.listen_port, stack.admin_port)
     } else {
-        (
-            wopigate::testkit::free_port(),
-            wopigate::testkit::free_port(),
-        )
+        (wopigate_testkit::free_port(), wopigate_testkit::free_port())
     };
     let text = stack
         .config_toml()

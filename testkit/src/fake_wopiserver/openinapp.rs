@@ -158,8 +158,8 @@ pub(super) async fn openinapp(
         &EncodingKey::from_secret(s.inner.wopi_secret.as_bytes()),
     )
     .unwrap();
-    crate::testkit::hygiene::register_handed_out("WOPI access token", &token);
-    crate::testkit::hygiene::register("REVA token (TokenHeader)", reva_token);
+    crate::hygiene::register_handed_out("WOPI access token", &token);
+    crate::hygiene::register("REVA token (TokenHeader)", reva_token);
     let id_storage = info.id.as_ref().map_or(storage, |i| i.storage_id.as_str());
     let inode = format!("{id_storage}!{}", URL_SAFE.encode(fileid));
     let wopisrc = utf8_percent_encode(

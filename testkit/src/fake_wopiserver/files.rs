@@ -68,7 +68,7 @@ impl WopiCall {
         format!("v{}", self.info.etag.trim_matches('"'))
     }
 
-    fn perms(&self) -> crate::pb::cs3::storage::provider::v1beta1::ResourcePermissions {
+    fn perms(&self) -> wopigate::pb::cs3::storage::provider::v1beta1::ResourcePermissions {
         self.info.permission_set.unwrap_or_default()
     }
 }
@@ -327,7 +327,7 @@ async fn rename_file(call: &WopiCall, current: Option<&str>) -> Response {
     let Some(requested) = call.header("x-wopi-requestedname") else {
         return json_msg(StatusCode::BAD_REQUEST, "Missing argument");
     };
-    let requested = crate::wopi::utf7::decode(&requested).unwrap_or(requested);
+    let requested = wopigate::wopi::utf7::decode(&requested).unwrap_or(requested);
     let name = match requested.rfind('.') {
         Some(i) if i > 0 => requested[..i].to_owned(),
         _ => requested.clone(),

@@ -42,7 +42,7 @@ pub fn discovery(base: &str) -> String {
 
 impl DemoOffice {
     pub fn new() -> Self {
-        let http = crate::http_client::client(Duration::from_secs(2), Duration::from_secs(30))
+        let http = wopigate::http_client::client(Duration::from_secs(2), Duration::from_secs(30))
             .expect("an HTTP client");
         Self { http }
     }
@@ -258,8 +258,8 @@ impl DemoStack {
     /// a person opens in a browser: the app URL with the access token added (a real host
     /// posts the token in a form instead).
     pub async fn open_link(&self) -> Result<String, String> {
-        let http = crate::http_client::client(Duration::from_secs(2), Duration::from_secs(10))?;
-        let id = crate::ids::encode_legacy(super::stack::STORAGE, SAMPLE_ID);
+        let http = wopigate::http_client::client(Duration::from_secs(2), Duration::from_secs(10))?;
+        let id = wopigate::ids::encode_legacy(super::stack::STORAGE, SAMPLE_ID);
         let r = http
             .post(format!("{}/app/open", self.stack.gateway_url()))
             .bearer_auth(self.stack.idp.token("alice"))

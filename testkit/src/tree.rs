@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::pb::cs3::storage::provider::v1beta1::{
+use wopigate::pb::cs3::storage::provider::v1beta1::{
     ResourceId, ResourceInfo, ResourcePermissions, ResourceType,
 };
 
@@ -90,7 +90,7 @@ impl Entry {
             size: self.content.len(),
             parent_id: self.parent.clone(),
             name: self.name.clone(),
-            mtime: Some(crate::pb::cs3::types::v1beta1::Timestamp {
+            mtime: Some(wopigate::pb::cs3::types::v1beta1::Timestamp {
                 seconds: 1_700_000_000 + self.version,
                 nanos: 0,
             }),

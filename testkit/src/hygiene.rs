@@ -1,7 +1,7 @@
 //! Secret hygiene across the whole test suite: every secret and token a double creates or sees
 //! is registered here. Every gateway log is scanned for all of them when its process ends
-//! ([`crate::testkit::gateway::GatewayProcess`]'s drop), and every response the gateway sends a
-//! test (headers and bodies, through [`crate::testkit::tap::ResponseTap`]) for all of them but
+//! ([`crate::gateway::GatewayProcess`]'s drop), and every response the gateway sends a
+//! test (headers and bodies, through [`crate::tap::ResponseTap`]) for all of them but
 //! the WOPI tokens the gateway is meant to hand out. One leak fails the test that caused it.
 
 use std::sync::Mutex;

@@ -7,7 +7,7 @@ use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, Pkcs1v15Sign, RsaPrivateKey};
 use sha2::{Digest, Sha256};
 
-use crate::wopi::proof::expected_bytes;
+use wopigate::wopi::proof::expected_bytes;
 
 pub struct ProofSigner {
     key: RsaPrivateKey,

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use wopigate::ids::encode_legacy;
-use wopigate::testkit::demo_office::DemoStack;
-use wopigate::testkit::stack::{STORAGE, Stack, StackOptions};
+use wopigate_testkit::demo_office::DemoStack;
+use wopigate_testkit::stack::{STORAGE, Stack, StackOptions};
 
 struct Ready {
     config: std::path::PathBuf,

@@ -12,12 +12,12 @@ use tonic::{Request, Response, Status};
 
 use super::Running;
 use super::tree::Tree;
-use crate::pb::cs3::gateway::v1beta1 as gw;
-use crate::pb::cs3::gateway::v1beta1::gateway_api_server::{GatewayApi, GatewayApiServer};
-use crate::pb::cs3::identity::user::v1beta1 as user;
-use crate::pb::cs3::rpc::v1beta1::{Code, Status as CsStatus};
-use crate::pb::cs3::storage::provider::v1beta1 as sp;
-use crate::tokens::reva::{self, RevaClaims, UserClaim};
+use wopigate::pb::cs3::gateway::v1beta1 as gw;
+use wopigate::pb::cs3::gateway::v1beta1::gateway_api_server::{GatewayApi, GatewayApiServer};
+use wopigate::pb::cs3::identity::user::v1beta1 as user;
+use wopigate::pb::cs3::rpc::v1beta1::{Code, Status as CsStatus};
+use wopigate::pb::cs3::storage::provider::v1beta1 as sp;
+use wopigate::tokens::reva::{self, RevaClaims, UserClaim};
 
 /// One call REVA received.
 #[derive(Debug, Clone)]
@@ -118,7 +118,7 @@ impl FakeReva {
         key_pem: &[u8],
         client_ca_pem: Option<&[u8]>,
     ) -> std::io::Result<Running> {
-        crate::http_client::install_crypto_provider();
+        wopigate::http_client::install_crypto_provider();
         let svc = GatewayApiServer::new(self.clone());
         let mut tls = tonic::transport::ServerTlsConfig::new()
             .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
@@ -174,7 +174,7 @@ impl FakeReva {
     ) -> Result<RevaClaims, Status> {
         let token = req
             .metadata()
-            .get(crate::reva::TOKEN_HEADER)
+            .get(wopigate::reva::TOKEN_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let claims = token.as_deref().and_then(|t| self.verify(t));

@@ -14,9 +14,9 @@ use super::tap::ResponseTap;
 use super::test_idp::TestIdp;
 use super::tree::{Content, Tree, read_only_perms};
 use super::{Running, free_port, localhost};
-use crate::config::ExchangeMode;
-use crate::pb::cs3::storage::provider::v1beta1::ResourcePermissions;
-use crate::tokens::reva::{UserClaim, UserIdClaim};
+use wopigate::config::ExchangeMode;
+use wopigate::pb::cs3::storage::provider::v1beta1::ResourcePermissions;
+use wopigate::tokens::reva::{UserClaim, UserIdClaim};
 
 pub const AUDIENCE: &str = "wopigate";
 pub const STORAGE: &str = "storage-1";
@@ -322,7 +322,7 @@ impl Stack {
             ..Default::default()
         };
         let key = jsonwebtoken::EncodingKey::from_secret(self.reva_secret.as_bytes());
-        crate::tokens::reva::mint(&key, &user, ttl, issued_at)
+        wopigate::tokens::reva::mint(&key, &user, ttl, issued_at)
             .expect("mint")
             .token
             .expose()

@@ -23,7 +23,7 @@ pub const REDIRECT_URI: &str = "https://client.example/callback";
 
 /// The directory holding `package.json`, `package-lock.json` and `server.mjs`.
 pub fn package_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/idp")
 }
 
 /// Installs the pinned packages once per process (`npm ci`) unless `.ci/run` already did.

@@ -109,7 +109,7 @@ pub async fn serve_tls(
 ) -> std::io::Result<Running> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    crate::http_client::install_crypto_provider();
+    wopigate::http_client::install_crypto_provider();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(std::io::Error::other)?;

@@ -1,12 +1,14 @@
+//! The OIDC validator against tokens signed by the test IdP: algorithms, keys, claims and the
+//! malformed tokens an attacker would send.
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-use super::*;
-use crate::auth::KeySet;
-use crate::testkit::test_idp::{SigningKey, TestIdp, now};
+use wopigate::auth::{AuthError, JwksSource, KeySet, OidcValidator, ValidatorSettings};
+use wopigate_testkit::test_idp::{SigningKey, TestIdp, now};
 
 const ISS: &str = "https://idp.test";
 

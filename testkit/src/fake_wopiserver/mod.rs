@@ -54,11 +54,11 @@ use serde::{Deserialize, Serialize};
 
 use super::Running;
 use super::tree::{Content, Tree};
-use crate::pb::cs3::storage::provider::v1beta1::{
+use wopigate::pb::cs3::storage::provider::v1beta1::{
     Reference, ResourceId, ResourceInfo, ResourceType,
 };
-use crate::reva::{RevaClient, RevaError};
-use crate::secret::Secret;
+use wopigate::reva::{RevaClient, RevaError};
+use wopigate::secret::Secret;
 
 mod files;
 mod health;
@@ -250,7 +250,7 @@ impl FakeWopiserver {
     ) -> Self {
         // `[cs3] grpctimeout` defaults to 10 s.
         let timeout = Duration::from_secs(10);
-        let reva = RevaClient::new(reva, timeout, timeout, &crate::tls::ClientTls::default())
+        let reva = RevaClient::new(reva, timeout, timeout, &wopigate::tls::ClientTls::default())
             .expect("a usable REVA address for the fake wopiserver");
         Self {
             inner: Arc::new(Inner {
@@ -298,7 +298,7 @@ impl FakeWopiserver {
     }
 
     /// Points this instance at REVA elsewhere (`[cs3] revagateway`, `sslverify`).
-    pub fn set_reva(&self, reva: &url::Url, tls: &crate::tls::ClientTls) {
+    pub fn set_reva(&self, reva: &url::Url, tls: &wopigate::tls::ClientTls) {
         let timeout = Duration::from_secs(10);
         let client = RevaClient::new(reva, timeout, timeout, tls).expect("a usable REVA address");
         *self.inner.reva.write().unwrap() = client;
@@ -399,7 +399,7 @@ impl FakeWopiserver {
             .and_then(|t| self.verify(&t))
             .ok_or_else(|| text(StatusCode::UNAUTHORIZED, "Invalid access token"))?;
         // cs3client refuses an expired REVA token locally, which surfaces as a 500.
-        if crate::tokens::reva::unverified_exp(&claims.userid).is_none_or(|e| e < now()) {
+        if wopigate::tokens::reva::unverified_exp(&claims.userid).is_none_or(|e| e < now()) {
             return Err(json_msg(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal error",
