@@ -16,8 +16,8 @@ use pingora::server::{RunArgs, Server};
 
 use crate::config::Config;
 use crate::http_client;
+use crate::proxy::Listener;
 use crate::proxy::conn::{ClientLimits, LimitedHttp};
-use crate::proxy::reloadable::Reloadable;
 use crate::tls::ReloadableCert;
 pub use generation::{AppState, build_state};
 use generation::{build_generation, spawn_refreshers, warm};
@@ -104,7 +104,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), StartError> {
     server.bootstrap();
     let mut listening = vec![config.server.listen];
 
-    let (public, public_slot) = Reloadable::new(generation.public);
+    let (public, public_slot) = Listener::new(generation.public);
     let limits = ClientLimits {
         header_timeout: config.server.limits.header_timeout,
         keepalive_timeout: config.server.limits.keepalive_timeout,
@@ -134,7 +134,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), StartError> {
 
     let internal_slot = match (generation.internal, &config.internal) {
         (Some(gw), Some(internal)) => {
-            let (svc, slot) = Reloadable::new(gw);
+            let (svc, slot) = Listener::new(gw);
             let mut service = limited_service(&server.configuration, svc, "internal", limits);
             service.add_listener(plain_listener(internal.listen));
             server.add_service(service);
@@ -146,7 +146,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), StartError> {
     };
     let admin_slot = match (generation.admin, &config.admin) {
         (Some(admin), Some(a)) => {
-            let (svc, slot) = Reloadable::new(admin);
+            let (svc, slot) = Listener::new(admin);
             let mut service = limited_service(&server.configuration, svc, "admin", limits);
             service.add_listener(plain_listener(a.listen));
             // One thread is plenty for scrapes and probes.

@@ -8,7 +8,7 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
 use serde::Serialize;
 
-use super::respond;
+use super::{Listener, Pinned, respond};
 use crate::auth::JwksSource;
 use crate::discovery::DiscoveryCache;
 use crate::error::{ApiError, ErrorCode};
@@ -144,31 +144,56 @@ pub struct AdminCtx {
     started: Instant,
 }
 
+/// The admin listener: each request is answered by the generation it was pinned to.
 #[async_trait::async_trait]
-impl ProxyHttp for AdminService {
-    type CTX = AdminCtx;
+impl ProxyHttp for Listener<AdminService> {
+    type CTX = Pinned<AdminService, AdminCtx>;
 
     /// None: pingora adds a (disabled) response compression module by default, which still
     /// runs its hooks on every request; the gateway compresses nothing.
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
-    fn new_ctx(&self) -> AdminCtx {
-        AdminCtx {
+    fn new_ctx(&self) -> Self::CTX {
+        self.pin(AdminCtx {
             started: Instant::now(),
-        }
+        })
     }
 
-    async fn request_filter(
+    async fn request_filter(&self, s: &mut Session, c: &mut Self::CTX) -> pingora::Result<bool> {
+        c.generation.answer(s).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(
         &self,
-        session: &mut Session,
-        _: &mut AdminCtx,
-    ) -> pingora::Result<bool> {
+        _: &mut Session,
+        _: &mut Self::CTX,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        // request_filter answers everything; reaching here is a bug, never a proxy.
+        Err(pingora::Error::new(pingora::ErrorType::InternalError))
+    }
+
+    async fn logging(&self, session: &mut Session, _: Option<&pingora::Error>, c: &mut Self::CTX) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        tracing::debug!(
+            target: "wopigate::access",
+            listener = "admin",
+            path = %session.req_header().uri.path(),
+            status,
+            duration_ms = c.req.started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
+}
+
+impl AdminService {
+    /// Every admin request is answered here: metrics, liveness, readiness.
+    async fn answer(&self, session: &mut Session) -> pingora::Result<()> {
         let req = session.req_header();
         let id = "admin";
         if req.method != http::Method::GET && req.method != http::Method::HEAD {
             let e = ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed");
-            respond::error(session, &e, id).await?;
-            return Ok(true);
+            return respond::error(session, &e, id).await;
         }
         match req.uri.path() {
             "/metrics" => {
@@ -194,27 +219,6 @@ impl ProxyHttp for AdminService {
                 respond::error(session, &e, id).await?;
             }
         }
-        Ok(true)
-    }
-
-    async fn upstream_peer(
-        &self,
-        _: &mut Session,
-        _: &mut AdminCtx,
-    ) -> pingora::Result<Box<HttpPeer>> {
-        // request_filter answers everything; reaching here is a bug, never a proxy.
-        Err(pingora::Error::new(pingora::ErrorType::InternalError))
-    }
-
-    async fn logging(&self, session: &mut Session, _: Option<&pingora::Error>, ctx: &mut AdminCtx) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        tracing::debug!(
-            target: "wopigate::access",
-            listener = "admin",
-            path = %session.req_header().uri.path(),
-            status,
-            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
-            "request"
-        );
+        Ok(())
     }
 }

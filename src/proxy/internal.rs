@@ -11,7 +11,7 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use super::balance::{Attempt, Pool};
-use super::{headers, respond};
+use super::{Listener, Pinned, headers, respond};
 use crate::config::LegacyOpenMode;
 use crate::discovery::DiscoveryCache;
 use crate::error::{ApiError, ErrorCode};
@@ -149,25 +149,90 @@ impl InternalGateway {
     }
 }
 
+/// The internal listener: each hook runs on the generation its request was pinned to.
 #[async_trait]
-impl ProxyHttp for InternalGateway {
-    type CTX = InternalCtx;
+impl ProxyHttp for Listener<InternalGateway> {
+    type CTX = Pinned<InternalGateway, InternalCtx>;
 
     /// None: pingora adds a (disabled) response compression module by default, which still
     /// runs its hooks on every request; the gateway compresses nothing.
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
-    fn new_ctx(&self) -> InternalCtx {
-        InternalCtx {
+    fn new_ctx(&self) -> Self::CTX {
+        self.pin(InternalCtx {
             request_id: String::new(),
             client: Default::default(),
             started: std::time::Instant::now(),
             route: InternalRoute::NotFound,
             attempt: Attempt::default(),
             _in_flight: crate::drain::InFlight::enter("internal"),
-        }
+        })
     }
 
+    async fn request_filter(&self, s: &mut Session, c: &mut Self::CTX) -> pingora::Result<bool> {
+        c.generation.request_filter(s, &mut c.req).await
+    }
+
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        c: &mut Self::CTX,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        let path = session.req_header().uri.path();
+        c.req.attempt.peer(&c.generation.pool, path).await
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        c: &mut Self::CTX,
+        e: Box<pingora::Error>,
+    ) -> Box<pingora::Error> {
+        c.req.attempt.connect_failed(&c.generation.pool, e)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        s: &mut Session,
+        upstream_request: &mut pingora::http::RequestHeader,
+        c: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        c.generation
+            .upstream_request_filter(s, upstream_request, &c.req)
+    }
+
+    fn request_summary(&self, session: &Session, c: &Self::CTX) -> String {
+        super::access_log::summary("internal", session, &c.req.request_id)
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&pingora::Error>, c: &mut Self::CTX) {
+        let ctx = &c.req;
+        let entry = super::access_log::Entry {
+            listener: "internal",
+            request_id: &ctx.request_id,
+            client: ctx.client.addr,
+            route: ctx.route.label(),
+            operation: None,
+            app: None,
+            started: ctx.started,
+            upstream_took: None,
+        };
+        super::access_log::record(session, e, &entry);
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora::Error,
+        c: &mut Self::CTX,
+    ) -> FailToProxy {
+        super::failure::answer_failure(session, e, &c.req.request_id).await
+    }
+}
+
+/// The phases of one generation, called by the listener with the request's own state.
+impl InternalGateway {
     async fn request_filter(
         &self,
         session: &mut Session,
@@ -196,30 +261,11 @@ impl ProxyHttp for InternalGateway {
         Ok(true)
     }
 
-    async fn upstream_peer(
-        &self,
-        session: &mut Session,
-        ctx: &mut InternalCtx,
-    ) -> pingora::Result<Box<HttpPeer>> {
-        let path = session.req_header().uri.path();
-        ctx.attempt.peer(&self.pool, path).await
-    }
-
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut InternalCtx,
-        e: Box<pingora::Error>,
-    ) -> Box<pingora::Error> {
-        ctx.attempt.connect_failed(&self.pool, e)
-    }
-
-    async fn upstream_request_filter(
+    fn upstream_request_filter(
         &self,
         session: &mut Session,
         upstream_request: &mut pingora::http::RequestHeader,
-        ctx: &mut InternalCtx,
+        ctx: &InternalCtx,
     ) -> pingora::Result<()> {
         // The caller's bearer (possibly the REVA secret) never leaves: only the IOP secret does.
         upstream_request.remove_header(&http::header::AUTHORIZATION);
@@ -236,37 +282,5 @@ impl ProxyHttp for InternalGateway {
             &ctx.request_id,
             ctx.attempt.upstream(&self.pool),
         )
-    }
-
-    fn request_summary(&self, session: &Session, ctx: &InternalCtx) -> String {
-        super::access_log::summary("internal", session, &ctx.request_id)
-    }
-
-    async fn logging(
-        &self,
-        session: &mut Session,
-        e: Option<&pingora::Error>,
-        ctx: &mut InternalCtx,
-    ) {
-        let entry = super::access_log::Entry {
-            listener: "internal",
-            request_id: &ctx.request_id,
-            client: ctx.client.addr,
-            route: ctx.route.label(),
-            operation: None,
-            app: None,
-            started: ctx.started,
-            upstream_took: None,
-        };
-        super::access_log::record(session, e, &entry);
-    }
-
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &pingora::Error,
-        ctx: &mut InternalCtx,
-    ) -> FailToProxy {
-        super::failure::answer_failure(session, e, &ctx.request_id).await
     }
 }

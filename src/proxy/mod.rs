@@ -14,7 +14,7 @@ pub mod headers;
 pub mod internal;
 pub mod limits;
 mod local;
-pub mod reloadable;
+pub mod pinned;
 pub mod respond;
 mod save_as;
 pub mod upstream;
@@ -36,6 +36,7 @@ use crate::open::OpenService;
 use crate::wopi::operation::WopiOperation;
 use crate::wopi::route::{self, Route};
 pub use ctx::RequestCtx;
+pub use pinned::{Listener, Pinned};
 pub use upstream::Upstream;
 use wrapped::Wrapped;
 
@@ -174,18 +175,146 @@ impl Gateway {
     }
 }
 
+/// The public listener: each hook runs on the generation its request was pinned to.
 #[async_trait]
-impl ProxyHttp for Gateway {
-    type CTX = RequestCtx;
+impl ProxyHttp for Listener<Gateway> {
+    type CTX = Pinned<Gateway, RequestCtx>;
 
     /// None: pingora adds a (disabled) response compression module by default, which still
     /// runs its hooks on every request; the gateway compresses nothing.
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new()
+    fn new_ctx(&self) -> Self::CTX {
+        self.pin(RequestCtx::new())
     }
 
+    async fn request_filter(&self, s: &mut Session, c: &mut Self::CTX) -> pingora::Result<bool> {
+        c.generation.request_filter(s, &mut c.req).await
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        c: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        c.generation
+            .request_body_filter(body, end_of_stream, &mut c.req)
+    }
+
+    async fn upstream_peer(
+        &self,
+        s: &mut Session,
+        c: &mut Self::CTX,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        c.generation.upstream_peer(s, &mut c.req).await
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        c: &mut Self::CTX,
+        e: Box<pingora::Error>,
+    ) -> Box<pingora::Error> {
+        c.req.attempt.connect_failed(&c.generation.pool, e)
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        s: &mut Session,
+        e: Box<pingora::Error>,
+        c: &mut Self::CTX,
+        client_reused: bool,
+    ) -> Box<pingora::Error> {
+        error_while_proxy(peer, s, e, &c.req, client_reused)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        s: &mut Session,
+        upstream_request: &mut pingora::http::RequestHeader,
+        c: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        c.generation
+            .upstream_request_filter(s, upstream_request, &c.req)
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        s: &mut Session,
+        upstream_response: &mut pingora::http::ResponseHeader,
+        c: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        c.generation
+            .upstream_response_filter(s, upstream_response, &mut c.req)
+            .await
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        c: &mut Self::CTX,
+    ) -> pingora::Result<Option<Duration>> {
+        c.generation
+            .response_body_filter(body, end_of_stream, &mut c.req)?;
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora::Error,
+        c: &mut Self::CTX,
+    ) -> FailToProxy {
+        failure::answer_failure(session, e, &c.req.request_id).await
+    }
+
+    fn request_summary(&self, session: &Session, c: &Self::CTX) -> String {
+        access_log::summary("", session, &c.req.request_id)
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&pingora::Error>, c: &mut Self::CTX) {
+        let ctx = &c.req;
+        let entry = access_log::Entry {
+            listener: "public",
+            request_id: &ctx.request_id,
+            client: ctx.client.addr,
+            route: ctx.route.label(),
+            operation: ctx.route.operation(),
+            app: ctx.app.as_deref(),
+            started: ctx.started,
+            upstream_took: ctx.upstream_took,
+        };
+        access_log::record(session, e, &entry);
+    }
+}
+
+/// After the connection was made, only reads are sent again (on a pooled connection found
+/// dead); a request that changes a file or lock is never replayed.
+fn error_while_proxy(
+    peer: &HttpPeer,
+    session: &mut Session,
+    e: Box<pingora::Error>,
+    ctx: &RequestCtx,
+    client_reused: bool,
+) -> Box<pingora::Error> {
+    let mut e = e.more_context(format!("Peer: {peer}"));
+    if balance::replay_allowed(ctx.route.operation()) && !session.as_ref().retry_buffer_truncated()
+    {
+        e.retry.decide_reuse(client_reused);
+    } else {
+        e.set_retry(false);
+    }
+    e
+}
+
+/// The phases of one generation, called by the listener with the request's own state.
+impl Gateway {
     async fn request_filter(
         &self,
         session: &mut Session,
@@ -230,9 +359,8 @@ impl ProxyHttp for Gateway {
 
     /// Enforces the minimum body rate: after a grace period, a body arriving slower than
     /// `min_body_rate` is cut off (408) before it completes upstream.
-    async fn request_body_filter(
+    fn request_body_filter(
         &self,
-        _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
@@ -264,43 +392,11 @@ impl ProxyHttp for Gateway {
         Ok(peer)
     }
 
-    /// A refused connection moves the request to the file's next instance (nothing went up).
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
-        e: Box<pingora::Error>,
-    ) -> Box<pingora::Error> {
-        ctx.attempt.connect_failed(&self.pool, e)
-    }
-
-    /// After the connection was made, only reads are sent again (on a pooled connection found
-    /// dead); a request that changes a file or lock is never replayed.
-    fn error_while_proxy(
-        &self,
-        peer: &HttpPeer,
-        session: &mut Session,
-        e: Box<pingora::Error>,
-        ctx: &mut RequestCtx,
-        client_reused: bool,
-    ) -> Box<pingora::Error> {
-        let mut e = e.more_context(format!("Peer: {peer}"));
-        if balance::replay_allowed(ctx.route.operation())
-            && !session.as_ref().retry_buffer_truncated()
-        {
-            e.retry.decide_reuse(client_reused);
-        } else {
-            e.set_retry(false);
-        }
-        e
-    }
-
-    async fn upstream_request_filter(
+    fn upstream_request_filter(
         &self,
         session: &mut Session,
         upstream_request: &mut pingora::http::RequestHeader,
-        ctx: &mut RequestCtx,
+        ctx: &RequestCtx,
     ) -> pingora::Result<()> {
         if let Some(w) = &ctx.wrapped {
             w.swap_upstream(upstream_request)?;
@@ -364,11 +460,10 @@ impl ProxyHttp for Gateway {
 
     fn response_body_filter(
         &self,
-        _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
-    ) -> pingora::Result<Option<Duration>> {
+    ) -> pingora::Result<()> {
         if let Some(buf) = ctx.pass_through_body.as_mut() {
             if let Some(chunk) = body.take() {
                 if buf.len() + chunk.len() > 1024 * 1024 {
@@ -385,7 +480,7 @@ impl ProxyHttp for Gateway {
                     .unwrap_or(whole);
                 *body = Some(Bytes::from(out));
             }
-            return Ok(None);
+            return Ok(());
         }
         if let (Some(rw), Some(w)) = (ctx.rewrite.as_mut(), ctx.wrapped.as_ref()) {
             rw.take(
@@ -396,38 +491,6 @@ impl ProxyHttp for Gateway {
                 self.mobile,
             )?;
         }
-        Ok(None)
-    }
-
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &pingora::Error,
-        ctx: &mut RequestCtx,
-    ) -> FailToProxy {
-        failure::answer_failure(session, e, &ctx.request_id).await
-    }
-
-    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
-        access_log::summary("", session, &ctx.request_id)
-    }
-
-    async fn logging(
-        &self,
-        session: &mut Session,
-        e: Option<&pingora::Error>,
-        ctx: &mut RequestCtx,
-    ) {
-        let entry = access_log::Entry {
-            listener: "public",
-            request_id: &ctx.request_id,
-            client: ctx.client.addr,
-            route: ctx.route.label(),
-            operation: ctx.route.operation(),
-            app: ctx.app.as_deref(),
-            started: ctx.started,
-            upstream_took: ctx.upstream_took,
-        };
-        access_log::record(session, e, &entry);
+        Ok(())
     }
 }
