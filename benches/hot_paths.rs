@@ -128,13 +128,21 @@ fn proof(c: &mut Criterion) {
 fn gateway_tokens(c: &mut Criterion) {
     use wopigate::ids::Resource;
     use wopigate::secret::Secret;
-    use wopigate::tokens::gateway::{Claims, Kind, TokenKeys};
+    use wopigate::tokens::gateway::{Claims, FileGrant, Grant, TokenKeys};
     let keys = TokenKeys::new(
         &Secret::new("bench current key material"),
         Some(&Secret::new("bench previous key material")),
     );
     let claims = Claims {
-        kind: Kind::File,
+        grant: Grant::File(FileGrant {
+            resource: Resource {
+                storage_id: "1284d238-aa92-42ce-bdc4-0b0000009157".into(),
+                space_id: "c3cf23bb-8f47-4719-a150-1d25a1f6fb56".into(),
+                opaque_id: "7a7a5f9e-4a4f-4b3a-9a0e-2d1f3c4b5a69".into(),
+            },
+            app: Some("Collabora".into()),
+            view_mode: wopigate::wopi::ViewMode::ReadWrite,
+        }),
         user: UserClaim {
             id: UserIdClaim {
                 idp: "https://idp.example.org/realms/cloud".into(),
@@ -146,13 +154,6 @@ fn gateway_tokens(c: &mut Criterion) {
             display_name: "Alice Example".into(),
             ..Default::default()
         },
-        resource: Some(Resource {
-            storage_id: "1284d238-aa92-42ce-bdc4-0b0000009157".into(),
-            space_id: "c3cf23bb-8f47-4719-a150-1d25a1f6fb56".into(),
-            opaque_id: "7a7a5f9e-4a4f-4b3a-9a0e-2d1f3c4b5a69".into(),
-        }),
-        app: Some("Collabora".into()),
-        view_mode: Some("VIEW_MODE_READ_WRITE".into()),
         mobile: true,
         exp: now() + 36_000,
     };

@@ -9,7 +9,7 @@
 //! 1. protocols: `tokens`, `wopi`
 //! 2. clients and identity: `auth`, `reva`, `exchange`, `wopiserver`, `discovery`, `telemetry`
 //! 3. client-facing errors: `error`
-//! 4. flows: `open`, `mobile`, `iop`
+//! 4. flows: `open`, `wopi_call`, `mobile`, `iop`
 //! 5. the HTTP edge: `proxy`
 //! 6. the process: `app`, `cli`
 //!
@@ -70,6 +70,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod tokens;
 pub mod wopi;
+pub mod wopi_call;
 pub mod wopiserver;
 
 /// Generated CS3 messages and the `GatewayAPI` client and server.

@@ -7,7 +7,8 @@ use proptest::prelude::*;
 use wopigate::ids::Resource;
 use wopigate::ids::{path_id_of, path_matches, resource_of_path_id};
 use wopigate::secret::Secret;
-use wopigate::tokens::gateway::{Claims, Kind, TokenKeys};
+use wopigate::tokens::gateway::{Claims, FileGrant, Grant, TokenKeys};
+use wopigate::wopi::ViewMode;
 
 fn keys() -> TokenKeys {
     TokenKeys::new(&Secret::new("property test key material, 32+ chars"), None)
@@ -62,11 +63,12 @@ proptest! {
         at in any::<prop::sample::Index>(),
     ) {
         let claims = Claims {
-            kind: Kind::File,
+            grant: Grant::File(FileGrant {
+                resource: Resource { storage_id: "s".into(), space_id: String::new(), opaque_id: opaque },
+                app: None,
+                view_mode: ViewMode::ViewOnly,
+            }),
             user: Default::default(),
-            resource: Some(Resource { storage_id: "s".into(), space_id: String::new(), opaque_id: opaque }),
-            app: None,
-            view_mode: None,
             mobile: false,
             exp,
         };

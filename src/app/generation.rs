@@ -21,6 +21,7 @@ use crate::proxy::balance::Pool;
 use crate::proxy::internal::InternalGateway;
 use crate::proxy::{Gateway, Upstream};
 use crate::reva::RevaClient;
+use crate::wopi_call::GatewayTokens;
 use crate::wopiserver::WopiserverClient;
 
 /// How long start-up waits for the IdP keys and discovery before listening anyway.
@@ -29,6 +30,8 @@ const WARM_UP: Duration = Duration::from_secs(5);
 /// Everything the listeners share; built where a tokio runtime is entered (lazy gRPC channel).
 pub struct AppState {
     pub open: Arc<OpenService>,
+    /// Gateway tokens, when a token key is configured.
+    pub tokens: Option<Arc<GatewayTokens>>,
     pub jwks: Arc<JwksSource>,
     pub discovery: Arc<DiscoveryCache>,
     /// The wopiserver instances (proxied traffic and `openinapp` alike).
@@ -113,6 +116,12 @@ pub fn build_state(c: &Config) -> Result<AppState, StartError> {
         )
         .map_err(|e| StartError::Setup(format!("wopiserver.tls: {e}")))?,
     );
+    let wrap = c.tokens.key.as_ref().map(|key| {
+        Arc::new(crate::tokens::remembered::TokenWrap::new(
+            crate::tokens::gateway::TokenKeys::new(key, c.tokens.previous_key.as_ref()),
+            c.tokens.ttl,
+        ))
+    });
     let open = Arc::new(OpenService {
         validator,
         exchanger,
@@ -122,16 +131,17 @@ pub fn build_state(c: &Config) -> Result<AppState, StartError> {
         claims: c.exchange.claims.clone(),
         folder_url_base: c.open.folder_url_base.clone(),
         rate_limits: Arc::new(crate::rate::RateLimits::from_config(&c.rate_limits)),
-        wrap: c.tokens.key.as_ref().map(|key| {
-            Arc::new(crate::tokens::remembered::TokenWrap::new(
-                crate::tokens::gateway::TokenKeys::new(key, c.tokens.previous_key.as_ref()),
-                c.tokens.ttl,
-                c.tokens.wrap,
-            ))
-        }),
+        wrap_open: wrap.clone().filter(|_| c.tokens.wrap),
+    });
+    let tokens = wrap.map(|wrap| {
+        Arc::new(GatewayTokens {
+            wrap,
+            open: open.clone(),
+        })
     });
     Ok(AppState {
         open,
+        tokens,
         jwks,
         discovery,
         pool,
@@ -153,26 +163,32 @@ pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
     let generation = crate::metrics::GenerationAlive::new();
     let public = Gateway {
         open: state.open.clone(),
-        wopi_files: crate::proxy::wopi_files::WopiFilesGuard {
-            discovery: state.discovery.clone(),
-            public_url: c.server.public_url.clone(),
-            reject_expired_tokens: c.wopi.reject_expired_tokens,
-            wrap: state.open.wrap.clone(),
-            seen: Default::default(),
+        wopi: crate::wopi_call::Flow {
+            guard: crate::wopi_call::Guard {
+                discovery: state.discovery.clone(),
+                public_url: c.server.public_url.clone(),
+                reject_expired_tokens: c.wopi.reject_expired_tokens,
+                seen: Default::default(),
+            },
+            tokens: state.tokens.clone(),
+            save_as: state.tokens.clone().filter(|_| c.wopi.put_relative),
+            normalize_get_lock: c.wopi.normalize_get_lock,
+            rename: c.wopi.rename && state.tokens.is_some(),
+            mobile: c.mobile.as_ref().map(|m| crate::tokens::swap::MobileFlags {
+                is_edu_user: m.is_edu_user,
+                license_check_for_edit: m.license_check_for_edit,
+            }),
         },
-        mobile_service: c.mobile.as_ref().map(|m| {
+        // `[mobile]` needs gateway tokens (the configuration refuses it without).
+        mobile_service: c.mobile.as_ref().zip(state.tokens.as_ref()).map(|(m, t)| {
             Arc::new(crate::mobile::MobileService {
                 open: state.open.clone(),
+                wrap: t.wrap.clone(),
                 jwks: state.jwks.clone(),
                 public_url: c.server.public_url.clone(),
                 settings: m.clone(),
             })
         }),
-        mobile: c.mobile.as_ref().map(|m| crate::tokens::swap::MobileFlags {
-            is_edu_user: m.is_edu_user,
-            license_check_for_edit: m.license_check_for_edit,
-        }),
-        normalize_get_lock: c.wopi.normalize_get_lock,
         pool: state.pool.clone(),
         rate_limits: state.open.rate_limits.clone(),
         max_api_body_bytes: c.server.max_api_body_bytes,
@@ -180,8 +196,6 @@ pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
         tls: c.server.tls.is_some(),
         trusted_proxies: c.server.trusted_proxies.clone().into(),
         public_url: c.server.public_url.clone(),
-        put_relative: c.wopi.put_relative && state.open.wrap.is_some(),
-        rename: c.wopi.rename && state.open.wrap.is_some(),
         generation: generation.clone(),
     };
     let internal = c.internal.as_ref().map(|internal| InternalGateway {

@@ -15,7 +15,8 @@ use crate::open::extension_of;
 use crate::pb::cs3::storage::provider::v1beta1::{Reference, ResourceId, ResourceType};
 use crate::reva::{RevaClient, RevaError};
 use crate::secret::Secret;
-use crate::wopiserver::{OpenInApp, ViewMode, WopiserverClient};
+use crate::wopi::ViewMode;
+use crate::wopiserver::{OpenInApp, WopiserverClient};
 
 /// Bearer secrets a legacy caller may present.
 pub struct LegacyCallers {

@@ -10,7 +10,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::ids::{Resource, resource_of_path_id};
 use crate::pb::cs3::storage::provider::v1beta1::ResourceType;
 use crate::tokens::carriers::{self, BearerForm};
-use crate::tokens::gateway::Kind;
+use crate::tokens::gateway::{Grant, Kind};
 use crate::tokens::now;
 use crate::wopi::operation::WopiOperation;
 
@@ -110,7 +110,7 @@ impl MobileService {
             .user_of(principal)
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the token names no user"))?;
         // OAuth-authenticated: the default lifetime, bounded by nothing shorter (wopi.md §2).
-        let exp = now() + self.wrap()?.ttl.as_secs();
+        let exp = now() + self.wrap.ttl.as_secs();
         let bootstrap = self.bootstrap(&user, exp)?;
         if op == WopiOperation::Bootstrap {
             return Ok(Answer::ok(json!({ "Bootstrap": bootstrap })));
@@ -130,8 +130,7 @@ impl MobileService {
                 let token = match (kind, info.r#type()) {
                     (Kind::File, ResourceType::File) => self.file_token(&user, &info, exp).await?,
                     (Kind::Container, ResourceType::Container) => {
-                        let r = resource_of(&info)?;
-                        self.token(Kind::Container, &user, Some(r), exp)?
+                        self.token(Grant::Container(resource_of(&info)?), &user, exp)
                     }
                     _ => return Err(ApiError::not_found()),
                 };

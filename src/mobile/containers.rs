@@ -41,18 +41,15 @@ impl MobileService {
             })
             .ok_or_else(|| invalid("access_token missing"))?;
         let claims = self
-            .wrap()?
+            .wrap
             .keys
             .verify(&token, now())
             .map_err(|e| invalid(&e.to_string()))?;
-        if claims.kind != kind {
+        if claims.kind() != kind {
             return Err(invalid("the token is not for this kind of resource"));
         }
         if let Some(id) = path_id {
-            let ok = claims
-                .resource
-                .as_ref()
-                .is_some_and(|r| path_matches(id, r));
+            let ok = claims.resource().is_some_and(|r| path_matches(id, r));
             if !ok {
                 return Err(invalid("the token is not for this resource"));
             }
@@ -112,7 +109,7 @@ impl MobileService {
     }
 
     pub(super) async fn container(&self, c: &Claims) -> Result<ResourceInfo, ApiError> {
-        let r = c.resource.as_ref().ok_or_else(ApiError::not_found)?;
+        let r = c.resource().ok_or_else(ApiError::not_found)?;
         let reva = self.reva_token(&c.user).await?;
         let info = self.stat(&reva, r).await?;
         if info.r#type() != ResourceType::Container {
@@ -124,7 +121,7 @@ impl MobileService {
     /// EnumerateChildren: every child, files filtered by `X-WOPI-FileExtensionFilterList`;
     /// children's URLs carry fresh tokens with the calling token's expiry (wopi.md §2).
     async fn children(&self, req: &MobileRequest<'_>, c: &Claims) -> Result<Answer, ApiError> {
-        let r = c.resource.as_ref().ok_or_else(ApiError::not_found)?;
+        let r = c.resource().ok_or_else(ApiError::not_found)?;
         let reva = self.reva_token(&c.user).await?;
         let info = self.stat(&reva, r).await?;
         if info.r#type() != ResourceType::Container {
@@ -181,7 +178,7 @@ impl MobileService {
 
     /// EnumerateAncestors: parents up to the user's home (the root container), root first.
     async fn ancestry(&self, c: &Claims) -> Result<Answer, ApiError> {
-        let r = c.resource.as_ref().ok_or_else(ApiError::not_found)?;
+        let r = c.resource().ok_or_else(ApiError::not_found)?;
         let reva = self.reva_token(&c.user).await?;
         let home = self.home(&reva).await?;
         let home_id = home.id.clone().ok_or_else(ApiError::not_found)?;

@@ -20,9 +20,10 @@ use crate::open::OpenService;
 use crate::open::view_mode;
 use crate::pb::cs3::storage::provider::v1beta1::{ResourceId, ResourceInfo};
 use crate::secret::Secret;
-use crate::tokens::gateway::{Claims, Kind};
+use crate::tokens::gateway::{Claims, FileGrant, Grant};
 use crate::tokens::reva::UserClaim;
 use crate::tokens::swap::sanitise;
+use crate::wopi::ViewMode;
 use crate::wopi::route::Route;
 
 /// One answer of the mobile endpoints.
@@ -51,6 +52,8 @@ impl Answer {
 
 pub struct MobileService {
     pub open: Arc<OpenService>,
+    /// Gateway tokens: the mobile service exists only when they are on.
+    pub wrap: Arc<crate::tokens::remembered::TokenWrap>,
     pub jwks: Arc<JwksSource>,
     /// External origin, no trailing slash.
     pub public_url: String,
@@ -116,40 +119,24 @@ impl MobileService {
         }
     }
 
-    fn wrap(&self) -> Result<&crate::tokens::remembered::TokenWrap, ApiError> {
-        self.open
-            .wrap
-            .as_deref()
-            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "gateway tokens are off"))
-    }
-
     async fn reva_token(&self, user: &UserClaim) -> Result<Secret, ApiError> {
         Ok(self.open.exchanger.for_user(user).await?.token.clone())
     }
 
-    fn token(
-        &self,
-        kind: Kind,
-        user: &UserClaim,
-        resource: Option<Resource>,
-        exp: u64,
-    ) -> Result<String, ApiError> {
-        Ok(self.wrap()?.keys.issue(&Claims {
-            kind,
+    fn token(&self, grant: Grant, user: &UserClaim, exp: u64) -> String {
+        self.wrap.keys.issue(&Claims {
+            grant,
             user: user.clone(),
-            resource,
-            app: None,
-            view_mode: None,
             mobile: true,
             exp,
-        }))
+        })
     }
 
     fn ecosystem_url(&self, user: &UserClaim, exp: u64) -> Result<String, ApiError> {
         Ok(format!(
             "{}/wopi/ecosystem?access_token={}",
             self.public_url,
-            self.token(Kind::Ecosystem, user, None, exp)?
+            self.token(Grant::Ecosystem, user, exp)
         ))
     }
 
@@ -158,7 +145,7 @@ impl MobileService {
             "{}/wopi/containers/{}?access_token={}",
             self.public_url,
             path_id_of(r),
-            self.token(Kind::Container, user, Some(r.clone()), exp)?
+            self.token(Grant::Container(r.clone()), user, exp)
         ))
     }
 
@@ -185,17 +172,15 @@ impl MobileService {
                 .ok()
                 .map(|c| c.app_name),
         };
-        let mode = view_mode::resolve(info.permission_set.as_ref(), None);
-        let r = resource_of(info)?;
-        Ok(self.wrap()?.keys.issue(&Claims {
-            kind: Kind::File,
-            user: user.clone(),
-            resource: Some(r),
+        // What the permissions allow; nothing at all is the narrowest mode, refused at open.
+        let view_mode =
+            view_mode::resolve(info.permission_set.as_ref(), None).unwrap_or(ViewMode::ViewOnly);
+        let grant = Grant::File(FileGrant {
+            resource: resource_of(info)?,
             app,
-            view_mode: mode.map(|m| m.as_str().to_owned()),
-            mobile: true,
-            exp,
-        }))
+            view_mode,
+        });
+        Ok(self.token(grant, user, exp))
     }
 
     async fn file_url(

@@ -7,13 +7,14 @@ use serde_json::json;
 
 use super::{Answer, MobileRequest, MobileService, display_name, resource_of};
 use crate::error::{ApiError, ErrorCode};
-use crate::open::save_as::{Target, by_id, child, target_of};
 use crate::pb::cs3::storage::provider::v1beta1::ResourceInfo;
 use crate::reva::RevaError;
+use crate::reva::{by_id, child};
 use crate::secret::Secret;
 use crate::tokens::gateway::Claims;
 use crate::wopi::operation::WopiOperation;
 use crate::wopi::{names, utf7};
+use crate::wopi_call::save_as::{Target, target_of};
 
 /// Most numbered variants tried for a free name.
 const MAX_NAME_TRIES: usize = 1000;
@@ -82,7 +83,7 @@ impl MobileService {
             return Ok(not_permitted("no permission to create here"));
         }
         let parent = folder.id.clone().ok_or_else(ApiError::not_found)?;
-        let taken = self.open.names_in(reva, &parent).await?;
+        let taken = self.open.reva.names_in(reva, &parent).await?;
         let free = |n: &str| names::unique(n, MAX_NAME_TRIES, |x| taken.contains(x));
         let default_stem = if file { "New document" } else { "New folder" };
         let name = match target {
@@ -234,7 +235,14 @@ impl MobileService {
         if !p.r#move {
             return Ok(not_permitted("no permission to rename this folder"));
         }
-        if name != names::of(folder) && self.open.names_in(reva, &parent).await?.contains(&name) {
+        if name != names::of(folder)
+            && self
+                .open
+                .reva
+                .names_in(reva, &parent)
+                .await?
+                .contains(&name)
+        {
             return Ok(refusal(
                 ErrorCode::Conflict,
                 "the name is taken",
@@ -250,12 +258,11 @@ impl MobileService {
         {
             Ok(()) => {
                 // Open documents below it: their wopiserver tokens name the old path.
-                if let Some(wrap) = self.open.wrap.as_deref()
-                    && folder.path.starts_with('/')
-                {
-                    wrap.forget_renamed(crate::tokens::remembered::Renamed::Folder {
-                        path: folder.path.clone(),
-                    });
+                if folder.path.starts_with('/') {
+                    self.wrap
+                        .forget_renamed(crate::tokens::remembered::Renamed::Folder {
+                            path: folder.path.clone(),
+                        });
                 }
                 Ok(Answer::ok(json!({ "Name": name })))
             }

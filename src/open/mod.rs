@@ -3,9 +3,7 @@
 //! discovery → `openinapp` → the answer in the caller's shape.
 
 pub mod app_list;
-mod renew;
 pub mod request;
-pub mod save_as;
 pub mod view_mode;
 
 use std::sync::Arc;
@@ -23,10 +21,11 @@ use crate::pb::cs3::storage::provider::v1beta1::ResourceId;
 use crate::pb::cs3::storage::provider::v1beta1::{ResourceInfo, ResourceType};
 use crate::reva::RevaClient;
 use crate::secret::Secret;
-use crate::tokens::gateway::{Claims, Kind};
-use crate::tokens::remembered::{self as wrap, TokenWrap};
+use crate::tokens::gateway::{Claims, FileGrant, Grant};
+use crate::tokens::remembered::TokenWrap;
 use crate::tokens::reva::{RevaToken, unverified_exp};
-use crate::wopiserver::{OpenInApp, ViewMode, WopiserverClient};
+use crate::wopi::ViewMode;
+use crate::wopiserver::{OpenInApp, WopiserverClient};
 
 /// One open request, already taken apart by the HTTP layer.
 #[derive(Debug)]
@@ -60,27 +59,27 @@ pub struct OpenService {
     pub wopiserver: Arc<WopiserverClient>,
     pub claims: ClaimNames,
     pub folder_url_base: Option<Url>,
-    /// Gateway-issued tokens; `None` when no token key is configured.
-    pub wrap: Option<Arc<TokenWrap>>,
+    /// Set when the open API hands out gateway tokens (`tokens.wrap`).
+    pub wrap_open: Option<Arc<TokenWrap>>,
     /// `[rate_limits]`: the per-user ones are checked here, once the user is known.
     pub rate_limits: Arc<crate::rate::RateLimits>,
 }
 
 /// An open on behalf of a user whose REVA token is already known.
-struct OpenAs<'a> {
-    reva_token: &'a RevaToken,
+pub struct OpenAs<'a> {
+    pub reva_token: &'a RevaToken,
     /// `username` for the wopiserver (the display name).
-    username: &'a str,
+    pub username: &'a str,
     /// `userid` for the wopiserver: `<opaque id>@<idp>`.
-    userid: &'a str,
-    id: ResourceId,
-    app_name: Option<&'a str>,
-    view_mode: Option<ViewMode>,
-    trace_id: &'a str,
+    pub userid: &'a str,
+    pub id: ResourceId,
+    pub app_name: Option<&'a str>,
+    pub view_mode: Option<ViewMode>,
+    pub trace_id: &'a str,
     /// When no app opens the file's own type (a Save As to PDF): the app URLs of this
     /// extension instead (the source's), so the file can still be written through the
     /// wopiserver.
-    fallback_ext: Option<&'a str>,
+    pub fallback_ext: Option<&'a str>,
 }
 
 /// Lower-case dotted extension of a file name (`.docx`), if any.
@@ -132,34 +131,30 @@ impl OpenService {
             })
             .await?;
         // Wrapped: the office app gets a gateway token; the wopiserver's stays here.
-        if let Some(wrap) = self.wrap.as_ref().filter(|w| w.wrap_open)
+        if let Some(wrap) = &self.wrap_open
             && let Some(user) = self.exchanger.user_of(&principal)
         {
             let exp = crate::tokens::now() + wrap.ttl.as_secs();
             let claims = Claims {
-                kind: Kind::File,
+                grant: Grant::File(FileGrant {
+                    resource: Resource::from(&result.resource),
+                    app: Some(result.app_name.clone()),
+                    view_mode: result.view_mode,
+                }),
                 user,
-                resource: Some(Resource::from(&result.resource)),
-                app: Some(result.app_name.clone()),
-                view_mode: Some(result.view_mode.as_str().to_owned()),
                 mobile: false,
                 exp,
             };
-            let token = wrap.issue(&claims);
-            let upstream_exp = unverified_exp(result.access_token.expose()).unwrap_or(0);
-            wrap.remember(
-                &token,
-                result.access_token.clone(),
-                wrap::upstream_until(upstream_exp, reva_token.expires_at, exp),
-            )
-            .await;
+            let token = wrap
+                .issue_remembering(&claims, &result.access_token, reva_token.expires_at)
+                .await;
             result.access_token = Secret::new(token.to_string());
             result.access_token_ttl_ms = exp * 1000;
         }
         Ok(result)
     }
 
-    async fn open_as(&self, req: &OpenAs<'_>) -> Result<OpenResult, ApiError> {
+    pub async fn open_as(&self, req: &OpenAs<'_>) -> Result<OpenResult, ApiError> {
         let reva_token = req.reva_token;
         let id = req.id.clone();
         let info = self.reva.stat(&reva_token.token, id.clone()).await?;

@@ -4,7 +4,7 @@
 
 use super::{OpenRequest, OpenResult};
 use crate::error::{ApiError, ErrorCode};
-use crate::wopiserver::ViewMode;
+use crate::wopi::ViewMode;
 
 /// Which open API a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

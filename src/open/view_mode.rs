@@ -1,7 +1,7 @@
 //! View mode from permissions, with REVA's `resolveViewMode` semantics (cs3-wopiserver.md §13).
 
 use crate::pb::cs3::storage::provider::v1beta1::ResourcePermissions;
-use crate::wopiserver::ViewMode;
+use crate::wopi::ViewMode;
 
 /// `None` when the user may not even read the file.
 pub fn resolve(

@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use super::client::Client;
-use super::wrapped::{BodyRewrite, Wrapped};
 use crate::wopi::route::Route;
+use crate::wopi_call::Admitted;
 
 pub struct RequestCtx {
     /// The route and WOPI operation, classified once in `request_filter`.
@@ -13,24 +13,15 @@ pub struct RequestCtx {
     /// Who the client is (behind a trusted load balancer: from the forwarded chain).
     pub client: Client,
     pub started: Instant,
-    /// The configured office app the WOPI token belongs to.
-    pub app: Option<String>,
     pub upstream_started: Option<Instant>,
     /// Time until the wopiserver's response headers arrived (or spent on upstreams by an
     /// answer served here).
     pub upstream_took: Option<Duration>,
-    /// A gateway-token request: the token and the wopiserver token it is swapped for.
-    pub wrapped: Option<Wrapped>,
-    /// A JSON answer held back to be rewritten for the gateway-token holder.
-    pub rewrite: Option<BodyRewrite>,
+    /// A `/wopi/files/*` request let through, with what becomes of its answer.
+    pub wopi: Option<Admitted>,
     /// Request body progress: when its first bytes came and how many so far (minimum rate).
     pub body_started: Option<Instant>,
     pub body_bytes: u64,
-    /// A pass-through CheckFileInfo, collected here to say what the gateway decides
-    /// (Save As, rename) instead of what the wopiserver would.
-    pub pass_through_body: Option<Vec<u8>>,
-    /// Set at admission for a pass-through CheckFileInfo: what its answer must say.
-    pub pass_through: Option<crate::tokens::swap::Decided>,
     /// The wopiserver instance serving the request and the ones that refused it.
     pub attempt: super::balance::Attempt,
     _in_flight: crate::drain::InFlight,
@@ -43,18 +34,21 @@ impl RequestCtx {
             request_id: String::new(),
             client: Client::default(),
             started: Instant::now(),
-            app: None,
             upstream_started: None,
             upstream_took: None,
-            wrapped: None,
-            rewrite: None,
+            wopi: None,
             body_started: None,
             body_bytes: 0,
-            pass_through_body: None,
-            pass_through: None,
             attempt: Default::default(),
             _in_flight: crate::drain::InFlight::enter("public"),
         }
+    }
+}
+
+impl RequestCtx {
+    /// The configured office app the WOPI token belongs to.
+    pub fn app(&self) -> Option<&str> {
+        self.wopi.as_ref().and_then(|w| w.app.as_deref())
     }
 }
 

@@ -18,8 +18,6 @@ pub mod pinned;
 pub mod respond;
 mod save_as;
 pub mod upstream;
-pub mod wopi_files;
-mod wrapped;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,21 +28,20 @@ use pingora::ErrorType;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::open::OpenService;
 
 use crate::wopi::operation::WopiOperation;
 use crate::wopi::route::{self, Route};
+use crate::wopi_call::HeadChange;
 pub use ctx::RequestCtx;
 pub use pinned::{Listener, Pinned};
 pub use upstream::Upstream;
-use wrapped::Wrapped;
 
 pub struct Gateway {
     pub open: Arc<OpenService>,
-    pub wopi_files: wopi_files::WopiFilesGuard,
-    /// Turn the wopiserver's GetLock 404 on an unlocked file into the spec's 200.
-    pub normalize_get_lock: bool,
+    /// The proxied WOPI call: admission and the answer plan.
+    pub wopi: crate::wopi_call::Flow,
     /// The wopiserver instances.
     pub pool: Arc<balance::Pool>,
     /// Per-client limits (`[rate_limits]`); per-user ones live in the flows that know the user.
@@ -53,68 +50,17 @@ pub struct Gateway {
     pub limits: crate::config::Limits,
     /// Whether the listener terminates TLS (for `X-Forwarded-Proto`).
     pub tls: bool,
-    /// Office for iOS/Android flags for CheckFileInfo; `None` when `[mobile]` is off.
-    pub mobile: Option<crate::tokens::swap::MobileFlags>,
     /// Bootstrapper, ecosystem and containers; `None` when `[mobile]` is off.
     pub mobile_service: Option<Arc<crate::mobile::MobileService>>,
     /// Load balancers whose forwarded headers are believed (`server.trusted_proxies`).
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// External origin, no trailing slash (URLs in PutRelativeFile answers).
     pub public_url: String,
-    /// Serve PutRelativeFile here (`wopi.put_relative`) instead of forwarding it.
-    pub put_relative: bool,
-    /// Forward RenameFile for gateway tokens (`wopi.rename`); else 501.
-    pub rename: bool,
     /// Keeps this configuration generation counted while the service lives.
     pub generation: Arc<crate::metrics::GenerationAlive>,
 }
 
 impl Gateway {
-    /// What CheckFileInfo says about the operations the gateway serves or refuses itself, for
-    /// a token that may (`writable`) or may not write.
-    fn decided(&self, gateway_token: bool, writable: bool) -> crate::tokens::swap::Decided {
-        let rename = self.rename && gateway_token;
-        crate::tokens::swap::Decided {
-            can_not_write_relative: !(self.put_relative && writable),
-            supports_rename: rename,
-            user_can_rename: rename && writable,
-        }
-    }
-
-    /// What a wopiserver answer to a gateway-token request means for the remembered wopiserver
-    /// tokens: a renamed file's tokens name its old path, and a token whose file the wopiserver
-    /// no longer finds (renamed through another replica, say) is renewed on its next use — but
-    /// not for GetLock's 404 with an empty `X-WOPI-Lock`, the wopiserver's "not locked".
-    async fn after_wrapped(
-        &self,
-        w: &Wrapped,
-        operation: WopiOperation,
-        answer: &pingora::http::ResponseHeader,
-    ) {
-        let Some(wrap) = self.open.wrap.as_deref() else {
-            return;
-        };
-        let not_locked = || {
-            operation == WopiOperation::GetLock
-                && answer
-                    .headers
-                    .get("x-wopi-lock")
-                    .is_some_and(|v| v.is_empty())
-        };
-        match (operation, answer.status) {
-            (WopiOperation::RenameFile, http::StatusCode::OK) => {
-                if let Some(r) = &w.claims.resource {
-                    wrap.forget_renamed(crate::tokens::remembered::Renamed::File {
-                        storage_id: r.storage_id.clone(),
-                        opaque_id: r.opaque_id.clone(),
-                    });
-                }
-            }
-            (_, http::StatusCode::NOT_FOUND) if !not_locked() => wrap.forget(&w.token).await,
-            _ => {}
-        }
-    }
-
     /// The per-client-address limit of the request's kind (429 + Retry-After over it).
     fn within_rate(&self, ctx: &RequestCtx) -> Result<(), ApiError> {
         use crate::rate::Scope;
@@ -130,48 +76,6 @@ impl Gateway {
         self.rate_limits
             .client(scope, addr)
             .map_err(ApiError::rate_limited)
-    }
-
-    /// A `/wopi/files/*` request: admitted to the proxy (`Ok(false)`), or answered with an
-    /// error. A gateway token is swapped for the wopiserver token behind it.
-    async fn admit_wopi(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), ApiError> {
-        let req = session.req_header();
-        // WOPI never upgrades; an early-data upgrade is a smuggling vector (security.md P4).
-        if req.headers.contains_key(http::header::UPGRADE) {
-            return Err(ApiError::new(
-                ErrorCode::BadRequest,
-                "protocol upgrade is not allowed",
-            ));
-        }
-        let admitted = self.wopi_files.check(req).await?;
-        ctx.app = admitted.app;
-        let operation = ctx.route.operation();
-        // The wopiserver renames by the path in its token, whatever its `enablerename` says:
-        // only a gateway token's session can be carried over to the new name.
-        if operation == Some(WopiOperation::RenameFile)
-            && !(self.rename && admitted.gateway.is_some())
-        {
-            return Err(ApiError::new(
-                ErrorCode::NotImplemented,
-                "renaming files is not supported here",
-            ));
-        }
-        if admitted.gateway.is_none() && operation == Some(WopiOperation::CheckFileInfo) {
-            ctx.pass_through = Some(self.decided(false, admitted.read_write));
-        }
-        if let Some((token, claims)) = admitted.gateway {
-            let upstream = self
-                .open
-                .upstream_token(&token, &claims, &ctx.request_id)
-                .await
-                .map_err(ApiError::hiding_existence)?;
-            ctx.wrapped = Some(Wrapped {
-                token,
-                claims,
-                upstream,
-            });
-        }
-        Ok(())
     }
 }
 
@@ -286,7 +190,7 @@ impl ProxyHttp for Listener<Gateway> {
             client: ctx.client.addr,
             route: ctx.route.label(),
             operation: ctx.route.operation(),
-            app: ctx.app.as_deref(),
+            app: ctx.app(),
             started: ctx.started,
             upstream_took: ctx.upstream_took,
         };
@@ -337,13 +241,22 @@ impl Gateway {
             return Ok(true);
         }
         let outcome = match ctx.route {
-            Route::WopiFile(op) => match self.admit_wopi(session, ctx).await {
-                Ok(()) if op == WopiOperation::PutRelativeFile && self.put_relative => {
-                    return self.save_as(session, ctx).await;
+            Route::WopiFile(op) => {
+                let head = session.req_header();
+                let admitted = self.wopi.admit(head, op, &ctx.request_id).await;
+                match admitted {
+                    Ok(a) => {
+                        ctx.wopi = Some(a);
+                        if op == WopiOperation::PutRelativeFile
+                            && let Some(save_as) = &self.wopi.save_as
+                        {
+                            return self.save_as(save_as, session, ctx).await;
+                        }
+                        return Ok(false);
+                    }
+                    Err(e) => Err(e),
                 }
-                Ok(()) => return Ok(false),
-                Err(e) => Err(e),
-            },
+            }
             Route::Bootstrapper(_) | Route::MobileWopi(_) => {
                 self.mobile(session, ctx).await?;
                 return Ok(true);
@@ -398,8 +311,8 @@ impl Gateway {
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &RequestCtx,
     ) -> pingora::Result<()> {
-        if let Some(w) = &ctx.wrapped {
-            w.swap_upstream(upstream_request)?;
+        if let Some(call) = ctx.wopi.as_ref().and_then(|w| w.gateway.as_ref()) {
+            swap_upstream(call, upstream_request)?;
         }
         let proto = if self.tls { "https" } else { "http" };
         headers::forward(
@@ -425,35 +338,29 @@ impl Gateway {
             ctx.upstream_took = Some(took);
             crate::metrics::metrics().observe_upstream("wopiserver", operation.as_str(), took);
         }
-        // wopiserver deviation (cs3-wopiserver.md §9.1): GetLock on an unlocked file answers 404
-        // with an empty X-WOPI-Lock; the WOPI spec wants 200 with that empty header.
-        if self.normalize_get_lock
-            && operation == WopiOperation::GetLock
-            && upstream_response.status == http::StatusCode::NOT_FOUND
-            && upstream_response
-                .headers
-                .get("x-wopi-lock")
-                .is_some_and(|v| v.is_empty())
-        {
-            upstream_response.set_status(200)?;
-        }
-        if ctx.pass_through.is_some() && upstream_response.status == http::StatusCode::OK {
-            upstream_response.remove_header(&http::header::CONTENT_LENGTH);
-            ctx.pass_through_body = Some(Vec::new());
-            conn::hold_answer(session);
+        let Some(wopi) = ctx.wopi.as_mut() else {
             return Ok(());
+        };
+        match wopi
+            .plan
+            .on_head(upstream_response.status, &upstream_response.headers)
+        {
+            HeadChange::Keep => {}
+            HeadChange::Ok200 => upstream_response.set_status(200)?,
+            // Rewritten, the answer's length is known only once it is whole, so it goes out
+            // chunked; held, the head, the body and the last chunk still leave in one send.
+            HeadChange::Hold => {
+                upstream_response.remove_header(&http::header::CONTENT_LENGTH);
+                conn::hold_answer(session);
+            }
         }
-        if let Some(w) = &ctx.wrapped {
-            self.after_wrapped(w, operation, upstream_response).await;
-        }
-        ctx.rewrite = ctx.wrapped.as_ref().and_then(|w| {
-            let decided = self.decided(true, w.writable());
-            w.rewrite_for(operation, upstream_response, decided)
-        });
-        // Rewritten, the answer's length is known only once it is whole, so it goes out
-        // chunked; held, the head, the body and the last chunk still leave in one send.
-        if ctx.rewrite.is_some() {
-            conn::hold_answer(session);
+        if let Some(call) = &wopi.gateway {
+            call.after_answer(
+                operation,
+                upstream_response.status,
+                &upstream_response.headers,
+            )
+            .await;
         }
         Ok(())
     }
@@ -464,33 +371,30 @@ impl Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        if let Some(buf) = ctx.pass_through_body.as_mut() {
-            if let Some(chunk) = body.take() {
-                if buf.len() + chunk.len() > 1024 * 1024 {
-                    return Err(pingora::Error::explain(
-                        ErrorType::InternalError,
-                        "CheckFileInfo too large",
-                    ));
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            if end_of_stream && let Some(decided) = ctx.pass_through {
-                let whole = std::mem::take(buf);
-                let out = crate::tokens::swap::pass_through_check_file_info(&whole, decided)
-                    .unwrap_or(whole);
-                *body = Some(Bytes::from(out));
-            }
-            return Ok(());
+        match ctx.wopi.as_mut() {
+            Some(w) => w
+                .plan
+                .on_body(body, end_of_stream)
+                .map_err(|e| pingora::Error::explain(ErrorType::InternalError, e.to_string())),
+            None => Ok(()),
         }
-        if let (Some(rw), Some(w)) = (ctx.rewrite.as_mut(), ctx.wrapped.as_ref()) {
-            rw.take(
-                body,
-                end_of_stream,
-                w,
-                self.open.wrap.as_deref(),
-                self.mobile,
-            )?;
-        }
-        Ok(())
     }
+}
+
+/// Points the upstream request at the wopiserver's inode and its token, and drops the gateway
+/// token from `Authorization` (Office for the web repeats it there).
+fn swap_upstream(
+    call: &crate::wopi_call::GatewayCall,
+    req: &mut pingora::http::RequestHeader,
+) -> pingora::Result<()> {
+    let Some(target) = call.upstream_target(req.uri.path(), req.uri.query().unwrap_or_default())
+    else {
+        return Ok(());
+    };
+    let uri = http::Uri::try_from(target).map_err(|_| {
+        pingora::Error::explain(ErrorType::InternalError, "cannot build the upstream URI")
+    })?;
+    req.set_uri(uri);
+    req.remove_header(&http::header::AUTHORIZATION);
+    Ok(())
 }

@@ -1,4 +1,4 @@
-//! PutRelativeFile on pingora's side ([`crate::open::save_as`] has the rules): prepared in
+//! PutRelativeFile on pingora's side ([`crate::wopi_call::save_as`] has the rules): prepared in
 //! `request_filter`, then the body is read from the client chunk by chunk and streamed into
 //! the wopiserver's PutFile of the new file through a small bounded channel — never held
 //! whole. A body that does not arrive whole never completes upstream (the upload is aborted,
@@ -9,36 +9,22 @@ use pingora::proxy::Session;
 
 use super::{Gateway, RequestCtx, respond};
 use crate::error::{ApiError, ErrorCode};
-use crate::open::save_as::{self, Caller, Refusal};
 use crate::tokens::carriers;
-use crate::wopiserver::ViewMode;
+use crate::wopi_call::GatewayTokens;
+use crate::wopi_call::save_as::{self, Caller, Refusal};
 
 /// Chunks in flight between the client and the wopiserver.
 const CHANNEL_CHUNKS: usize = 4;
 
 impl Gateway {
     /// Who asks, from the gateway token (already checked) or the wopiserver token.
-    async fn caller(&self, session: &Session, ctx: &RequestCtx) -> Result<Caller, Refusal> {
-        if let Some(w) = &ctx.wrapped {
-            let c = &w.claims;
-            let source = c
-                .resource
-                .clone()
-                .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "not a file token"))?;
-            return Ok(Caller {
-                reva: (*self
-                    .open
-                    .exchanger
-                    .for_user(&c.user)
-                    .await
-                    .map_err(ApiError::from)?)
-                .clone(),
-                user: c.user.clone(),
-                source,
-                app: c.app.clone(),
-                writable: c.view_mode.as_deref() == Some(ViewMode::ReadWrite.as_str()),
-                exp: c.exp,
-            });
+    async fn caller(
+        save_as: &GatewayTokens,
+        session: &Session,
+        ctx: &RequestCtx,
+    ) -> Result<Caller, Refusal> {
+        if let Some(call) = ctx.wopi.as_ref().and_then(|w| w.gateway.as_ref()) {
+            return Ok(save_as.gateway_caller(call).await?);
         }
         let req = session.req_header();
         let token = carriers::access_token(req.uri.query())
@@ -46,13 +32,14 @@ impl Gateway {
             .flatten()
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "access_token missing"))?;
         let path_query = req.uri.path_and_query().map_or("", |p| p.as_str());
-        Ok(self.open.wopiserver_caller(&token, path_query).await?)
+        Ok(save_as.wopiserver_caller(&token, path_query).await?)
     }
 
     /// Serves a PutRelativeFile whole: the target prepared, the body streamed into it, the
     /// answer written. Always answered here (`Ok(true)`), never proxied.
     pub(super) async fn save_as(
         &self,
+        save_as: &GatewayTokens,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
@@ -60,8 +47,8 @@ impl Gateway {
             let headers = &session.req_header().headers;
             let target = save_as::target_of(headers)?;
             save_as::check_size(headers)?;
-            let caller = self.caller(session, ctx).await?;
-            self.open
+            let caller = Self::caller(save_as, session, ctx).await?;
+            save_as
                 .prepare_save_as(&caller, target, &self.public_url, &ctx.request_id)
                 .await
         }
@@ -93,7 +80,7 @@ impl Gateway {
             rx.recv().await.map(|item| (item, rx))
         });
         let started = std::time::Instant::now();
-        let upload = self.open.wopiserver.put_file(
+        let upload = save_as.open.wopiserver.put_file(
             (&p.resource.storage_id, &p.resource.opaque_id),
             &p.upstream_target,
             p.lock.as_deref(),
@@ -157,7 +144,7 @@ impl Gateway {
             )),
             (Ok(_), Err(e)) => Err(ApiError::from(e)),
         };
-        self.open.finish_save_as(&mut p, outcome.is_ok()).await;
+        save_as.finish_save_as(&mut p, outcome.is_ok()).await;
         match outcome {
             Ok(()) => respond::json(session, 200, p.answer, &ctx.request_id, &[]).await?,
             Err(e) => respond::error(session, &e, &ctx.request_id).await?,

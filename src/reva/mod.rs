@@ -2,6 +2,8 @@
 //! puts the token in `x-access-token`, applies a deadline to every call, and folds both error
 //! layers (gRPC status and CS3 `Status`) into [`RevaError`].
 
+mod refs;
+
 use std::time::Duration;
 
 use tonic::metadata::MetadataValue;
@@ -13,6 +15,7 @@ use crate::pb::cs3::identity::user::v1beta1::User;
 use crate::pb::cs3::rpc::v1beta1::{Code, Status};
 use crate::pb::cs3::storage::provider::v1beta1 as sp;
 use crate::secret::Secret;
+pub use refs::{by_id, child};
 
 /// gRPC metadata key REVA reads the token from (reva.md §1).
 pub const TOKEN_HEADER: &str = "x-access-token";

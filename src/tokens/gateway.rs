@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::ids::Resource;
 use crate::secret::Secret;
 use crate::tokens::reva::UserClaim;
+use crate::wopi::ViewMode;
 
 /// Every gateway token starts with this; wopiserver tokens are JWTs (`eyJ…`).
 pub const PREFIX: &str = "wg1.";
@@ -38,28 +39,140 @@ pub enum Kind {
     Ecosystem,
 }
 
-/// The sealed content of a gateway token.
+/// The content of a gateway token: who, what it grants, until when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "Sealed", into = "Sealed")]
 pub struct Claims {
-    #[serde(rename = "k")]
-    pub kind: Kind,
+    pub grant: Grant,
     /// The user, as a REVA token would name them (to mint one when needed).
-    #[serde(rename = "u")]
     pub user: UserClaim,
-    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
-    pub resource: Option<Resource>,
-    /// The office app (`appname`) a file token was opened for.
-    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
-    pub app: Option<String>,
-    /// The view mode a file token was opened with (`VIEW_MODE_*`).
-    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
-    pub view_mode: Option<String>,
     /// Issued to Office for iOS/Android (bootstrapper, containers): CheckFileInfo is amended.
-    #[serde(rename = "b", default, skip_serializing_if = "std::ops::Not::not")]
     pub mobile: bool,
     /// Expiry, Unix seconds.
-    #[serde(rename = "x")]
     pub exp: u64,
+}
+
+/// What a token grants access to; each grant carries exactly what it needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Grant {
+    File(FileGrant),
+    /// A folder (Office for iOS/Android's containers).
+    Container(Resource),
+    /// The user's ecosystem (Office for iOS/Android).
+    Ecosystem,
+}
+
+/// A file, opened for an office app in a view mode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileGrant {
+    pub resource: Resource,
+    /// The office app (`appname`) the file was opened for; none when no app opens its type.
+    pub app: Option<String>,
+    pub view_mode: ViewMode,
+}
+
+impl Claims {
+    pub fn kind(&self) -> Kind {
+        match self.grant {
+            Grant::File(_) => Kind::File,
+            Grant::Container(_) => Kind::Container,
+            Grant::Ecosystem => Kind::Ecosystem,
+        }
+    }
+
+    /// The file a file token grants.
+    pub fn file(&self) -> Option<&FileGrant> {
+        match &self.grant {
+            Grant::File(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The file or folder the token names (none for the ecosystem).
+    pub fn resource(&self) -> Option<&Resource> {
+        match &self.grant {
+            Grant::File(f) => Some(&f.resource),
+            Grant::Container(r) => Some(r),
+            Grant::Ecosystem => None,
+        }
+    }
+
+    /// A file token that may write (opened, and not downgraded, read-write).
+    pub fn writable(&self) -> bool {
+        self.file()
+            .is_some_and(|f| f.view_mode == ViewMode::ReadWrite)
+    }
+}
+
+/// The claims as sealed: short keys, flat, kept stable so that tokens survive an upgrade.
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    #[serde(rename = "k")]
+    kind: Kind,
+    #[serde(rename = "u")]
+    user: UserClaim,
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    resource: Option<Resource>,
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    app: Option<String>,
+    /// `VIEW_MODE_*`.
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    view_mode: Option<String>,
+    #[serde(rename = "b", default, skip_serializing_if = "std::ops::Not::not")]
+    mobile: bool,
+    #[serde(rename = "x")]
+    exp: u64,
+}
+
+impl From<Claims> for Sealed {
+    fn from(c: Claims) -> Self {
+        let (kind, resource, app, view_mode) = match c.grant {
+            Grant::File(f) => (
+                Kind::File,
+                Some(f.resource),
+                f.app,
+                Some(f.view_mode.as_str().to_owned()),
+            ),
+            Grant::Container(r) => (Kind::Container, Some(r), None, None),
+            Grant::Ecosystem => (Kind::Ecosystem, None, None, None),
+        };
+        Self {
+            kind,
+            user: c.user,
+            resource,
+            app,
+            view_mode,
+            mobile: c.mobile,
+            exp: c.exp,
+        }
+    }
+}
+
+impl TryFrom<Sealed> for Claims {
+    type Error = &'static str;
+
+    fn try_from(s: Sealed) -> Result<Self, Self::Error> {
+        let grant = match (s.kind, s.resource) {
+            (Kind::File, Some(resource)) => Grant::File(FileGrant {
+                resource,
+                app: s.app,
+                view_mode: s
+                    .view_mode
+                    .as_deref()
+                    .and_then(ViewMode::parse)
+                    .ok_or("a file token without its view mode")?,
+            }),
+            (Kind::Container, Some(r)) => Grant::Container(r),
+            (Kind::Ecosystem, None) => Grant::Ecosystem,
+            _ => return Err("a token without the resource its kind needs"),
+        };
+        Ok(Self {
+            grant,
+            user: s.user,
+            mobile: s.mobile,
+            exp: s.exp,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -213,7 +326,15 @@ mod tests {
 
     pub(crate) fn claims(exp: u64) -> Claims {
         Claims {
-            kind: Kind::File,
+            grant: Grant::File(FileGrant {
+                resource: Resource {
+                    storage_id: "1284d238-aa92-42ce-bdc4-0b0000009157".into(),
+                    space_id: "c3cf23bb-8f47-4719-a150-1d25a1f6fb56".into(),
+                    opaque_id: "7a7a5f9e-4a4f-4b3a-9a0e-2d1f3c4b5a69".into(),
+                },
+                app: Some("Microsoft Office Online".into()),
+                view_mode: ViewMode::ReadWrite,
+            }),
             user: UserClaim {
                 id: UserIdClaim {
                     idp: "https://idp.example.org/realms/a-rather-long-realm-name".into(),
@@ -226,13 +347,6 @@ mod tests {
                 display_name: "Alice Example-Longname".into(),
                 groups: Vec::new(),
             },
-            resource: Some(Resource {
-                storage_id: "1284d238-aa92-42ce-bdc4-0b0000009157".into(),
-                space_id: "c3cf23bb-8f47-4719-a150-1d25a1f6fb56".into(),
-                opaque_id: "7a7a5f9e-4a4f-4b3a-9a0e-2d1f3c4b5a69".into(),
-            }),
-            app: Some("Microsoft Office Online".into()),
-            view_mode: Some("VIEW_MODE_READ_WRITE".into()),
             mobile: true,
             exp,
         }

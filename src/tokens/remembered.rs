@@ -41,8 +41,6 @@ pub struct TokenWrap {
     pub keys: TokenKeys,
     /// Lifetime of tokens minted from an OIDC login.
     pub ttl: Duration,
-    /// Whether the open API hands out gateway tokens.
-    pub wrap_open: bool,
     upstream: moka::future::Cache<[u8; 32], Upstream>,
 }
 
@@ -51,11 +49,10 @@ fn digest(token: &str) -> [u8; 32] {
 }
 
 impl TokenWrap {
-    pub fn new(keys: TokenKeys, ttl: Duration, wrap_open: bool) -> Self {
+    pub fn new(keys: TokenKeys, ttl: Duration) -> Self {
         Self {
             keys,
             ttl,
-            wrap_open,
             upstream: moka::future::Cache::builder()
                 .max_capacity(200_000)
                 .expire_after(super::AtExpiry)
@@ -68,9 +65,39 @@ impl TokenWrap {
         Arc::from(self.keys.issue(claims))
     }
 
+    /// The one way a gateway token for a file comes to be: issued for `claims` and the
+    /// wopiserver token behind it (just received from `openinapp`) remembered until the
+    /// earliest of its own expiry, the REVA token's inside it (`reva_exp`) and the gateway
+    /// token's.
+    pub async fn issue_remembering(
+        &self,
+        claims: &Claims,
+        upstream: &Secret,
+        reva_exp: u64,
+    ) -> Arc<str> {
+        let token = self.issue(claims);
+        self.remember_behind(&token, upstream, reva_exp, claims.exp)
+            .await;
+        token
+    }
+
+    /// Remembers a renewed wopiserver token behind an existing gateway token (expiring at
+    /// `gateway_exp`), bounded like [`Self::issue_remembering`].
+    pub async fn remember_behind(
+        &self,
+        gateway_token: &str,
+        upstream: &Secret,
+        reva_exp: u64,
+        gateway_exp: u64,
+    ) {
+        let upstream_exp = super::reva::unverified_exp(upstream.expose()).unwrap_or(0);
+        let until = upstream_until(upstream_exp, reva_exp, gateway_exp);
+        self.remember(gateway_token, upstream.clone(), until).await;
+    }
+
     /// Remembers the wopiserver token for a gateway token until `until` (Unix seconds, already
     /// the earliest relevant expiry).
-    pub async fn remember(&self, gateway_token: &str, upstream: Secret, until: u64) {
+    async fn remember(&self, gateway_token: &str, upstream: Secret, until: u64) {
         let until = until.saturating_sub(RENEW_MARGIN);
         if until > now() {
             let c = super::wopiserver::read(upstream.expose()).unwrap_or_default();
@@ -149,7 +176,6 @@ mod tests {
         TokenWrap::new(
             TokenKeys::new(&Secret::new("k".repeat(40)), None),
             Duration::from_secs(3600),
-            true,
         )
     }
 

@@ -11,7 +11,7 @@ use memchr::memmem::Finder;
 use serde_json::{Map, Value};
 
 use crate::ids::{Resource, inode_of, resource_of_inode};
-use crate::tokens::gateway::Claims;
+use crate::tokens::gateway::{Claims, FileGrant, Grant};
 
 /// The WOPI+ properties the CSPP schema forbids (wopi.md §4.7).
 const CSPP_PLUS_ONLY: &[&str] = &[
@@ -328,14 +328,13 @@ pub fn put_relative(
         .ok()??
         .into_owned();
     let inode = parsed.path().rsplit('/').next()?;
-    let space = caller
-        .resource
-        .as_ref()
-        .map(|r| r.space_id.clone())
-        .unwrap_or_default();
-    let resource = resource_of_inode(inode, &space)?;
+    let file = caller.file()?;
+    let resource = resource_of_inode(inode, &file.resource.space_id)?;
     let claims = Claims {
-        resource: Some(resource),
+        grant: Grant::File(FileGrant {
+            resource,
+            ..file.clone()
+        }),
         ..caller.clone()
     };
     let token = issue(&claims);
@@ -448,15 +447,16 @@ mod tests {
     #[test]
     fn put_relative_hands_out_a_gateway_token_for_the_new_file() {
         let caller = Claims {
-            kind: crate::tokens::gateway::Kind::File,
-            user: Default::default(),
-            resource: Some(Resource {
-                storage_id: "st".into(),
-                space_id: "sp".into(),
-                opaque_id: "old".into(),
+            grant: Grant::File(FileGrant {
+                resource: Resource {
+                    storage_id: "st".into(),
+                    space_id: "sp".into(),
+                    opaque_id: "old".into(),
+                },
+                app: Some("Collabora".into()),
+                view_mode: crate::wopi::ViewMode::ReadWrite,
             }),
-            app: Some("Collabora".into()),
-            view_mode: Some("VIEW_MODE_READ_WRITE".into()),
+            user: Default::default(),
             mobile: false,
             exp: 123,
         };
@@ -487,12 +487,12 @@ mod tests {
         );
         assert_eq!(v["HostViewUrl"], "https://office/view?access_token=wg1.NEW");
         let new = &issued.borrow()[0];
-        let r = new.resource.as_ref().unwrap();
+        let f = new.file().unwrap();
         assert_eq!(
-            (r.opaque_id.as_str(), r.space_id.as_str()),
+            (f.resource.opaque_id.as_str(), f.resource.space_id.as_str()),
             ("new-file", "sp")
         );
-        assert_eq!((new.exp, new.app.as_deref()), (123, Some("Collabora")));
+        assert_eq!((new.exp, f.app.as_deref()), (123, Some("Collabora")));
         // Without a usable Url nothing is passed on.
         assert!(put_relative(br#"{"Name":"x"}"#, &caller, |_| String::new()).is_none());
     }

@@ -6,3 +6,6 @@ pub mod operation;
 pub mod proof;
 pub mod route;
 pub mod utf7;
+pub mod view_mode;
+
+pub use view_mode::ViewMode;

@@ -124,11 +124,6 @@ impl WopiOperation {
             Some(_) => Self::Other,
         }
     }
-
-    /// Answers that embed wopiserver tokens, rewritten whole for a gateway-token holder.
-    pub fn answer_carries_tokens(self) -> bool {
-        matches!(self, Self::CheckFileInfo | Self::PutRelativeFile)
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,25 @@ use url::Url;
 use super::{MAX_RESPONSE_BYTES, WopiserverClient, WopiserverError, instances};
 use crate::http_client::{self, FetchError};
 
+/// The lock calls the gateway makes (wopi.md §4): each names the lock id it needs, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockCall<'a> {
+    GetLock,
+    Lock(&'a str),
+    Unlock(&'a str),
+}
+
+impl<'a> LockCall<'a> {
+    /// `X-WOPI-Override` and `X-WOPI-Lock` on the wire.
+    fn wire(self) -> (&'static str, Option<&'a str>) {
+        match self {
+            Self::GetLock => ("GET_LOCK", None),
+            Self::Lock(id) => ("LOCK", Some(id)),
+            Self::Unlock(id) => ("UNLOCK", Some(id)),
+        }
+    }
+}
+
 impl WopiserverClient {
     /// Sends the request `build` makes for `path_query` to the instance serving the file
     /// (`key` = storage and opaque id), with a concurrency slot held until the answer is read.
@@ -40,22 +59,26 @@ impl WopiserverClient {
         }
     }
 
-    /// A WOPI lock call (`GET_LOCK`, `LOCK`, `UNLOCK`) the gateway makes itself, on the
-    /// instance serving the file (`key` = storage and opaque id); `path_query` carries the
-    /// wopiserver token. The answer's status and `X-WOPI-Lock`.
-    pub async fn file_op(
+    /// A WOPI lock call the gateway makes itself, on the instance serving the file (`key` =
+    /// storage and opaque id); `path_query` carries the wopiserver token. The answer's status
+    /// and `X-WOPI-Lock`.
+    pub async fn lock_call(
         &self,
         key: (&str, &str),
         path_query: &str,
-        operation: &str,
-        lock: &str,
+        call: LockCall<'_>,
     ) -> Result<(u16, Option<String>), WopiserverError> {
+        let (operation, lock) = call.wire();
         let (resp, _slot) = self
             .send_to_file(key, path_query, false, |http, url| {
-                http.post(url)
+                let req = http
+                    .post(url)
                     .header("X-WOPI-Override", operation)
-                    .header("X-WOPI-Lock", lock)
-                    .header(http::header::CONTENT_LENGTH, "0")
+                    .header(http::header::CONTENT_LENGTH, "0");
+                match lock {
+                    Some(lock) => req.header("X-WOPI-Lock", lock),
+                    None => req,
+                }
             })
             .await?;
         let current = resp

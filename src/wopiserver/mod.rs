@@ -4,6 +4,8 @@
 //! the gateway makes on a file itself (locks, CheckFileInfo, PutFile) are in [`files`].
 
 mod files;
+
+pub use files::LockCall;
 pub mod health;
 pub mod instances;
 
@@ -16,43 +18,9 @@ use url::Url;
 
 use crate::http_client::{self, FetchError};
 use crate::secret::Secret;
+use crate::wopi::ViewMode;
 
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
-
-/// The wopiserver's view modes (`VIEW_MODE_*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ViewMode {
-    ViewOnly,
-    ReadOnly,
-    ReadWrite,
-    Preview,
-    Embedded,
-}
-
-impl ViewMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ViewOnly => "VIEW_MODE_VIEW_ONLY",
-            Self::ReadOnly => "VIEW_MODE_READ_ONLY",
-            Self::ReadWrite => "VIEW_MODE_READ_WRITE",
-            Self::Preview => "VIEW_MODE_PREVIEW",
-            Self::Embedded => "VIEW_MODE_EMBEDDED",
-        }
-    }
-
-    /// Accepts the CS3 names and REVA's `/app/open` short forms (`view`, `read`, `write`,
-    /// `preview`, `embedded`).
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "VIEW_MODE_VIEW_ONLY" | "view" => Self::ViewOnly,
-            "VIEW_MODE_READ_ONLY" | "read" => Self::ReadOnly,
-            "VIEW_MODE_READ_WRITE" | "write" => Self::ReadWrite,
-            "VIEW_MODE_PREVIEW" | "preview" => Self::Preview,
-            "VIEW_MODE_EMBEDDED" | "embedded" => Self::Embedded,
-            _ => return None,
-        })
-    }
-}
 
 /// Parameters of one `openinapp` call.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use wopigate::secret::Secret;
-use wopigate::tokens::gateway::{Claims, TokenKeys, url_encoded_len};
+use wopigate::tokens::gateway::{Claims, Grant, TokenKeys, url_encoded_len};
 use wopigate_testkit::stack::{STORAGE, Stack, StackOptions};
 use wopigate_testkit::test_idp::{
     MOBILE_CLIENT_ID, MOBILE_CLIENT_SECRET, MOBILE_REDIRECT_URI, now,
@@ -363,7 +363,12 @@ async fn office_mobile_flows_add_a_place_browse_open_save_and_renew() {
     }
     // The mobile file token was opened for the configured app.
     assert_eq!(
-        keys.verify(&file_token, now()).unwrap().app.as_deref(),
+        keys.verify(&file_token, now())
+            .unwrap()
+            .file()
+            .unwrap()
+            .app
+            .as_deref(),
         Some("Microsoft Office Online")
     );
 
@@ -582,7 +587,10 @@ async fn bad_mobile_input_gets_the_codes_the_spec_lists() {
         .unwrap();
     assert_eq!(r.status(), 401, "token of another container");
     let mut claims = keys.verify(&root_token, now()).unwrap();
-    claims.resource.as_mut().unwrap().opaque_id = "nope".into();
+    let Grant::Container(folder) = &mut claims.grant else {
+        panic!("a container token")
+    };
+    folder.opaque_id = "nope".into();
     let unknown = keys.issue(&claims);
     let r = c
         .get(format!("{gw}/wopi/containers/{}", id("storage-1$!nope")))

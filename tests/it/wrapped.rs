@@ -4,7 +4,7 @@
 
 use wopigate::ids::Resource;
 use wopigate::secret::Secret;
-use wopigate::tokens::gateway::{Claims, Kind, TokenKeys, url_encoded_len};
+use wopigate::tokens::gateway::{Claims, FileGrant, Grant, Kind, TokenKeys, url_encoded_len};
 use wopigate_testkit::stack::{STORAGE, Stack, StackOptions};
 use wopigate_testkit::test_idp::now;
 
@@ -40,9 +40,9 @@ async fn open_hands_out_gateway_tokens_that_are_swapped_and_never_leak_the_wopis
     let claims = keys(&stack)
         .verify(&token, now())
         .expect("sealed with the configured key");
-    assert_eq!(claims.kind, Kind::File);
+    assert_eq!(claims.kind(), Kind::File);
     assert_eq!(claims.user.username, "alice");
-    let resource = claims.resource.clone().unwrap();
+    let resource = claims.resource().cloned().unwrap();
     assert_eq!(
         (resource.storage_id.as_str(), resource.opaque_id.as_str()),
         (STORAGE, "file-docx")
@@ -173,7 +173,7 @@ async fn bad_gateway_tokens_stop_at_the_gateway_and_any_replica_can_serve_a_good
     tampered[i] = if tampered[i] == b'x' { b'y' } else { b'x' };
     let tampered = String::from_utf8(tampered).unwrap();
     let container = k.issue(&Claims {
-        kind: Kind::Container,
+        grant: Grant::Container(claims.resource().cloned().unwrap()),
         exp: now() + 600,
         ..claims.clone()
     });
@@ -224,10 +224,13 @@ async fn bad_gateway_tokens_stop_at_the_gateway_and_any_replica_can_serve_a_good
     assert!(stack.reva.calls().iter().any(|c| c.method == "Stat"));
     // A resource the user may not see: 404, as WOPI prefers.
     let hidden = k.issue(&Claims {
-        resource: Some(Resource {
-            storage_id: STORAGE.into(),
-            space_id: String::new(),
-            opaque_id: "file-none".into(),
+        grant: Grant::File(FileGrant {
+            resource: Resource {
+                storage_id: STORAGE.into(),
+                space_id: String::new(),
+                opaque_id: "file-none".into(),
+            },
+            ..claims.file().unwrap().clone()
         }),
         exp: now() + 3600,
         ..claims

@@ -1,4 +1,4 @@
-//! Checks on proxied `/wopi/files/*` requests before anything reaches the wopiserver: one access
+//! Admission of proxied `/wopi/files/*` requests before anything reaches the wopiserver: one access
 //! token, not expired (wopiserver deviation: it would answer 500), and a valid proof when the
 //! token's office app publishes proof keys (wopi.md §10). A token that names no configured app
 //! (an empty `appname`, as legacy `/iop/open` tokens carry) is not let off the proof check: it
@@ -7,51 +7,57 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use pingora::http::RequestHeader;
+use http::request::Parts;
 
+use super::GatewayTokens;
 use crate::config::{OfficeApp, ProofMode};
 use crate::discovery::DiscoveryCache;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{file_id_of_path, path_matches};
-use crate::tokens::gateway::{self, Claims, Kind};
-use crate::tokens::remembered::TokenWrap;
+use crate::tokens::gateway::{self, Claims};
 use crate::tokens::{carriers, now, wopiserver};
 use crate::wopi::proof::{self, ProofKeys, Verdict};
 
 /// Settings and shared state the checks need.
-pub struct WopiFilesGuard {
+pub struct Guard {
     pub discovery: Arc<DiscoveryCache>,
     pub public_url: String,
     pub reject_expired_tokens: bool,
-    /// Gateway tokens are verified with these keys.
-    pub wrap: Option<Arc<TokenWrap>>,
     /// Wopiserver tokens read recently.
     pub seen: wopiserver::Seen,
 }
 
 /// A request the checks let through.
-pub struct Admitted {
+pub struct Checked {
     /// The configured office app the token belongs to, for metrics and the access log.
     pub app: Option<String>,
     /// Set when the request carries a gateway token (to be swapped before proxying).
-    pub gateway: Option<(String, Claims)>,
+    pub gateway: Option<(String, Claims, Arc<GatewayTokens>)>,
     /// A wopiserver token opened read-write (pass-through tokens only).
     pub read_write: bool,
 }
 
-fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+fn header<'a>(req: &'a Parts, name: &str) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-impl WopiFilesGuard {
-    /// Checks the request before anything reaches the wopiserver.
-    pub async fn check(&self, req: &RequestHeader) -> Result<Admitted, ApiError> {
+impl Guard {
+    /// Checks the request before anything reaches the wopiserver; gateway tokens are
+    /// accepted when `tokens` are on.
+    pub async fn check(
+        &self,
+        req: &Parts,
+        tokens: Option<&Arc<GatewayTokens>>,
+    ) -> Result<Checked, ApiError> {
         let invalid = |m: &str| ApiError::new(ErrorCode::InvalidToken, m);
         let token = carriers::access_token(req.uri.query())
             .map_err(|_| ApiError::new(ErrorCode::BadRequest, "more than one access_token"))?
             .ok_or_else(|| invalid("access_token missing"))?;
         if gateway::is_gateway_token(&token) {
-            return self.check_gateway_token(req, token.into_owned()).await;
+            let tokens = tokens.ok_or_else(|| invalid("gateway tokens are not accepted here"))?;
+            return self
+                .check_gateway_token(req, token.into_owned(), tokens)
+                .await;
         }
         let facts = self
             .seen
@@ -70,7 +76,7 @@ impl WopiFilesGuard {
                 None
             }
         };
-        Ok(Admitted {
+        Ok(Checked {
             app,
             gateway: None,
             read_write: facts.read_write,
@@ -80,27 +86,24 @@ impl WopiFilesGuard {
     /// A gateway token: sealed by our key, unexpired, for a file, and for *this* file.
     async fn check_gateway_token(
         &self,
-        req: &RequestHeader,
+        req: &Parts,
         token: String,
-    ) -> Result<Admitted, ApiError> {
+        tokens: &Arc<GatewayTokens>,
+    ) -> Result<Checked, ApiError> {
         let invalid = |m: &str| ApiError::new(ErrorCode::InvalidToken, m);
-        let wrap = self
+        let claims = tokens
             .wrap
-            .as_ref()
-            .ok_or_else(|| invalid("gateway tokens are not accepted here"))?;
-        let claims = wrap
             .keys
             .verify(&token, now())
             .map_err(|e| invalid(&e.to_string()))?;
-        let resource = match (claims.kind, &claims.resource) {
-            (Kind::File, Some(r)) => r,
-            _ => return Err(invalid("the token is not for a file")),
-        };
+        let file = claims
+            .file()
+            .ok_or_else(|| invalid("the token is not for a file"))?;
         let id = file_id_of_path(req.uri.path()).unwrap_or_default();
-        if !path_matches(id, resource) {
+        if !path_matches(id, &file.resource) {
             return Err(invalid("the token is not for this file"));
         }
-        let app = claims.app.as_deref().and_then(|a| self.discovery.app(a));
+        let app = file.app.as_deref().and_then(|a| self.discovery.app(a));
         // Office for iOS/Android does not sign its requests (wopi.md §8.4): a mobile token's
         // requests are checked only when they carry a proof.
         let unsigned_mobile = claims.mobile && !req.headers.contains_key("x-wopi-proof");
@@ -109,9 +112,9 @@ impl WopiFilesGuard {
             Some(app) => self.check_proof(req, app, &token).await?,
             None => self.check_proof_any_app(req, &token).await?,
         }
-        Ok(Admitted {
+        Ok(Checked {
             app: app.map(|a| a.name.clone()),
-            gateway: Some((token, claims)),
+            gateway: Some((token, claims, tokens.clone())),
             read_write: false,
         })
     }
@@ -119,7 +122,7 @@ impl WopiFilesGuard {
     /// The proof of a request whose token names no configured app: it verifies with one of the
     /// signing apps' keys, or it is unsigned while some configured app signs nothing (it may be
     /// that app's). Anything else is refused while any signing app enforces proofs.
-    async fn check_proof_any_app(&self, req: &RequestHeader, token: &str) -> Result<(), ApiError> {
+    async fn check_proof_any_app(&self, req: &Parts, token: &str) -> Result<(), ApiError> {
         let signed = req.headers.contains_key("x-wopi-proof");
         let mut some_app_unsigned = false;
         let mut enforced = false;
@@ -159,12 +162,7 @@ impl WopiFilesGuard {
         Ok(())
     }
 
-    async fn check_proof(
-        &self,
-        req: &RequestHeader,
-        app: &OfficeApp,
-        token: &str,
-    ) -> Result<(), ApiError> {
+    async fn check_proof(&self, req: &Parts, app: &OfficeApp, token: &str) -> Result<(), ApiError> {
         if app.proof_keys == ProofMode::Off {
             return Ok(());
         }
@@ -216,7 +214,7 @@ impl WopiFilesGuard {
 
     fn verify(
         &self,
-        req: &RequestHeader,
+        req: &Parts,
         keys: &ProofKeys,
         token: &str,
     ) -> Result<Verdict, proof::ProofError> {
