@@ -104,6 +104,27 @@ impl ApiError {
     }
 }
 
+/// A module error is a [`Reply`] the way it is an [`ApiError`]: `?` works in flows that answer
+/// with WOPI headers beside an error.
+macro_rules! reply_from {
+    ($($e:ty),*) => {$(
+        impl From<$e> for super::Reply {
+            fn from(e: $e) -> Self {
+                ApiError::from(e).into()
+            }
+        }
+    )*};
+}
+
+reply_from!(
+    AuthError,
+    RevaError,
+    ExchangeError,
+    WopiserverError,
+    DiscoveryError,
+    FileIdError
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

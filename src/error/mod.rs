@@ -4,6 +4,9 @@
 //! tokens or secrets.
 
 mod from;
+mod reply;
+
+pub use reply::Reply;
 
 use http::StatusCode;
 use serde::Serialize;
@@ -138,6 +141,11 @@ impl ApiError {
             message: &self.message,
         })
         .unwrap_or_else(|_| br#"{"code":"internal","message":"error"}"#.to_vec())
+    }
+
+    /// 404 for a path the gateway serves nothing at (on any listener).
+    pub fn no_such_endpoint() -> Self {
+        Self::new(ErrorCode::NotFound, "no such endpoint")
     }
 
     /// RFC 6750 challenge for 401 answers.

@@ -5,8 +5,8 @@
 use crate::rate::Scope;
 use serde_json::json;
 
-use super::{Answer, MobileRequest, MobileService, not_implemented, quoted, resource_of};
-use crate::error::{ApiError, ErrorCode};
+use super::{MobileRequest, MobileService, not_implemented, quoted, resource_of};
+use crate::error::{ApiError, ErrorCode, Reply};
 use crate::ids::{Resource, resource_of_path_id};
 use crate::pb::cs3::storage::provider::v1beta1::ResourceType;
 use crate::tokens::carriers::{self, BearerForm};
@@ -51,18 +51,13 @@ impl MobileService {
         format!("Bearer {}", params.join(","))
     }
 
-    fn unauthorized(&self, message: &str) -> Answer {
-        Answer {
-            status: 401,
-            body: ApiError::new(ErrorCode::InvalidToken, message).body(),
-            challenge: Some(self.challenge()),
-            retry_after: None,
-            headers: Vec::new(),
-        }
+    fn unauthorized(&self, message: &str) -> Reply {
+        Reply::refuse(ErrorCode::InvalidToken, message)
+            .with_header("WWW-Authenticate", self.challenge())
     }
 
     /// `/wopibootstrapper`, authorised by the user's OAuth (OIDC) access token.
-    pub(super) async fn bootstrapper(&self, op: WopiOperation, req: &MobileRequest<'_>) -> Answer {
+    pub(super) async fn bootstrapper(&self, op: WopiOperation, req: &MobileRequest<'_>) -> Reply {
         let Some(token) = req
             .authorization()
             .and_then(|v| carriers::bearer(v, BearerForm::AllowColon).ok())
@@ -77,24 +72,11 @@ impl MobileService {
             Scope::Bootstrap,
             principal.claim_str("sub").unwrap_or_default(),
         ) {
-            let e = ApiError::rate_limited(wait);
-            return Answer {
-                status: e.status().as_u16(),
-                body: e.body(),
-                challenge: None,
-                retry_after: e.retry_after,
-                headers: Vec::new(),
-            };
+            return ApiError::rate_limited(wait).into();
         }
         match self.bootstrapper_as(op, req, &principal).await {
             Ok(a) => a,
-            Err(e) => Answer {
-                status: e.status().as_u16(),
-                body: e.body(),
-                challenge: None,
-                retry_after: e.retry_after,
-                headers: Vec::new(),
-            },
+            Err(e) => e.into(),
         }
     }
 
@@ -103,7 +85,7 @@ impl MobileService {
         op: WopiOperation,
         req: &MobileRequest<'_>,
         principal: &crate::auth::Principal,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<Reply, ApiError> {
         let user = self
             .open
             .exchanger
@@ -113,11 +95,11 @@ impl MobileService {
         let exp = now() + self.wrap.ttl.as_secs();
         let bootstrap = self.bootstrap(&user, exp)?;
         if op == WopiOperation::Bootstrap {
-            return Ok(Answer::ok(json!({ "Bootstrap": bootstrap })));
+            return Ok(Reply::json(&json!({ "Bootstrap": bootstrap })));
         }
         let reva = self.reva_token(&user).await?;
         match op {
-            WopiOperation::GetRootContainer => Ok(Answer::ok(json!({
+            WopiOperation::GetRootContainer => Ok(Reply::json(&json!({
                 "Bootstrap": bootstrap,
                 "RootContainerInfo": self.root_container(&user, &reva, exp).await?,
             }))),
@@ -134,7 +116,7 @@ impl MobileService {
                     }
                     _ => return Err(ApiError::not_found()),
                 };
-                Ok(Answer::ok(json!({
+                Ok(Reply::json(&json!({
                     "Bootstrap": bootstrap,
                     "AccessTokenInfo": {"AccessToken": token, "AccessTokenExpiry": exp * 1000},
                 })))

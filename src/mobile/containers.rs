@@ -5,10 +5,9 @@
 use serde_json::{Value, json};
 
 use super::{
-    Answer, MobileRequest, MobileService, display_name, not_implemented, resource_of, time,
-    version_of,
+    MobileRequest, MobileService, display_name, not_implemented, resource_of, time, version_of,
 };
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, Reply};
 use crate::ids::{Resource, path_matches};
 use crate::pb::cs3::storage::provider::v1beta1::{ResourceId, ResourceInfo, ResourceType};
 use crate::secret::Secret;
@@ -63,7 +62,7 @@ impl MobileService {
         &self,
         endpoint: MobileEndpoint,
         req: &MobileRequest<'_>,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<Reply, ApiError> {
         let kind = match endpoint.target {
             Target::Ecosystem => Kind::Ecosystem,
             Target::Container => Kind::Container,
@@ -77,21 +76,21 @@ impl MobileService {
         let c = self.claims(req, kind, id)?;
         use WopiOperation as Op;
         match endpoint.operation {
-            Op::CheckEcosystem => Ok(Answer::ok(json!({"SupportsContainers": true}))),
+            Op::CheckEcosystem => Ok(Reply::json(&json!({"SupportsContainers": true}))),
             Op::GetRootContainer => {
                 let reva = self.reva_token(&c.user).await?;
-                Ok(Answer::ok(
-                    self.root_container(&c.user, &reva, c.exp).await?,
+                Ok(Reply::json(
+                    &self.root_container(&c.user, &reva, c.exp).await?,
                 ))
             }
             Op::CheckContainerInfo => {
                 let info = self.container(&c).await?;
-                Ok(Answer::ok(self.container_info(&info)))
+                Ok(Reply::json(&self.container_info(&info)))
             }
             Op::EnumerateChildren => self.children(req, &c).await,
             Op::EnumerateAncestors => self.ancestry(&c).await,
-            Op::GetEcosystem => Ok(Answer::ok(
-                json!({"Url": self.ecosystem_url(&c.user, c.exp)?}),
+            Op::GetEcosystem => Ok(Reply::json(
+                &json!({"Url": self.ecosystem_url(&c.user, c.exp)?}),
             )),
             Op::CreateChildFile
             | Op::CreateChildContainer
@@ -120,7 +119,7 @@ impl MobileService {
 
     /// EnumerateChildren: every child, files filtered by `X-WOPI-FileExtensionFilterList`;
     /// children's URLs carry fresh tokens with the calling token's expiry (wopi.md §2).
-    async fn children(&self, req: &MobileRequest<'_>, c: &Claims) -> Result<Answer, ApiError> {
+    async fn children(&self, req: &MobileRequest<'_>, c: &Claims) -> Result<Reply, ApiError> {
         let r = c.resource().ok_or_else(ApiError::not_found)?;
         let reva = self.reva_token(&c.user).await?;
         let info = self.stat(&reva, r).await?;
@@ -171,13 +170,13 @@ impl MobileService {
                 _ => {}
             }
         }
-        Ok(Answer::ok(
-            json!({"ChildContainers": containers, "ChildFiles": files}),
+        Ok(Reply::json(
+            &json!({"ChildContainers": containers, "ChildFiles": files}),
         ))
     }
 
     /// EnumerateAncestors: parents up to the user's home (the root container), root first.
-    async fn ancestry(&self, c: &Claims) -> Result<Answer, ApiError> {
+    async fn ancestry(&self, c: &Claims) -> Result<Reply, ApiError> {
         let r = c.resource().ok_or_else(ApiError::not_found)?;
         let reva = self.reva_token(&c.user).await?;
         let home = self.home(&reva).await?;
@@ -202,7 +201,7 @@ impl MobileService {
             }));
         }
         chain.reverse();
-        Ok(Answer::ok(json!({"AncestorsWithRootFirst": chain})))
+        Ok(Reply::json(&json!({"AncestorsWithRootFirst": chain})))
     }
 
     /// What the user may do here, from REVA's permissions (reva.md §6.3 mapping), exactly

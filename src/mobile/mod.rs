@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::auth::JwksSource;
 use crate::config::Mobile;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, Reply};
 use crate::ids::{Resource, path_id_of};
 use crate::open::OpenService;
 use crate::open::view_mode;
@@ -25,30 +25,6 @@ use crate::tokens::reva::UserClaim;
 use crate::tokens::swap::sanitise;
 use crate::wopi::ViewMode;
 use crate::wopi::route::Route;
-
-/// One answer of the mobile endpoints.
-pub struct Answer {
-    pub status: u16,
-    pub body: Vec<u8>,
-    /// `WWW-Authenticate` on a bootstrapper 401.
-    pub challenge: Option<String>,
-    /// `Retry-After` seconds on a 429.
-    pub retry_after: Option<u64>,
-    /// WOPI headers beside a refusal (`X-WOPI-ValidRelativeTarget`, `X-WOPI-Lock`, …).
-    pub headers: Vec<(&'static str, String)>,
-}
-
-impl Answer {
-    fn ok(v: Value) -> Self {
-        Self {
-            status: 200,
-            body: serde_json::to_vec(&v).unwrap_or_default(),
-            challenge: None,
-            retry_after: None,
-            headers: Vec::new(),
-        }
-    }
-}
 
 pub struct MobileService {
     pub open: Arc<OpenService>,
@@ -111,11 +87,11 @@ fn display_name(info: &ResourceInfo) -> String {
 
 impl MobileService {
     /// Answers a bootstrapper or mobile WOPI request, by the route it was classified as.
-    pub async fn serve(&self, route: Route, req: &MobileRequest<'_>) -> Result<Answer, ApiError> {
+    pub async fn serve(&self, route: Route, req: &MobileRequest<'_>) -> Result<Reply, ApiError> {
         match route {
             Route::Bootstrapper(op) => Ok(self.bootstrapper(op, req).await),
             Route::MobileWopi(endpoint) => self.wopi(endpoint, req).await,
-            _ => Err(ApiError::new(ErrorCode::NotFound, "no such endpoint")),
+            _ => Err(ApiError::no_such_endpoint()),
         }
     }
 

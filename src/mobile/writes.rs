@@ -3,10 +3,12 @@
 //! CreateChildContainer, DeleteContainer and RenameContainer. Names follow the same rules as
 //! PutRelativeFile ([`crate::wopi::names`], UTF-7 headers); REVA checks the user's rights.
 
+use std::collections::HashSet;
+
 use serde_json::json;
 
-use super::{Answer, MobileRequest, MobileService, display_name, resource_of};
-use crate::error::{ApiError, ErrorCode};
+use super::{MobileRequest, MobileService, display_name, resource_of};
+use crate::error::{ApiError, ErrorCode, Reply};
 use crate::pb::cs3::storage::provider::v1beta1::ResourceInfo;
 use crate::reva::RevaError;
 use crate::reva::{by_id, child};
@@ -14,25 +16,49 @@ use crate::secret::Secret;
 use crate::tokens::gateway::Claims;
 use crate::wopi::operation::WopiOperation;
 use crate::wopi::{names, utf7};
-use crate::wopi_call::save_as::{Target, target_of};
+use crate::wopi_call::save_as::{MAX_NAME_TRIES, Target, not_permitted, target_of};
 
-/// Most numbered variants tried for a free name.
-const MAX_NAME_TRIES: usize = 1000;
-
-fn refusal(code: ErrorCode, message: &str, headers: Vec<(&'static str, String)>) -> Answer {
-    let e = ApiError::new(code, message);
-    Answer {
-        status: e.status().as_u16(),
-        body: e.body(),
-        challenge: None,
-        retry_after: None,
-        headers,
-    }
+fn refusal(code: ErrorCode, message: &str, headers: Vec<(&'static str, String)>) -> Reply {
+    Reply::refused(ApiError::new(code, message), headers)
 }
 
-/// Not permitted for this user: 501, as WOPI lists it for these operations.
-fn not_permitted(what: &str) -> Answer {
-    refusal(ErrorCode::NotImplemented, what, Vec::new())
+/// The new child's name (a file's or a folder's), or the refusal with its WOPI headers.
+fn child_name(file: bool, target: Target, taken: &HashSet<String>) -> Result<String, Reply> {
+    let invalid_header = if file {
+        "X-WOPI-InvalidFileNameError"
+    } else {
+        "X-WOPI-InvalidContainerNameError"
+    };
+    let free = |n: &str| names::unique(n, MAX_NAME_TRIES, |x| taken.contains(x));
+    let default_stem = if file { "New document" } else { "New folder" };
+    match target {
+        Target::Suggested(s) => {
+            let wanted = if file {
+                names::suggested(&s, default_stem)
+            } else {
+                names::legalise(&s, default_stem)
+            };
+            free(&wanted).ok_or_else(|| refusal(ErrorCode::Conflict, "no free name", Vec::new()))
+        }
+        Target::Relative { name, .. } if !names::is_legal(&name) => Err(refusal(
+            ErrorCode::BadRequest,
+            "the name is not allowed",
+            vec![(invalid_header, "the name is not allowed".into())],
+        )),
+        Target::Relative { name, overwrite } if taken.contains(&name) => {
+            let proposal = free(&name)
+                .map(|n| vec![("X-WOPI-ValidRelativeTarget", utf7::encode(&n))])
+                .unwrap_or_default();
+            Err(if file && overwrite {
+                // Overwriting with an empty file would destroy the document: refused as "not
+                // allowed" (wopi.md §5.5 permits 501).
+                not_permitted("overwriting a file with an empty one is not allowed")
+            } else {
+                refusal(ErrorCode::Conflict, "the name is taken", proposal)
+            })
+        }
+        Target::Relative { name, .. } => Ok(name),
+    }
 }
 
 impl MobileService {
@@ -43,7 +69,7 @@ impl MobileService {
         c: &Claims,
         info: &ResourceInfo,
         reva: &Secret,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<Reply, ApiError> {
         match op {
             WopiOperation::CreateChildFile | WopiOperation::CreateChildContainer => {
                 self.create_child(op == WopiOperation::CreateChildFile, req, c, info, reva)
@@ -61,12 +87,7 @@ impl MobileService {
         c: &Claims,
         folder: &ResourceInfo,
         reva: &Secret,
-    ) -> Result<Answer, ApiError> {
-        let invalid_header = if file {
-            "X-WOPI-InvalidFileNameError"
-        } else {
-            "X-WOPI-InvalidContainerNameError"
-        };
+    ) -> Result<Reply, ApiError> {
         let target = match target_of(&req.head.headers) {
             Ok(t) => t,
             // Both headers: 501 (the validator checks exactly that); neither: 400.
@@ -76,7 +97,7 @@ impl MobileService {
             {
                 return Ok(not_permitted("give one of the two name headers"));
             }
-            Err(r) => return Err(r.error),
+            Err(r) => return Ok(r),
         };
         let p = folder.permission_set.unwrap_or_default();
         if (file && !p.initiate_file_upload) || (!file && !p.create_container) {
@@ -84,40 +105,9 @@ impl MobileService {
         }
         let parent = folder.id.clone().ok_or_else(ApiError::not_found)?;
         let taken = self.open.reva.names_in(reva, &parent).await?;
-        let free = |n: &str| names::unique(n, MAX_NAME_TRIES, |x| taken.contains(x));
-        let default_stem = if file { "New document" } else { "New folder" };
-        let name = match target {
-            Target::Suggested(s) => {
-                let wanted = if file {
-                    names::suggested(&s, default_stem)
-                } else {
-                    names::legalise(&s, default_stem)
-                };
-                match free(&wanted) {
-                    Some(n) => n,
-                    None => return Ok(refusal(ErrorCode::Conflict, "no free name", Vec::new())),
-                }
-            }
-            Target::Relative { name, .. } if !names::is_legal(&name) => {
-                return Ok(refusal(
-                    ErrorCode::BadRequest,
-                    "the name is not allowed",
-                    vec![(invalid_header, "the name is not allowed".into())],
-                ));
-            }
-            Target::Relative { name, overwrite } if taken.contains(&name) => {
-                let proposal = free(&name)
-                    .map(|n| vec![("X-WOPI-ValidRelativeTarget", utf7::encode(&n))])
-                    .unwrap_or_default();
-                return Ok(if file && overwrite {
-                    // Overwriting with an empty file would destroy the document: refused as
-                    // "not allowed" (wopi.md §5.5 permits 501).
-                    not_permitted("overwriting a file with an empty one is not allowed")
-                } else {
-                    refusal(ErrorCode::Conflict, "the name is taken", proposal)
-                });
-            }
-            Target::Relative { name, .. } => name,
+        let name = match child_name(file, target, &taken) {
+            Ok(name) => name,
+            Err(refused) => return Ok(refused),
         };
         let created = if file {
             self.open.reva.touch_file(reva, child(&parent, &name)).await
@@ -144,7 +134,7 @@ impl MobileService {
         let info = self.open.reva.stat_ref(reva, child(&parent, &name)).await?;
         if !file {
             let r = resource_of(&info)?;
-            return Ok(Answer::ok(json!({
+            return Ok(Reply::json(&json!({
                 "ContainerPointer": {
                     "Name": display_name(&info),
                     "Url": self.container_url(&c.user, &r, c.exp)?,
@@ -152,9 +142,19 @@ impl MobileService {
                 "ContainerInfo": self.container_info(&info),
             })));
         }
-        let url = self.file_url(&c.user, &info, c.exp).await?;
+        self.file_created(c, &info, &name).await
+    }
+
+    /// CreateChildFile's answer: the new file's name and URL, and the office app's URLs.
+    async fn file_created(
+        &self,
+        c: &Claims,
+        info: &ResourceInfo,
+        name: &str,
+    ) -> Result<Reply, ApiError> {
+        let url = self.file_url(&c.user, info, c.exp).await?;
         let mut answer = json!({ "Name": name, "Url": url });
-        let ext = crate::open::extension_of(&name).unwrap_or_default();
+        let ext = crate::open::extension_of(name).unwrap_or_default();
         let app = self.settings.app.as_deref();
         if let Ok(choice) = self.open.discovery.choose(&ext, app).await {
             let src = url.split('?').next().unwrap_or_default();
@@ -170,7 +170,7 @@ impl MobileService {
                 answer["HostEditNewUrl"] = json!(u);
             }
         }
-        Ok(Answer::ok(answer))
+        Ok(Reply::json(&answer))
     }
 
     /// 409 while it has children (wopi.md §5.6); the root is never deleted.
@@ -178,7 +178,7 @@ impl MobileService {
         &self,
         folder: &ResourceInfo,
         reva: &Secret,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<Reply, ApiError> {
         let p = folder.permission_set.unwrap_or_default();
         if !p.delete || folder.parent_id.is_none() {
             return Ok(not_permitted("no permission to delete this folder"));
@@ -198,7 +198,7 @@ impl MobileService {
             ));
         }
         match self.open.reva.delete(reva, by_id(&id)).await {
-            Ok(()) => Ok(Answer::ok(json!({}))),
+            Ok(()) => Ok(Reply::json(&json!({}))),
             Err(RevaError::PermissionDenied) => Ok(not_permitted("no permission")),
             Err(RevaError::Locked) => Ok(refusal(ErrorCode::Conflict, "locked", Vec::new())),
             Err(e) => Err(e.into()),
@@ -211,7 +211,7 @@ impl MobileService {
         req: &MobileRequest<'_>,
         folder: &ResourceInfo,
         reva: &Secret,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<Reply, ApiError> {
         let invalid = |why: &str| {
             refusal(
                 ErrorCode::BadRequest,
@@ -264,7 +264,7 @@ impl MobileService {
                             path: folder.path.clone(),
                         });
                 }
-                Ok(Answer::ok(json!({ "Name": name })))
+                Ok(Reply::json(&json!({ "Name": name })))
             }
             Err(RevaError::AlreadyExists) => Ok(refusal(
                 ErrorCode::Conflict,

@@ -25,7 +25,7 @@ use crate::tokens::gateway::{Claims, FileGrant, Grant};
 use crate::tokens::remembered::TokenWrap;
 use crate::tokens::reva::{RevaToken, unverified_exp};
 use crate::wopi::ViewMode;
-use crate::wopiserver::{OpenInApp, WopiserverClient};
+use crate::wopiserver::{OpenInApp, WopiserverClient, WopiserverError};
 
 /// One open request, already taken apart by the HTTP layer.
 #[derive(Debug)]
@@ -156,8 +156,7 @@ impl OpenService {
 
     pub async fn open_as(&self, req: &OpenAs<'_>) -> Result<OpenResult, ApiError> {
         let reva_token = req.reva_token;
-        let id = req.id.clone();
-        let info = self.reva.stat(&reva_token.token, id.clone()).await?;
+        let info = self.reva.stat(&reva_token.token, req.id.clone()).await?;
         if info.r#type() != ResourceType::File {
             return Err(ApiError::new(
                 ErrorCode::BadRequest,
@@ -166,6 +165,58 @@ impl OpenService {
         }
         let view_mode = view_mode::resolve(info.permission_set.as_ref(), req.view_mode)
             .ok_or_else(ApiError::not_found)?;
+        let (app_name, appurl, appviewurl) = self.app_urls(req, &info, view_mode).await?;
+        let resource_id = info.id.clone().unwrap_or_else(|| req.id.clone());
+        let endpoint = endpoint_of(&resource_id);
+        let folderurl = self.folder_url(&info);
+        let call = OpenInApp {
+            fileid: &resource_id.opaque_id,
+            storage_id: &resource_id.storage_id,
+            endpoint: &endpoint,
+            viewmode: view_mode,
+            appname: &app_name,
+            appurl: &appurl,
+            appviewurl: &appviewurl,
+            username: req.username,
+            userid: req.userid,
+            folderurl: folderurl.as_deref(),
+            usertype: "regular",
+        };
+        let opened = match self
+            .wopiserver
+            .open_in_app(&call, &reva_token.token, req.trace_id)
+            .await
+        {
+            Err(WopiserverError::NotFound) => {
+                return Err(self.missing_or_outage(reva_token, &resource_id).await);
+            }
+            other => other?,
+        };
+        let wopi_exp =
+            unverified_exp(opened.access_token.expose()).unwrap_or(reva_token.expires_at);
+        // The wopiserver may grant less than asked (`forced-viewmode-reason`: a legacy type, a
+        // lock held by another app); its token, just received from it, says what it granted.
+        let view_mode = crate::tokens::wopiserver::read(opened.access_token.expose())
+            .and_then(|c| ViewMode::parse(&c.viewmode))
+            .unwrap_or(view_mode);
+        Ok(OpenResult {
+            app_url: opened.app_url,
+            access_token: opened.access_token,
+            access_token_ttl_ms: wopi_exp.min(reva_token.expires_at) * 1000,
+            app_name,
+            view_mode,
+            forced_viewmode_reason: opened.forced_viewmode_reason,
+            resource: resource_id,
+        })
+    }
+
+    /// The office app for the file's type, and its edit and view URLs for this view mode.
+    async fn app_urls(
+        &self,
+        req: &OpenAs<'_>,
+        info: &ResourceInfo,
+        view_mode: ViewMode,
+    ) -> Result<(String, String, String), ApiError> {
         let name = if info.name.is_empty() {
             &info.path
         } else {
@@ -203,45 +254,21 @@ impl OpenService {
                 return Err(ApiError::new(ErrorCode::UnsupportedExtension, "no app URL"));
             }
         };
-        let resource_id = info.id.clone().unwrap_or(id);
-        let endpoint = endpoint_of(&resource_id);
-        let folderurl = self.folder_url(&info);
-        let opened = self
-            .wopiserver
-            .open_in_app(
-                &OpenInApp {
-                    fileid: &resource_id.opaque_id,
-                    storage_id: &resource_id.storage_id,
-                    endpoint: &endpoint,
-                    viewmode: view_mode,
-                    appname: &choice.app_name,
-                    appurl,
-                    appviewurl,
-                    username: req.username,
-                    userid: req.userid,
-                    folderurl: folderurl.as_deref(),
-                    usertype: "regular",
-                },
-                &reva_token.token,
-                req.trace_id,
-            )
-            .await?;
-        let wopi_exp =
-            unverified_exp(opened.access_token.expose()).unwrap_or(reva_token.expires_at);
-        // The wopiserver may grant less than asked (`forced-viewmode-reason`: a legacy type, a
-        // lock held by another app); its token, just received from it, says what it granted.
-        let view_mode = crate::tokens::wopiserver::read(opened.access_token.expose())
-            .and_then(|c| ViewMode::parse(&c.viewmode))
-            .unwrap_or(view_mode);
-        Ok(OpenResult {
-            app_url: opened.app_url,
-            access_token: opened.access_token,
-            access_token_ttl_ms: wopi_exp.min(reva_token.expires_at) * 1000,
-            app_name: choice.app_name,
-            view_mode,
-            forced_viewmode_reason: opened.forced_viewmode_reason,
-            resource: resource_id,
-        })
+        Ok((choice.app_name.clone(), appurl.clone(), appviewurl.clone()))
+    }
+
+    /// `openinapp` answers 404 for any storage error, REVA being down included
+    /// (cs3-wopiserver.md §5). The file the gateway has just found is Stat-ed again: gone now,
+    /// it is a 404; REVA down is said as an outage (503: try again); still there, the
+    /// wopiserver failed to reach it (502), never "not found".
+    async fn missing_or_outage(&self, reva_token: &RevaToken, id: &ResourceId) -> ApiError {
+        match self.reva.stat(&reva_token.token, id.clone()).await {
+            Ok(_) => ApiError::new(
+                ErrorCode::UpstreamError,
+                "the wopiserver could not reach the file",
+            ),
+            Err(e) => e.into(),
+        }
     }
 
     fn folder_url(&self, info: &ResourceInfo) -> Option<String> {

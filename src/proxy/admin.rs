@@ -56,33 +56,66 @@ struct InstanceState {
     queued: usize,
 }
 
+impl Check {
+    fn new(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ok,
+            detail: detail.into(),
+        }
+    }
+}
+
 impl AdminService {
     async fn readiness(&self) -> Readiness {
-        let mut checks = Vec::new();
-        checks.push(match self.jwks.current() {
-            Some(k) if !k.is_empty() => Check {
-                name: "jwks".into(),
-                ok: true,
-                detail: format!("{} keys", k.len()),
-            },
-            _ => Check {
-                name: "jwks".into(),
-                ok: false,
-                detail: "identity provider keys not loaded".into(),
-            },
-        });
-        let loaded = self.discovery.loaded().await;
-        for app in self.discovery.apps() {
-            let ok = loaded.iter().any(|(name, _)| name == &app.name);
-            checks.push(Check {
-                name: format!("discovery:{}", app.name),
-                ok,
-                detail: if ok { "loaded" } else { "not loaded" }.into(),
-            });
-        }
+        let mut checks = vec![self.keys_check()];
+        checks.extend(self.discovery_checks().await);
         let reva = tokio::time::timeout(self.probe_timeout, self.reva.probe());
+        let (reva, wopi) = tokio::join!(reva, self.instance_states());
+        checks.push(match reva {
+            Ok(Ok(())) => Check::new("reva", true, "answers"),
+            Ok(Err(e)) => Check::new("reva", false, e.to_string()),
+            Err(_) => Check::new("reva", false, "timed out"),
+        });
+        let ok = wopi.iter().filter(|x| x.ok).count();
+        checks.push(Check::new(
+            "wopiserver",
+            ok > 0,
+            match wopi.as_slice() {
+                [one] => one.detail.clone(),
+                all => format!("{ok} of {} instances ready", all.len()),
+            },
+        ));
+        Readiness {
+            ready: checks.iter().all(|c| c.ok),
+            checks,
+            wopiserver_instances: wopi,
+        }
+    }
+
+    fn keys_check(&self) -> Check {
+        match self.jwks.current() {
+            Some(k) if !k.is_empty() => Check::new("jwks", true, format!("{} keys", k.len())),
+            _ => Check::new("jwks", false, "identity provider keys not loaded"),
+        }
+    }
+
+    async fn discovery_checks(&self) -> Vec<Check> {
+        let loaded = self.discovery.loaded().await;
+        self.discovery
+            .apps()
+            .map(|app| {
+                let ok = loaded.iter().any(|(name, _)| name == &app.name);
+                let detail = if ok { "loaded" } else { "not loaded" };
+                Check::new(format!("discovery:{}", app.name), ok, detail)
+            })
+            .collect()
+    }
+
+    /// Every wopiserver instance: its health page now, and what routing thinks of it.
+    async fn instance_states(&self) -> Vec<InstanceState> {
         let pool = &self.pool;
-        let wopi = futures_util::future::join_all(pool.instances.list().iter().enumerate().map(
+        futures_util::future::join_all(pool.instances.list().iter().enumerate().map(
             |(i, x)| async move {
                 let probe = tokio::time::timeout(
                     self.probe_timeout,
@@ -104,39 +137,8 @@ impl AdminService {
                     queued: x.queued(),
                 }
             },
-        ));
-        let (reva, wopi) = tokio::join!(reva, wopi);
-        checks.push(match reva {
-            Ok(Ok(())) => Check {
-                name: "reva".into(),
-                ok: true,
-                detail: "answers".into(),
-            },
-            Ok(Err(e)) => Check {
-                name: "reva".into(),
-                ok: false,
-                detail: e.to_string(),
-            },
-            Err(_) => Check {
-                name: "reva".into(),
-                ok: false,
-                detail: "timed out".into(),
-            },
-        });
-        let ok = wopi.iter().filter(|x| x.ok).count();
-        checks.push(Check {
-            name: "wopiserver".into(),
-            ok: ok > 0,
-            detail: match wopi.as_slice() {
-                [one] => one.detail.clone(),
-                all => format!("{ok} of {} instances ready", all.len()),
-            },
-        });
-        Readiness {
-            ready: checks.iter().all(|c| c.ok),
-            checks,
-            wopiserver_instances: wopi,
-        }
+        ))
+        .await
     }
 }
 
@@ -215,7 +217,7 @@ impl AdminService {
                 respond::json(session, if r.ready { 200 } else { 503 }, body, id, &[]).await?;
             }
             _ => {
-                let e = ApiError::new(ErrorCode::NotFound, "no such endpoint");
+                let e = ApiError::no_such_endpoint();
                 respond::error(session, &e, id).await?;
             }
         }

@@ -254,7 +254,7 @@ impl InternalGateway {
             }
             InternalRoute::IopOpen => self.legacy_open(session, &ctx.request_id).await?,
             InternalRoute::NotFound => {
-                let e = ApiError::new(ErrorCode::NotFound, "no such endpoint");
+                let e = ApiError::no_such_endpoint();
                 respond::error(session, &e, &ctx.request_id).await?;
             }
         }

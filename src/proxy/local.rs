@@ -9,7 +9,7 @@ use super::Gateway;
 use super::ctx::RequestCtx;
 use super::respond;
 use crate::auth::AuthError;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, Reply};
 use crate::mobile::MobileRequest;
 use crate::open::request::{self, OpenApi};
 use crate::tokens::carriers::{self, BearerForm};
@@ -35,7 +35,7 @@ impl Gateway {
                 ));
             }
             Route::BadPath(reason) => return Err(ApiError::new(ErrorCode::BadRequest, reason)),
-            _ => return Err(ApiError::new(ErrorCode::NotFound, "no such endpoint")),
+            _ => return Err(ApiError::no_such_endpoint()),
         };
         let (outcome, waited) =
             crate::metrics::timing_upstreams(self.open_api(api, session, ctx)).await;
@@ -109,7 +109,7 @@ impl Gateway {
         ctx: &RequestCtx,
     ) -> pingora::Result<()> {
         let Some(service) = &self.mobile_service else {
-            let e = ApiError::new(ErrorCode::NotFound, "no such endpoint");
+            let e = ApiError::no_such_endpoint();
             return respond::error(session, &e, &ctx.request_id).await;
         };
         let req = session.req_header();
@@ -126,20 +126,7 @@ impl Gateway {
                 "more than one access_token",
             )),
         };
-        match answer {
-            Ok(a) => {
-                let retry_after = a.retry_after.map(|s| s.to_string());
-                let extra: Vec<(&'static str, &str)> = a
-                    .challenge
-                    .as_deref()
-                    .map(|c| ("WWW-Authenticate", c))
-                    .into_iter()
-                    .chain(retry_after.as_deref().map(|s| ("Retry-After", s)))
-                    .chain(a.headers.iter().map(|(k, v)| (*k, v.as_str())))
-                    .collect();
-                respond::json(session, a.status, a.body, &ctx.request_id, &extra).await
-            }
-            Err(e) => respond::error(session, &e, &ctx.request_id).await,
-        }
+        let reply = answer.unwrap_or_else(Reply::from);
+        respond::reply(session, &reply, &ctx.request_id).await
     }
 }

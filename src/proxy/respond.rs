@@ -4,7 +4,7 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Reply};
 
 /// Writes a complete JSON response.
 pub async fn json(
@@ -52,14 +52,13 @@ async fn body_with(
     Ok(())
 }
 
+/// Writes one of the gateway's own answers.
+pub async fn reply(session: &mut Session, r: &Reply, request_id: &str) -> pingora::Result<()> {
+    let extra: Vec<(&'static str, &str)> =
+        r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    json(session, r.status, r.body.clone(), request_id, &extra).await
+}
+
 pub async fn error(session: &mut Session, e: &ApiError, request_id: &str) -> pingora::Result<()> {
-    let mut extra = Vec::new();
-    if let Some(challenge) = e.www_authenticate() {
-        extra.push(("WWW-Authenticate", challenge));
-    }
-    let retry_after = e.retry_after.map(|s| s.to_string());
-    if let Some(s) = &retry_after {
-        extra.push(("Retry-After", s.as_str()));
-    }
-    json(session, e.status().as_u16(), e.body(), request_id, &extra).await
+    reply(session, &Reply::from(e), request_id).await
 }

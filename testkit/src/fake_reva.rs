@@ -44,6 +44,8 @@ struct Inner {
     delay: Mutex<Duration>,
     /// Names whose next Stat by folder and name answers UNAVAILABLE.
     stat_failures: Mutex<Vec<String>>,
+    /// Stats still answered before every Stat answers UNAVAILABLE (`None`: no outage).
+    stat_outage_after: Mutex<Option<usize>>,
 }
 
 #[derive(Clone)]
@@ -69,6 +71,7 @@ impl FakeReva {
                 authenticator,
                 delay: Mutex::new(Duration::ZERO),
                 stat_failures: Mutex::new(Vec::new()),
+                stat_outage_after: Mutex::new(None),
             }),
         }
     }
@@ -89,6 +92,12 @@ impl FakeReva {
             .lock()
             .unwrap()
             .push(name.to_owned());
+    }
+
+    /// REVA goes down for Stat after answering `n` more (a restart beginning between two
+    /// calls of one open); `None` ends the outage.
+    pub fn stat_outage_after(&self, n: Option<usize>) {
+        *self.inner.stat_outage_after.lock().unwrap() = n;
     }
 
     /// Makes every call wait this long first (deadline tests).
@@ -386,6 +395,11 @@ impl GatewayApi for FakeReva {
             if let Some(i) = failures.iter().position(|n| Some(n.as_str()) == named) {
                 failures.remove(i);
                 return Err(Status::unavailable("REVA went away"));
+            }
+            match &mut *self.inner.stat_outage_after.lock().unwrap() {
+                Some(0) => return Err(Status::unavailable("REVA is restarting")),
+                Some(n) => *n -= 1,
+                None => {}
             }
         }
         // By id, by absolute path, or by a path relative to an id (`./name`).

@@ -14,7 +14,8 @@ use wopigate_testkit::proof_signer::validator_signers;
 use wopigate_testkit::stack::{STORAGE, Stack, StackOptions};
 
 use crate::{
-    WopiFile as File, check_file_info, client, enc, open_wopi_file as open, start, start_gateway,
+    WopiFile as File, check_file_info, client, enc, open_as_alice, open_wopi_file as open, start,
+    start_gateway,
 };
 
 /// A WOPI POST: status, `X-WOPI-Lock` and the JSON body.
@@ -375,4 +376,31 @@ async fn a_file_renamed_elsewhere_costs_one_404_and_getlocks_cost_nothing() {
     let (s, info) = check_file_info(&f).await;
     assert_eq!((s, &info["BaseFileName"]), (200, &"moved.docx".into()));
     assert_eq!(opens(), before + 1);
+}
+
+/// v11.5.0's `openinapp` calls every storage error "not found": the gateway tells a REVA outage
+/// (503, try again) and a wopiserver cut off from storage (502) from a file that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_tells_an_outage_from_a_missing_file() {
+    let (stack, _gw) = start(StackOptions::default()).await;
+    // REVA goes down right after the gateway's own Stat: the wopiserver's fails.
+    stack.reva.stat_outage_after(Some(1));
+    let (status, body) = open_as_alice(&stack, "file-docx").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("unavailable")),
+        "{body}"
+    );
+    stack.reva.stat_outage_after(None);
+    // The wopiserver alone cut off from REVA: its "not found" is its own failure.
+    stack.wopiserver.set_storage_unreachable(true);
+    let (status, body) = open_as_alice(&stack, "file-docx").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (502, Some("upstream_error")),
+        "{body}"
+    );
+    stack.wopiserver.set_storage_unreachable(false);
+    let (status, body) = open_as_alice(&stack, "file-docx").await;
+    assert_eq!(status, 200, "{body}");
 }

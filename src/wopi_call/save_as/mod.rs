@@ -21,11 +21,10 @@ use serde_json::json;
 
 pub use caller::Caller;
 pub use created::Created;
-use request::refuse;
-pub use request::{Refusal, Target, check_size, target_of};
+pub use request::{Target, check_size, target_of};
 
 use super::GatewayTokens;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, Reply};
 use crate::ids::{Resource, path_id_of};
 use crate::open::{OpenAs, OpenResult, extension_of};
 use crate::pb::cs3::storage::provider::v1beta1::{ResourceId, ResourceInfo, ResourceType};
@@ -53,9 +52,9 @@ pub struct Prepared {
     pub answer: Vec<u8>,
 }
 
-/// The folder writes are refused with 501 (what WOPI lists for "not permitted for the user").
-pub fn not_permitted(what: &str) -> Refusal {
-    refuse(ErrorCode::NotImplemented, what)
+/// Not permitted for this user: 501, as WOPI lists it for Save As and the folder writes.
+pub fn not_permitted(what: &str) -> Reply {
+    Reply::refuse(ErrorCode::NotImplemented, what)
 }
 
 /// The name the body is stored under, and whether it overwrites a file of that name.
@@ -63,18 +62,20 @@ pub fn choose_name(
     target: Target,
     taken: &HashSet<String>,
     source_name: &str,
-) -> Result<(String, bool), Refusal> {
+) -> Result<(String, bool), Reply> {
     let free = |name: &str| names::unique(name, MAX_NAME_TRIES, |n| taken.contains(n));
-    let refused = |code: ErrorCode, message: &str, name: &str| Refusal {
-        error: ApiError::new(code, message),
-        headers: free(&names::legalise(name, "New document"))
-            .map(|p| vec![("X-WOPI-ValidRelativeTarget", utf7::encode(&p))])
-            .unwrap_or_default(),
+    let refused = |code: ErrorCode, message: &str, name: &str| {
+        Reply::refused(
+            ApiError::new(code, message),
+            free(&names::legalise(name, "New document"))
+                .map(|p| vec![("X-WOPI-ValidRelativeTarget", utf7::encode(&p))])
+                .unwrap_or_default(),
+        )
     };
     match target {
         Target::Suggested(s) => free(&names::suggested(&s, source_name))
             .map(|name| (name, false))
-            .ok_or_else(|| refuse(ErrorCode::Conflict, "no free name")),
+            .ok_or_else(|| Reply::refuse(ErrorCode::Conflict, "no free name")),
         Target::Relative { name, .. } if !names::is_legal(&name) => Err(refused(
             ErrorCode::BadRequest,
             "the name is not allowed",
@@ -103,17 +104,12 @@ impl GatewayTokens {
         target: Target,
         public_url: &str,
         trace_id: &str,
-    ) -> Result<Prepared, Refusal> {
+    ) -> Result<Prepared, Reply> {
         if !caller.writable {
             return Err(not_permitted("a read-only token cannot create files"));
         }
         let (source, folder) = self.folder_of(caller).await?;
-        let taken = self
-            .open
-            .reva
-            .names_in(&caller.reva.token, &folder)
-            .await
-            .map_err(ApiError::from)?;
+        let taken = self.open.reva.names_in(&caller.reva.token, &folder).await?;
         let source_name = names::of(&source);
         let (name, overwrite) = choose_name(target, &taken, source_name)?;
         // From here on, a file this request created is removed on any early return.
@@ -157,14 +153,13 @@ impl GatewayTokens {
 
     /// The source (a file) and the folder it is in, where the user may create files; a file
     /// shared without its folder has nothing next to it to create.
-    async fn folder_of(&self, caller: &Caller) -> Result<(ResourceInfo, ResourceId), Refusal> {
+    async fn folder_of(&self, caller: &Caller) -> Result<(ResourceInfo, ResourceId), Reply> {
         let reva = &caller.reva.token;
         let source = self
             .open
             .reva
             .stat(reva, ResourceId::from(&caller.source))
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         if source.r#type() != ResourceType::File {
             return Err(ApiError::not_found().into());
         }
@@ -180,7 +175,7 @@ impl GatewayTokens {
             .await
             .map_err(|e| match e {
                 RevaError::PermissionDenied | RevaError::NotFound => no_permission(),
-                other => ApiError::from(other).into(),
+                other => other.into(),
             })?;
         if !can_upload(&folder) {
             return Err(no_permission());
@@ -195,7 +190,7 @@ impl GatewayTokens {
         folder: &ResourceId,
         name: &str,
         overwrite: bool,
-    ) -> Result<(ResourceId, Option<Created>), Refusal> {
+    ) -> Result<(ResourceId, Option<Created>), Reply> {
         let (reva_client, reva) = (&self.open.reva, &caller.reva.token);
         let mut created = None;
         if !overwrite {
@@ -206,8 +201,10 @@ impl GatewayTokens {
                     RevaError::PermissionDenied => {
                         not_permitted("no permission to create files in this folder")
                     }
-                    RevaError::AlreadyExists => refuse(ErrorCode::Conflict, "the name is taken"),
-                    other => ApiError::from(other).into(),
+                    RevaError::AlreadyExists => {
+                        Reply::refuse(ErrorCode::Conflict, "the name is taken")
+                    }
+                    other => other.into(),
                 })?;
             created = Some(Created::new(
                 reva_client.clone(),
@@ -215,14 +212,11 @@ impl GatewayTokens {
                 child(folder, name),
             ));
         }
-        let info = reva_client
-            .stat_ref(reva, child(folder, name))
-            .await
-            .map_err(ApiError::from)?;
+        let info = reva_client.stat_ref(reva, child(folder, name)).await?;
         let id = info
             .id
             .clone()
-            .ok_or_else(|| refuse(ErrorCode::UpstreamError, "REVA named no id"))?;
+            .ok_or_else(|| Reply::refuse(ErrorCode::UpstreamError, "REVA named no id"))?;
         if let Some(c) = created.as_mut() {
             c.identified(&id);
         }
@@ -240,7 +234,7 @@ impl GatewayTokens {
         id: &ResourceId,
         source_name: &str,
         trace_id: &str,
-    ) -> Result<OpenResult, Refusal> {
+    ) -> Result<OpenResult, Reply> {
         let userid = format!("{}@{}", caller.user.id.opaque_id, caller.user.id.idp);
         Ok(self
             .open
@@ -260,21 +254,14 @@ impl GatewayTokens {
     /// Overwriting: the file must not be locked by someone; the gateway locks it for the write
     /// (released after, [`Self::finish_save_as`]). `probe` is the file's path and query with
     /// the wopiserver token.
-    async fn lock_for_overwrite(
-        &self,
-        resource: &Resource,
-        probe: &str,
-    ) -> Result<String, Refusal> {
+    async fn lock_for_overwrite(&self, resource: &Resource, probe: &str) -> Result<String, Reply> {
         let wopiserver = &self.open.wopiserver;
         let key = (resource.storage_id.as_str(), resource.opaque_id.as_str());
-        let locked = |current: String| Refusal {
-            error: ApiError::new(ErrorCode::Conflict, "the target is locked"),
-            headers: vec![("X-WOPI-Lock", current)],
+        let locked = |current: String| {
+            Reply::refuse(ErrorCode::Conflict, "the target is locked")
+                .with_header("X-WOPI-Lock", current)
         };
-        if let (_, Some(current)) = wopiserver
-            .lock_call(key, probe, LockCall::GetLock)
-            .await
-            .map_err(ApiError::from)?
+        if let (_, Some(current)) = wopiserver.lock_call(key, probe, LockCall::GetLock).await?
             && !current.is_empty()
         {
             return Err(locked(current));
@@ -282,8 +269,7 @@ impl GatewayTokens {
         let id = format!("wopigate-save-as-{}", uuid::Uuid::new_v4());
         match wopiserver
             .lock_call(key, probe, LockCall::Lock(&id))
-            .await
-            .map_err(ApiError::from)?
+            .await?
         {
             (200, _) => Ok(id),
             (_, current) => Err(locked(current.unwrap_or_default())),

@@ -2,28 +2,8 @@
 //! (exactly one, UTF-7 decoded), whether `X-WOPI-Size` agrees with the body, and a refusal
 //! with the WOPI headers that go beside it.
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ErrorCode, Reply};
 use crate::wopi::utf7;
-
-/// A refusal with the headers WOPI puts beside it.
-#[derive(Debug)]
-pub struct Refusal {
-    pub error: ApiError,
-    pub headers: Vec<(&'static str, String)>,
-}
-
-impl From<ApiError> for Refusal {
-    fn from(error: ApiError) -> Self {
-        Self {
-            error,
-            headers: Vec::new(),
-        }
-    }
-}
-
-pub(super) fn refuse(code: ErrorCode, message: &str) -> Refusal {
-    ApiError::new(code, message).into()
-}
 
 /// The name headers of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,9 +19,9 @@ fn header<'a>(h: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Reads the name headers: exactly one of the two, UTF-7 decoded.
-pub fn target_of(h: &http::HeaderMap) -> Result<Target, Refusal> {
+pub fn target_of(h: &http::HeaderMap) -> Result<Target, Reply> {
     let decode = |v: &str| {
-        utf7::decode(v).map_err(|_| refuse(ErrorCode::BadRequest, "the name is not UTF-7"))
+        utf7::decode(v).map_err(|_| Reply::refuse(ErrorCode::BadRequest, "the name is not UTF-7"))
     };
     match (
         header(h, "x-wopi-suggestedtarget"),
@@ -53,11 +33,11 @@ pub fn target_of(h: &http::HeaderMap) -> Result<Target, Refusal> {
             overwrite: header(h, "x-wopi-overwriterelativetarget")
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
         }),
-        (Some(_), Some(_)) => Err(refuse(
+        (Some(_), Some(_)) => Err(Reply::refuse(
             ErrorCode::BadRequest,
             "X-WOPI-SuggestedTarget and X-WOPI-RelativeTarget are exclusive",
         )),
-        (None, None) => Err(refuse(
+        (None, None) => Err(Reply::refuse(
             ErrorCode::BadRequest,
             "X-WOPI-SuggestedTarget or X-WOPI-RelativeTarget is required",
         )),
@@ -65,16 +45,16 @@ pub fn target_of(h: &http::HeaderMap) -> Result<Target, Refusal> {
 }
 
 /// `X-WOPI-Size` must agree with the body's length when both are given.
-pub fn check_size(h: &http::HeaderMap) -> Result<(), Refusal> {
+pub fn check_size(h: &http::HeaderMap) -> Result<(), Reply> {
     let Some(size) = header(h, "x-wopi-size") else {
         return Ok(());
     };
     let size: u64 = size
         .trim()
         .parse()
-        .map_err(|_| refuse(ErrorCode::BadRequest, "X-WOPI-Size is not a number"))?;
+        .map_err(|_| Reply::refuse(ErrorCode::BadRequest, "X-WOPI-Size is not a number"))?;
     match header(h, "content-length").map(|v| v.trim().parse::<u64>()) {
-        Some(Ok(len)) if len != size => Err(refuse(
+        Some(Ok(len)) if len != size => Err(Reply::refuse(
             ErrorCode::BadRequest,
             "X-WOPI-Size differs from the body's length",
         )),
@@ -121,7 +101,7 @@ mod tests {
                 ("X-WOPI-RelativeTarget", "b"),
             ]),
         ] {
-            assert_eq!(target_of(&bad).unwrap_err().error.status(), 400);
+            assert_eq!(target_of(&bad).unwrap_err().status, 400);
         }
         assert!(check_size(&headers(&[("X-WOPI-Size", "5"), ("Content-Length", "5")])).is_ok());
         assert!(check_size(&headers(&[("X-WOPI-Size", "5"), ("Content-Length", "6")])).is_err());
