@@ -89,87 +89,87 @@ pub fn parse(xml: &str) -> Result<Discovery, DiscoveryParseError> {
     parse_with(xml, None, None)
 }
 
-/// Parses with a chosen `<net-zone>` (default: `external…`, else the first) and a UI language
-/// for placeholders.
-pub fn parse_with(
-    xml: &str,
-    net_zone: Option<&str>,
-    language: Option<&str>,
-) -> Result<Discovery, DiscoveryParseError> {
+/// Everything the document lists, before a zone is chosen.
+#[derive(Default)]
+struct Document {
+    /// net-zone name → its actions.
+    zones: Vec<(String, Vec<ZoneAction>)>,
+    /// (zone index, app): icons and names are taken from the chosen zone only.
+    apps: Vec<(usize, DiscoveredApp)>,
+    proof_key: Option<ProofKeyXml>,
+}
+
+fn read_document(xml: &str) -> Result<Document, DiscoveryParseError> {
     let mut reader = Reader::from_str(xml);
     reader.config_mut().trim_text(true);
-    // net-zone name → (app → actions), chosen after the whole document is read.
-    let mut zones: Vec<(String, Vec<ZoneAction>)> = Vec::new();
-    // (zone index, app): icons and names are taken from the chosen zone only.
-    let mut apps: Vec<(usize, DiscoveredApp)> = Vec::new();
-    let mut proof_key = None;
+    let mut doc = Document::default();
     let mut current_app = String::new();
     loop {
         let event = reader
             .read_event()
             .map_err(|e| DiscoveryParseError::Xml(e.to_string()))?;
-        match event {
-            Event::Start(e) | Event::Empty(e) => match e.local_name().as_ref() {
-                b"net-zone" => {
-                    let name = attrs(&e).remove("name").unwrap_or_default();
-                    zones.push((name, Vec::new()));
+        let e = match event {
+            Event::Start(e) | Event::Empty(e) => e,
+            Event::Eof => return Ok(doc),
+            _ => continue,
+        };
+        let mut a = attrs(&e);
+        match e.local_name().as_ref() {
+            b"net-zone" => doc
+                .zones
+                .push((a.remove("name").unwrap_or_default(), Vec::new())),
+            b"app" => {
+                let name = a.remove("name").unwrap_or_default();
+                current_app.clone_from(&name);
+                let zone = doc.zones.len().saturating_sub(1);
+                if !doc.apps.iter().any(|(z, x)| *z == zone && x.name == name) {
+                    let fav_icon_url = a.remove("favIconUrl").filter(|u| !u.is_empty());
+                    doc.apps.push((zone, DiscoveredApp { name, fav_icon_url }));
                 }
-                b"app" => {
-                    let mut a = attrs(&e);
-                    let name = a.remove("name").unwrap_or_default();
-                    current_app.clone_from(&name);
-                    let zone = zones.len().saturating_sub(1);
-                    if !apps.iter().any(|(z, x)| *z == zone && x.name == name) {
-                        let fav_icon_url = a.remove("favIconUrl").filter(|u| !u.is_empty());
-                        apps.push((zone, DiscoveredApp { name, fav_icon_url }));
-                    }
+            }
+            b"action" => {
+                if let (Some(name), Some(ext), Some(url), Some(zone)) = (
+                    a.remove("name"),
+                    a.remove("ext"),
+                    a.remove("urlsrc"),
+                    doc.zones.last_mut(),
+                ) {
+                    zone.1.push((name, ext, url, current_app.clone()));
                 }
-                b"action" => {
-                    let mut a = attrs(&e);
-                    if let (Some(name), Some(ext), Some(url), Some(zone)) = (
-                        a.remove("name"),
-                        a.remove("ext"),
-                        a.remove("urlsrc"),
-                        zones.last_mut(),
-                    ) {
-                        zone.1.push((name, ext, url, current_app.clone()));
-                    }
-                }
-                b"proof-key" => {
-                    let mut a = attrs(&e);
-                    let mut take = |k: &str| a.remove(k).unwrap_or_default();
-                    proof_key = Some(ProofKeyXml {
-                        value: take("value"),
-                        modulus: take("modulus"),
-                        exponent: take("exponent"),
-                        oldvalue: take("oldvalue"),
-                        oldmodulus: take("oldmodulus"),
-                        oldexponent: take("oldexponent"),
-                    });
-                }
-                _ => {}
-            },
-            Event::Eof => break,
+            }
+            b"proof-key" => {
+                let mut take = |k: &str| a.remove(k).unwrap_or_default();
+                doc.proof_key = Some(ProofKeyXml {
+                    value: take("value"),
+                    modulus: take("modulus"),
+                    exponent: take("exponent"),
+                    oldvalue: take("oldvalue"),
+                    oldmodulus: take("oldmodulus"),
+                    oldexponent: take("oldexponent"),
+                });
+            }
             _ => {}
         }
     }
-    // REVA's and oCIS's rule: the zone whose name contains "external"; a discovery without one
-    // (internal-only deployments) falls back to its first zone.
-    let chosen_index = match net_zone {
+}
+
+/// REVA's and oCIS's rule: the zone whose name contains "external"; a discovery without one
+/// (internal-only deployments) falls back to its first zone.
+fn chosen_zone(zones: &[(String, Vec<ZoneAction>)], net_zone: Option<&str>) -> Option<usize> {
+    match net_zone {
         Some(wanted) => zones.iter().position(|(name, _)| name == wanted),
         None => zones
             .iter()
             .position(|(name, _)| name.contains("external"))
             .or(if zones.is_empty() { None } else { Some(0) }),
-    };
-    let chosen = chosen_index.map(|i| &zones[i]);
-    let apps: Vec<DiscoveredApp> = apps
-        .into_iter()
-        .filter(|(z, _)| Some(*z) == chosen_index)
-        .map(|(_, a)| a)
-        .collect();
+    }
+}
+
+/// Extension → app URLs, from one zone's actions; the first action of a kind wins, as in
+/// document order of preference.
+fn extensions_of(actions: &[ZoneAction], language: Option<&str>) -> HashMap<String, ActionUrls> {
     let mut extensions: HashMap<String, ActionUrls> = HashMap::new();
-    for (action, ext, urlsrc, app) in chosen.map(|z| z.1.as_slice()).unwrap_or_default() {
+    for (action, ext, urlsrc, app) in actions {
         if ext.is_empty() || urlsrc.is_empty() {
             continue;
         }
@@ -189,21 +189,43 @@ pub fn parse_with(
             "embedview" => &mut entry.embedview,
             _ => continue,
         };
-        // First action of a kind wins, as in document order of preference.
         slot.get_or_insert(url);
     }
     extensions.retain(|_, a| a.view.is_some() || a.edit.is_some());
+    extensions
+}
+
+/// Parses with a chosen `<net-zone>` (default: `external…`, else the first) and a UI language
+/// for placeholders.
+pub fn parse_with(
+    xml: &str,
+    net_zone: Option<&str>,
+    language: Option<&str>,
+) -> Result<Discovery, DiscoveryParseError> {
+    let doc = read_document(xml)?;
+    let chosen = chosen_zone(&doc.zones, net_zone);
+    let apps: Vec<DiscoveredApp> = doc
+        .apps
+        .into_iter()
+        .filter(|(z, _)| Some(*z) == chosen)
+        .map(|(_, a)| a)
+        .collect();
+    let actions = chosen
+        .map(|i| doc.zones[i].1.as_slice())
+        .unwrap_or_default();
+    let extensions = extensions_of(actions, language);
     if extensions.is_empty() {
         return Err(DiscoveryParseError::Empty);
     }
-    let proof_keys = proof_key
+    let proof_keys = doc
+        .proof_key
         .as_ref()
         .and_then(|x| crate::wopi::proof::ProofKeys::from_discovery(x).ok())
         .map(std::sync::Arc::new);
     Ok(Discovery {
         extensions,
         apps,
-        proof_key,
+        proof_key: doc.proof_key,
         proof_keys,
     })
 }
