@@ -92,6 +92,13 @@ fn tls_summary(t: &crate::tls::ClientTls) -> String {
 
 /// What `check` prints: every listener and upstream, and what an operator should know.
 pub fn describe(c: &Config) -> Vec<String> {
+    let mut out = listeners(c);
+    out.extend(upstreams(c));
+    out
+}
+
+/// The listeners, their certificate and ports.
+fn listeners(c: &Config) -> Vec<String> {
     let mut out = Vec::new();
     match &c.server.tls {
         Some(t) => {
@@ -145,6 +152,12 @@ pub fn describe(c: &Config) -> Vec<String> {
                 .into(),
         );
     }
+    out
+}
+
+/// The upstreams, the token handling and the office apps.
+fn upstreams(c: &Config) -> Vec<String> {
+    let mut out = Vec::new();
     for x in &c.wopiserver.instances {
         out.push(format!(
             "wopiserver:      {} = {} ({})",

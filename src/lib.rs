@@ -29,15 +29,17 @@
 //! - [`tokens`]: where tokens travel (`access_token`, `Authorization`) and every token format:
 //!   gateway tokens and the wopiserver tokens remembered behind them, REVA tokens, the
 //!   wopiserver token's readable claims, the swap between gateway and wopiserver tokens.
-//! - [`wopi`]: the URL table with each request's WOPI operation, and proof keys.
+//! - [`wopi`]: the URL table with each request's WOPI operation, view modes, and proof keys.
 //! - [`auth`] (OIDC validation, JWKS), [`reva`] (CS3 gRPC), [`exchange`] (OIDC → REVA token),
 //!   [`wopiserver`] (`openinapp` client, the instances and their capacity), [`discovery`] (office discovery cache),
 //!   [`telemetry`] (logging with redaction).
-//! - [`error`]: the client-facing error and every module error mapped to it, once.
-//! - [`open`] (the open flow shared by both open APIs, gateway-token renewal), [`mobile`]
-//!   (Office for iOS/Android from REVA), [`iop`] (the internal IOP API's rules).
+//! - [`error`]: the client-facing error, the one reply type, every module error mapped once.
+//! - [`open`] (the open flow shared by both open APIs), [`wopi_call`] (the proxied WOPI call:
+//!   admission, the answer plan, gateway-token renewal, Save As), [`mobile`] (Office for
+//!   iOS/Android from REVA), [`iop`] (the internal IOP API's rules).
 //! - [`proxy`]: pingora's side — the listeners' `ProxyHttp`s with phases that only dispatch,
-//!   and the connection layer below HTTP (`proxy::conn`).
+//!   and the connection layer below HTTP (`proxy::conn`); `docs/architecture.md` follows a call
+//!   through the layers.
 //! - [`cli`], [`app`]: start-up; `app` alone knows every part and builds pingora's server.
 // The one exception, with its reason, is `memory::hand_back` (a libc call).
 #![deny(unsafe_code)]

@@ -121,9 +121,31 @@ pub fn redact(line: &str) -> Cow<'_, str> {
             }
         }
     }
+    let mut cuts = valued_keys(&out);
+    cuts.extend(token_shapes(&out));
+    if cuts.is_empty() {
+        return out;
+    }
+    cuts.sort_unstable();
+    let mut s = String::with_capacity(out.len());
+    let mut at = 0;
+    for (a, b) in cuts {
+        if b <= at {
+            continue;
+        }
+        s.push_str(&out[at..a.max(at)]);
+        s.push_str(REDACTED);
+        at = b;
+    }
+    s.push_str(&out[at..]);
+    Cow::Owned(s)
+}
+
+/// Where the values of sensitive keys (`access_token=`, `"authorization": "Bearer …"`) are.
+fn valued_keys(out: &str) -> Vec<(usize, usize)> {
     let bytes = out.as_bytes();
     let lower = out.to_ascii_lowercase();
-    let mut cuts: Vec<(usize, usize)> = Vec::new();
+    let mut cuts = Vec::new();
     for key in SENSITIVE_KEYS {
         let mut from = 0;
         while let Some(pos) = lower[from..].find(key) {
@@ -154,6 +176,13 @@ pub fn redact(line: &str) -> Cow<'_, str> {
             }
         }
     }
+    cuts
+}
+
+/// Where token-shaped text is: gateway tokens and anything shaped like a JWS.
+fn token_shapes(out: &str) -> Vec<(usize, usize)> {
+    let bytes = out.as_bytes();
+    let mut cuts = Vec::new();
     // Gateway-issued tokens (`wg1.` + base64url).
     let mut from = 0;
     while let Some(pos) = out[from..].find(crate::tokens::gateway::PREFIX) {
@@ -181,22 +210,7 @@ pub fn redact(line: &str) -> Cow<'_, str> {
         }
         from = i.max(start + 3);
     }
-    if cuts.is_empty() {
-        return out;
-    }
-    cuts.sort_unstable();
-    let mut s = String::with_capacity(out.len());
-    let mut at = 0;
-    for (a, b) in cuts {
-        if b <= at {
-            continue;
-        }
-        s.push_str(&out[at..a.max(at)]);
-        s.push_str(REDACTED);
-        at = b;
-    }
-    s.push_str(&out[at..]);
-    Cow::Owned(s)
+    cuts
 }
 
 /// Lines at INFO and below (the access log) collect here and reach stderr in batches: one

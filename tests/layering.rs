@@ -457,3 +457,79 @@ fn file_imports_resolve_grouped_and_relative_paths() {
         [path("super::deadline::PAST_HEAD")]
     );
 }
+
+/// Longest production file, in lines outside `#[cfg(test)]` items.
+const MAX_FILE_LINES: usize = 450;
+/// Longest function, signature to closing brace.
+const MAX_FN_LINES: usize = 80;
+/// Declarative tables, exempt from the function limit: the metric definitions and the URL
+/// table (file, function).
+const TABLES: &[(&str, &str)] = &[("metrics.rs", "new"), ("wopi/route.rs", "classify")];
+
+/// Functions in production code that run longer than `MAX_FN_LINES`: (name, lines).
+fn long_functions(prod: &str) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for line in prod.split_inclusive('\n') {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let fn_at = words.iter().position(|w| *w == "fn");
+        let qualifiers = [
+            "pub",
+            "pub(crate)",
+            "pub(super)",
+            "const",
+            "async",
+            "unsafe",
+        ];
+        if let Some(i) = fn_at
+            && words[..i].iter().all(|w| qualifiers.contains(w))
+            && let Some(name) = words.get(i + 1)
+        {
+            let body = &prod[at..];
+            let lines = body[..item_end(body)].lines().count();
+            if lines > MAX_FN_LINES {
+                let name = name.split(['(', '<']).next().unwrap_or_default();
+                out.push((name.to_owned(), lines));
+            }
+        }
+        at += line.len();
+    }
+    out
+}
+
+#[test]
+fn no_production_file_or_function_is_too_long() {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut over = Vec::new();
+    for file in files.iter().filter(|f| module_of(f).is_some()) {
+        let rel = file
+            .strip_prefix(src())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let prod = production(&std::fs::read_to_string(file).unwrap());
+        let lines = prod.trim_end().lines().count();
+        if lines > MAX_FILE_LINES {
+            over.push(format!("{rel}: {lines} lines"));
+        }
+        for (name, lines) in long_functions(&prod) {
+            if !TABLES.contains(&(rel.as_str(), name.as_str())) {
+                over.push(format!("{rel}: fn {name}, {lines} lines"));
+            }
+        }
+    }
+    assert!(over.is_empty(), "too long:\n{}", over.join("\n"));
+}
+
+#[test]
+fn a_long_function_is_found_and_a_short_one_is_not() {
+    let long = format!(
+        "pub async fn long(a: u8) -> u8 {{\n{}    a\n}}\nfn short() {{}}\n",
+        "    let _ = 1;\n".repeat(MAX_FN_LINES)
+    );
+    assert_eq!(
+        long_functions(&production(&long)),
+        vec![("long".to_owned(), MAX_FN_LINES + 3)]
+    );
+}

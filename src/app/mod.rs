@@ -9,6 +9,7 @@ mod reload;
 use std::path::Path;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
@@ -66,6 +67,78 @@ where
     pingora::services::listening::Service::new(name.to_owned(), LimitedHttp::new(proxy, limits))
 }
 
+/// Where a reload stores a listener's next generation.
+type Slot<G> = Arc<ArcSwap<G>>;
+
+/// pingora's server settings: threads, and how long a shutdown waits for requests in flight.
+fn server_conf(config: &Config) -> ServerConf {
+    ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout.as_secs()),
+        daemon: false,
+        // One runtime per worker thread, a connection stays on the thread that accepted it
+        // (pingora's no-steal runtime): no cross-thread wake-ups or task stealing on the
+        // request path. The gateway's per-request work is short and even, the case it suits.
+        work_stealing: false,
+        ..ServerConf::default()
+    }
+}
+
+/// The public listener, plain or TLS (with the certificate a reload can swap).
+fn add_public(
+    server: &mut Server,
+    gateway: crate::proxy::Gateway,
+    config: &Config,
+    limits: ClientLimits,
+) -> Result<(Slot<crate::proxy::Gateway>, Option<Arc<ReloadableCert>>), StartError> {
+    let (public, slot) = Listener::new(gateway);
+    let mut service = limited_service(&server.configuration, public, "public", limits);
+    let cert = match &config.server.tls {
+        Some(tls) => {
+            let cert = Arc::new(
+                ReloadableCert::load(&tls.cert_file, &tls.key_file).map_err(StartError::Tls)?,
+            );
+            let mut settings =
+                TlsSettings::intermediate("", "").map_err(|e| StartError::Tls(e.to_string()))?;
+            settings.set_cert_resolver(cert.clone());
+            service.add_listener(
+                ListenerConfig::tcp(config.server.listen.to_string())
+                    .tls(settings)
+                    .l4_buffer(L4BufferSettings::new(TLS_READ_BUFFER, L4_WRITE_BUFFER)),
+            );
+            Some(cert)
+        }
+        None => {
+            service.add_listener(plain_listener(config.server.listen));
+            None
+        }
+    };
+    server.add_service(service);
+    Ok((slot, cert))
+}
+
+/// A plain-HTTP listener of its own (internal, admin), on `threads` threads (default: the
+/// server's).
+fn add_plain<G>(
+    server: &mut Server,
+    generation: G,
+    (name, listen): (&str, std::net::SocketAddr),
+    limits: ClientLimits,
+    threads: Option<usize>,
+) -> Slot<G>
+where
+    Listener<G>: pingora::proxy::ProxyHttp + Send + Sync + 'static,
+    <Listener<G> as pingora::proxy::ProxyHttp>::CTX: Send + Sync,
+{
+    let (svc, slot) = Listener::new(generation);
+    let mut service = limited_service(&server.configuration, svc, name, limits);
+    service.add_listener(plain_listener(listen));
+    service.threads = threads;
+    server.add_service(service);
+    slot
+}
+
 /// Runs the gateway until a signal stops it.
 pub fn run(config_path: &Path, config: Config) -> Result<(), StartError> {
     http_client::install_crypto_provider();
@@ -89,72 +162,36 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), StartError> {
     // Lives as long as the process; independent of the configuration.
     control.spawn(crate::memory::hand_back_after_bursts());
 
-    let conf = ServerConf {
-        threads: config.server.threads,
-        grace_period_seconds: Some(config.server.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout.as_secs()),
-        daemon: false,
-        // One runtime per worker thread, a connection stays on the thread that accepted it
-        // (pingora's no-steal runtime): no cross-thread wake-ups or task stealing on the
-        // request path. The gateway's per-request work is short and even, the case it suits.
-        work_stealing: false,
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let mut server = Server::new_with_opt_and_conf(None, server_conf(&config));
     server.bootstrap();
     let mut listening = vec![config.server.listen];
 
-    let (public, public_slot) = Listener::new(generation.public);
     let limits = ClientLimits {
         header_timeout: config.server.limits.header_timeout,
         keepalive_timeout: config.server.limits.keepalive_timeout,
     };
-    let mut service = limited_service(&server.configuration, public, "public", limits);
-    let cert = match &config.server.tls {
-        Some(tls) => {
-            let cert = Arc::new(
-                ReloadableCert::load(&tls.cert_file, &tls.key_file).map_err(StartError::Tls)?,
-            );
-            let mut settings =
-                TlsSettings::intermediate("", "").map_err(|e| StartError::Tls(e.to_string()))?;
-            settings.set_cert_resolver(cert.clone());
-            service.add_listener(
-                ListenerConfig::tcp(config.server.listen.to_string())
-                    .tls(settings)
-                    .l4_buffer(L4BufferSettings::new(TLS_READ_BUFFER, L4_WRITE_BUFFER)),
-            );
-            Some(cert)
-        }
-        None => {
-            service.add_listener(plain_listener(config.server.listen));
-            None
-        }
-    };
-    server.add_service(service);
-
+    let (public_slot, cert) = add_public(&mut server, generation.public, &config, limits)?;
     let internal_slot = match (generation.internal, &config.internal) {
         (Some(gw), Some(internal)) => {
-            let (svc, slot) = Listener::new(gw);
-            let mut service = limited_service(&server.configuration, svc, "internal", limits);
-            service.add_listener(plain_listener(internal.listen));
-            server.add_service(service);
             listening.push(internal.listen);
             tracing::info!(listen = %internal.listen, "internal IOP listener");
-            Some(slot)
+            let listener = ("internal", internal.listen);
+            Some(add_plain(&mut server, gw, listener, limits, None))
         }
         _ => None,
     };
     let admin_slot = match (generation.admin, &config.admin) {
         (Some(admin), Some(a)) => {
-            let (svc, slot) = Listener::new(admin);
-            let mut service = limited_service(&server.configuration, svc, "admin", limits);
-            service.add_listener(plain_listener(a.listen));
-            // One thread is plenty for scrapes and probes.
-            service.threads = Some(1);
-            server.add_service(service);
             listening.push(a.listen);
             tracing::info!(listen = %a.listen, "admin listener (metrics, healthz, readyz)");
-            Some(slot)
+            // One thread is plenty for scrapes and probes.
+            Some(add_plain(
+                &mut server,
+                admin,
+                ("admin", a.listen),
+                limits,
+                Some(1),
+            ))
         }
         _ => None,
     };

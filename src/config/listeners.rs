@@ -102,21 +102,7 @@ impl Validator<'_> {
                 false
             }
         };
-        let tls = s.tls.as_ref().and_then(|t| {
-            let cert_file = self.resolve("server.tls.cert_file", &t.cert_file);
-            let key_file = self.resolve("server.tls.key_file", &t.key_file);
-            let (cert_file, key_file) = (cert_file?, key_file?);
-            match crate::tls::load_certified_key(&cert_file, &key_file) {
-                Ok(_) => Some(ServerTls {
-                    cert_file,
-                    key_file,
-                }),
-                Err(reason) => {
-                    self.problem("server.tls.cert_file", reason);
-                    None
-                }
-            }
-        });
+        let tls = s.tls.as_ref().and_then(|t| self.server_tls(t));
         let scheme = if s.tls.is_some() { "https" } else { "http" };
         let public_url = match (&s.public_url, listen) {
             (Some(u), _) => self
@@ -125,17 +111,41 @@ impl Validator<'_> {
             (None, Some(l)) => Some(format!("{scheme}://{l}")),
             (None, None) => None,
         };
-        let limits = Limits {
-            header_timeout: self.positive("server.header_timeout_ms", s.header_timeout_ms),
-            keepalive_timeout: Duration::from_secs(s.keepalive_timeout_seconds),
-            body_read_timeout: self.positive("server.body_read_timeout_ms", s.body_read_timeout_ms),
-            send_timeout: self.positive("server.send_timeout_ms", s.send_timeout_ms),
-            max_header_bytes: s.max_header_bytes,
-            max_header_count: s.max_header_count,
-            max_uri_bytes: s.max_uri_bytes,
-            min_body_rate: s.min_body_rate_bytes_per_second,
-            min_body_rate_after: Duration::from_millis(s.min_body_rate_after_ms),
-        };
+        let limits = self.limits(&s);
+        let trusted_proxies = self.networks("server.trusted_proxies", &s.trusted_proxies);
+        Some(Server {
+            limits,
+            trusted_proxies,
+            public_url: public_url?,
+            listen: listen?,
+            threads: s.threads.max(1),
+            grace_period: Duration::from_secs(s.grace_period_seconds),
+            graceful_shutdown_timeout: Duration::from_secs(s.graceful_shutdown_timeout_seconds),
+            log_json,
+            max_api_body_bytes: s.max_api_body_bytes,
+            tls,
+        })
+    }
+
+    /// The certificate and key, which must load and match.
+    fn server_tls(&mut self, t: &file::ServerTlsSection) -> Option<ServerTls> {
+        let cert_file = self.resolve("server.tls.cert_file", &t.cert_file);
+        let key_file = self.resolve("server.tls.key_file", &t.key_file);
+        let (cert_file, key_file) = (cert_file?, key_file?);
+        match crate::tls::load_certified_key(&cert_file, &key_file) {
+            Ok(_) => Some(ServerTls {
+                cert_file,
+                key_file,
+            }),
+            Err(reason) => {
+                self.problem("server.tls.cert_file", reason);
+                None
+            }
+        }
+    }
+
+    /// What a client may send and how slowly, within what pingora itself accepts.
+    fn limits(&mut self, s: &file::ServerSection) -> Limits {
         // pingora parses at most 256 headers (400 above).
         if !(16..=256).contains(&s.max_header_count) {
             self.problem("server.max_header_count", "must be between 16 and 256");
@@ -156,19 +166,17 @@ impl Validator<'_> {
                 "must be at least 1024 and at most server.max_header_bytes",
             );
         }
-        let trusted_proxies = self.networks("server.trusted_proxies", &s.trusted_proxies);
-        Some(Server {
-            limits,
-            trusted_proxies,
-            public_url: public_url?,
-            listen: listen?,
-            threads: s.threads.max(1),
-            grace_period: Duration::from_secs(s.grace_period_seconds),
-            graceful_shutdown_timeout: Duration::from_secs(s.graceful_shutdown_timeout_seconds),
-            log_json,
-            max_api_body_bytes: s.max_api_body_bytes,
-            tls,
-        })
+        Limits {
+            header_timeout: self.positive("server.header_timeout_ms", s.header_timeout_ms),
+            keepalive_timeout: Duration::from_secs(s.keepalive_timeout_seconds),
+            body_read_timeout: self.positive("server.body_read_timeout_ms", s.body_read_timeout_ms),
+            send_timeout: self.positive("server.send_timeout_ms", s.send_timeout_ms),
+            max_header_bytes: s.max_header_bytes,
+            max_header_count: s.max_header_count,
+            max_uri_bytes: s.max_uri_bytes,
+            min_body_rate: s.min_body_rate_bytes_per_second,
+            min_body_rate_after: Duration::from_millis(s.min_body_rate_after_ms),
+        }
     }
 
     /// CIDR networks; each one that does not parse is a problem.

@@ -210,31 +210,7 @@ impl Validator<'_> {
             );
         }
         let tokens = self.tokens(raw.tokens, exchange.mode, mobile.is_some());
-        let mut app_preference = std::collections::BTreeMap::new();
-        for (ext, apps) in raw.open.app_preference {
-            if !ext.starts_with('.') {
-                self.problem(
-                    "open.app_preference",
-                    format!("{ext:?}: extensions start with a dot"),
-                );
-            }
-            for a in &apps {
-                if !office.iter().any(|o| o.name.eq_ignore_ascii_case(a)) {
-                    self.problem(
-                        "open.app_preference",
-                        format!("{a:?} is not a configured [[office]] app"),
-                    );
-                }
-            }
-            app_preference.insert(ext.to_ascii_lowercase(), apps);
-        }
-        let open = Open {
-            folder_url_base: raw
-                .open
-                .folder_url_base
-                .and_then(|u| self.url("open.folder_url_base", &u)),
-            app_preference,
-        };
+        let open = self.open(raw.open, &office);
         Some(Config {
             server: server?,
             oidc: oidc?,
@@ -255,5 +231,33 @@ impl Validator<'_> {
                 rename: raw.wopi.rename,
             },
         })
+    }
+
+    /// `[open]`: the folder URL and the app preferences, naming configured apps only.
+    fn open(&mut self, raw: file::OpenSection, office: &[crate::config::OfficeApp]) -> Open {
+        let mut app_preference = std::collections::BTreeMap::new();
+        for (ext, apps) in raw.app_preference {
+            if !ext.starts_with('.') {
+                self.problem(
+                    "open.app_preference",
+                    format!("{ext:?}: extensions start with a dot"),
+                );
+            }
+            for a in &apps {
+                if !office.iter().any(|o| o.name.eq_ignore_ascii_case(a)) {
+                    self.problem(
+                        "open.app_preference",
+                        format!("{a:?} is not a configured [[office]] app"),
+                    );
+                }
+            }
+            app_preference.insert(ext.to_ascii_lowercase(), apps);
+        }
+        Open {
+            folder_url_base: raw
+                .folder_url_base
+                .and_then(|u| self.url("open.folder_url_base", &u)),
+            app_preference,
+        }
     }
 }
