@@ -41,7 +41,7 @@
 //!   and the connection layer below HTTP (`proxy::conn`); `docs/architecture.md` follows a call
 //!   through the layers.
 //! - [`cli`], [`app`]: start-up; `app` alone knows every part and builds pingora's server.
-// The one exception, with its reason, is `memory::hand_back` (a libc call).
+// The exceptions, with their reasons, are in `memory` (two libc calls to glibc's allocator).
 #![deny(unsafe_code)]
 // No unwrap, expect or panic outside tests: a request path answers with an error instead.
 #![cfg_attr(

@@ -141,6 +141,7 @@ where
 
 /// Runs the gateway until a signal stops it.
 pub fn run(config_path: &Path, config: Config) -> Result<(), StartError> {
+    crate::memory::keep_body_buffers();
     http_client::install_crypto_provider();
     crate::telemetry::set_secrets(&config);
     let control = tokio::runtime::Builder::new_multi_thread()

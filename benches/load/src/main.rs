@@ -479,38 +479,62 @@ async fn start_wopigate(stack: &Stack, upstream: &str, wrap: bool) -> (Proc, Pat
     (proc, log, format!("http://127.0.0.1:{listen}"))
 }
 
-/// System calls the process (all its threads, and nginx's worker) makes while `load` runs:
-/// `perf stat` counting `raw_syscalls:sys_enter`; `None` without perf.
+/// `perf stat` counting `raw_syscalls:sys_enter` of a process (all its threads, and nginx's
+/// worker) from `start` to `stop`; counts nothing without perf.
+struct SyscallCounter(Option<Child>);
+
+impl SyscallCounter {
+    fn start(proc: &Proc) -> Self {
+        let pids = proc
+            .pids()
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let perf = Command::new("perf")
+            .args([
+                "stat",
+                "-x,",
+                "-e",
+                "raw_syscalls:sys_enter,page-faults",
+                "-p",
+                &pids,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ok();
+        if perf.is_some() {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Self(perf)
+    }
+
+    /// System calls and page faults since `start`.
+    fn stop(self) -> Option<(u64, u64)> {
+        let perf = self.0?;
+        let _ = Command::new("kill")
+            .args(["-INT", &perf.id().to_string()])
+            .status();
+        let text = perf
+            .wait_with_output()
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .unwrap_or_default();
+        let count = |event: &str| {
+            text.lines()
+                .find(|l| l.contains(event))
+                .and_then(|l| l.split(',').next())
+                .and_then(|n| n.trim().parse().ok())
+        };
+        Some((count("raw_syscalls:sys_enter")?, count("page-faults")?))
+    }
+}
+
+/// System calls the process makes while `load` runs.
 fn syscalls_during<T>(proc: &Proc, load: impl FnOnce() -> T) -> (Option<u64>, T) {
-    let pids = proc
-        .pids()
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let perf = Command::new("perf")
-        .args(["stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", &pids])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn();
-    let Ok(perf) = perf else {
-        return (None, load());
-    };
-    std::thread::sleep(Duration::from_millis(300));
+    let counter = SyscallCounter::start(proc);
     let out = load();
-    let _ = Command::new("kill")
-        .args(["-INT", &perf.id().to_string()])
-        .status();
-    let text = perf
-        .wait_with_output()
-        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-        .unwrap_or_default();
-    let count = text
-        .lines()
-        .find(|l| l.contains("raw_syscalls:sys_enter"))
-        .and_then(|l| l.split(',').next())
-        .and_then(|n| n.trim().parse().ok());
-    (count, out)
+    (counter.stop().map(|(calls, _)| calls), out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -609,11 +633,48 @@ struct Transfer {
     rss_growth: u64,
     /// The proxy's CPU seconds per GiB moved (none for the direct target).
     cpu_per_gib: Option<Cpu>,
+    /// The proxy's system calls and page faults per MiB moved (none for the direct target, or
+    /// without perf).
+    syscalls_per_mib: Option<f64>,
+    faults_per_mib: Option<f64>,
+}
+
+/// Who moves the bytes: the harness's Rust client (hyper, reads as the data comes), or curl
+/// (`curl -o /dev/null`, a client that reads the way most do) for GetFile.
+#[derive(Clone, Copy, PartialEq)]
+enum Mover {
+    Rust,
+    Curl,
+}
+
+/// The operations of the transfer table, with who moves the bytes.
+const TRANSFER_OPS: [(&str, bool, Mover); 3] = [
+    ("GetFile", false, Mover::Rust),
+    ("GetFile (curl)", false, Mover::Curl),
+    ("PutFile", true, Mover::Rust),
+];
+
+/// A GetFile of `len` bytes with curl; panics unless it is whole.
+async fn curl_get(url: &str, len: u64) {
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download}",
+        ])
+        .args(["-H", &format!("X-Bench-Size: {len}"), url])
+        .output()
+        .await
+        .expect("curl runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(said, format!("200 {len}"), "curl GetFile of {url}");
 }
 
 /// One GetFile or PutFile of `len` bytes against `base` (a file URL with its token), timing it
 /// and sampling `proc`'s RSS and CPU meanwhile.
-async fn transfer(base: &str, len: u64, put: bool, proc: Option<&Proc>) -> Transfer {
+async fn transfer(base: &str, len: u64, put: bool, mover: Mover, proc: Option<&Proc>) -> Transfer {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let pid = proc.map(|p| p.child.id());
     let before = pid.and_then(rss_of).unwrap_or(0);
@@ -632,8 +693,11 @@ async fn transfer(base: &str, len: u64, put: bool, proc: Option<&Proc>) -> Trans
     });
     let (path, query) = base.split_once('?').unwrap();
     let url = format!("{path}/contents?{query}");
+    let counter = proc.map(SyscallCounter::start);
     let started = Instant::now();
-    if put {
+    if mover == Mover::Curl {
+        curl_get(&url, len).await;
+    } else if put {
         let stream = body_of(len);
         let r = client
             .post(&url)
@@ -661,6 +725,7 @@ async fn transfer(base: &str, len: u64, put: bool, proc: Option<&Proc>) -> Trans
         assert_eq!(got, len);
     }
     let took = started.elapsed();
+    let syscalls = counter.and_then(SyscallCounter::stop);
     if let Some(s) = sampling {
         s.abort();
     }
@@ -668,6 +733,8 @@ async fn transfer(base: &str, len: u64, put: bool, proc: Option<&Proc>) -> Trans
     Transfer {
         mib_per_s: len as f64 / (1 << 20) as f64 / took.as_secs_f64(),
         rss_growth: peak.load(Ordering::Relaxed).saturating_sub(before),
+        syscalls_per_mib: syscalls.map(|(n, _)| n as f64 / (len as f64 / (1 << 20) as f64)),
+        faults_per_mib: syscalls.map(|(_, n)| n as f64 / (len as f64 / (1 << 20) as f64)),
         cpu_per_gib: proc.zip(cpu_before).map(|(p, b)| {
             let used = p.cpu().since(b);
             Cpu {
@@ -853,17 +920,21 @@ async fn run(plan: Plan) {
     let transfer_targets = [DIRECT, NGINX, BARE, WRAPPED];
     let mut transfers: Vec<(&'static str, usize, Transfer)> = Vec::new();
     for round in 0..plan.transfer_rounds {
-        for (put, op) in [(false, "GetFile"), (true, "PutFile")] {
+        for (op, put, mover) in TRANSFER_OPS {
             for &i in &transfer_targets {
                 let t = &targets[i];
-                let x = transfer(&url(t), plan.big_bytes, put, t.proc).await;
+                let x = transfer(&url(t), plan.big_bytes, put, mover, t.proc).await;
                 eprintln!(
-                    "round {round} {op} {} MiB {:>22}: {:.0} MiB/s, {} CPU s/GiB, RSS +{:.1} MiB",
+                    "round {round} {op} {} MiB {:>22}: {:.0} MiB/s, {} CPU s/GiB, {} syscalls/MiB, {} faults/MiB, RSS +{:.1} MiB",
                     plan.big_bytes >> 20,
                     NAMES[i],
                     x.mib_per_s,
                     x.cpu_per_gib
                         .map_or("—".to_owned(), |c| format!("{:.3}", c.total())),
+                    x.syscalls_per_mib
+                        .map_or("—".to_owned(), |c| format!("{c:.1}")),
+                    x.faults_per_mib
+                        .map_or("—".to_owned(), |c| format!("{c:.1}")),
                     mib(x.rss_growth)
                 );
                 transfers.push((op, i, x));
@@ -1145,7 +1216,7 @@ impl Report<'_> {
         );
         let _ = writeln!(
             s,
-            "- Transfers: {} MiB GetFile and PutFile, {} rounds interleaving direct / nginx / bare pingora / wopigate (wrapped); medians with [min–max]",
+            "- Transfers: {} MiB GetFile and PutFile, {} rounds interleaving direct / nginx / bare pingora / wopigate (wrapped; bodies take the same path in pass-through mode); the Rust client (hyper) and, for GetFile, curl 7.88 (`curl -o /dev/null`, as an office client or a browser reads: into its own buffer, at its own pace); medians with [min–max]",
             p.big_bytes >> 20,
             p.transfer_rounds
         );
@@ -1183,7 +1254,7 @@ impl Report<'_> {
             "| (the floor: bare pingora ÷ nginx) | {:.2} | — | — |",
             cpu(BARE) / cpu(NGINX)
         );
-        for op in ["GetFile", "PutFile"] {
+        for (op, _, _) in TRANSFER_OPS {
             let rates = |i| -> Vec<f64> { self.transfer_of(op, i).map(|t| t.mib_per_s).collect() };
             let (w, n) = (rates(WRAPPED), rates(NGINX));
             let per_round: Vec<f64> = w.iter().zip(&n).map(|(a, b)| a / b).collect();
@@ -1201,7 +1272,7 @@ impl Report<'_> {
                 met(ok)
             );
         }
-        for op in ["GetFile", "PutFile"] {
+        for (op, _, _) in TRANSFER_OPS {
             let per_gib = |i| -> Vec<f64> {
                 self.transfer_of(op, i)
                     .filter_map(|t| t.cpu_per_gib.map(Cpu::total))
@@ -1287,10 +1358,10 @@ impl Report<'_> {
         let _ = writeln!(s, "\n## Transfers\n");
         let _ = writeln!(
             s,
-            "| Operation | Target | MiB/s | CPU s/GiB | user s/GiB | system s/GiB | proxy RSS growth (max) |"
+            "| Operation | Target | MiB/s | CPU s/GiB | user s/GiB | system s/GiB | syscalls/MiB | page faults/MiB | proxy RSS growth (max) |"
         );
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|");
-        for op in ["GetFile", "PutFile"] {
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+        for (op, _, _) in TRANSFER_OPS {
             for i in [DIRECT, NGINX, BARE, WRAPPED] {
                 let t: Vec<&Transfer> = self.transfer_of(op, i).collect();
                 let rate: Vec<f64> = t.iter().map(|t| t.mib_per_s).collect();
@@ -1301,15 +1372,19 @@ impl Report<'_> {
                     cpu.iter().map(|c| c.user).collect(),
                     cpu.iter().map(|c| c.system).collect(),
                 );
+                let calls: Vec<f64> = t.iter().filter_map(|t| t.syscalls_per_mib).collect();
+                let faults: Vec<f64> = t.iter().filter_map(|t| t.faults_per_mib).collect();
                 let _ = writeln!(
                     s,
-                    "| {op} {} MiB | {} | {} | {} | {} | {} | {} |",
+                    "| {op} {} MiB | {} | {} | {} | {} | {} | {} | {} | {} |",
                     p.big_bytes >> 20,
                     NAMES[i],
                     ranged(&rate, 0),
                     ranged(&total, 3),
                     ranged(&user, 3),
                     ranged(&system, 3),
+                    ranged(&calls, 1),
+                    ranged(&faults, 1),
                     if i == DIRECT {
                         "—".to_owned()
                     } else {
