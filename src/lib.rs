@@ -7,7 +7,7 @@
 //!
 //! 0. foundations: `secret`, `ids`, `pb`, `metrics`, `memory`, `drain`, `tls`, `http_client`, `config`, `rate`
 //! 1. protocols: `tokens`, `wopi`
-//! 2. clients and identity: `auth`, `reva`, `exchange`, `wopiserver`, `discovery`, `telemetry`
+//! 2. clients and identity: `auth`, `reva`, `exchange`, `wopiserver`, `discovery`, `telemetry`, `backends`
 //! 3. client-facing errors: `error`
 //! 4. flows: `open`, `wopi_call`, `mobile`, `iop`
 //! 5. the HTTP edge: `proxy`
@@ -32,7 +32,7 @@
 //! - [`wopi`]: the URL table with each request's WOPI operation, view modes, and proof keys.
 //! - [`auth`] (OIDC validation, JWKS), [`reva`] (CS3 gRPC), [`exchange`] (OIDC → REVA token),
 //!   [`wopiserver`] (`openinapp` client, the instances and their capacity), [`discovery`] (office discovery cache),
-//!   [`telemetry`] (logging with redaction).
+//!   [`telemetry`] (logging with redaction), [`backends`] (all of them, shared by the flows).
 //! - [`error`]: the client-facing error, the one reply type, every module error mapped once.
 //! - [`open`] (the open flow shared by both open APIs), [`wopi_call`] (the proxied WOPI call:
 //!   admission, the answer plan, gateway-token renewal, Save As), [`mobile`] (Office for
@@ -51,6 +51,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod backends;
 pub mod cli;
 pub mod config;
 pub mod discovery;

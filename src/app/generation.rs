@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::StartError;
 use crate::auth::{JwksSource, OidcValidator, ValidatorSettings};
+use crate::backends::Backends;
 use crate::config::Config;
 use crate::discovery::DiscoveryCache;
 use crate::exchange::Exchanger;
@@ -29,6 +30,8 @@ const WARM_UP: Duration = Duration::from_secs(5);
 
 /// Everything the listeners share; built where a tokio runtime is entered (lazy gRPC channel).
 pub struct AppState {
+    /// The outside components the flows share.
+    pub backends: Arc<Backends>,
     pub open: Arc<OpenService>,
     /// Gateway tokens, when a token key is configured.
     pub tokens: Option<Arc<GatewayTokens>>,
@@ -67,6 +70,33 @@ fn resolve_upstream(
     .map_err(StartError::Setup)
 }
 
+/// The wopiserver instances: the pool the proxied traffic is balanced over, and the client
+/// the gateway's own calls (`openinapp`, locks, Save As) use on the same instances.
+fn wopiserver_instances(c: &Config) -> Result<(Arc<Pool>, Arc<WopiserverClient>), StartError> {
+    let upstreams = c
+        .wopiserver
+        .instances
+        .iter()
+        .map(|x| resolve_upstream(c, x))
+        .collect::<Result<Vec<_>, _>>()?;
+    let hc = &c.wopiserver.health_check;
+    let probe_http = http_client::client_tls(hc.timeout, hc.timeout, &c.wopiserver.tls)
+        .map_err(|e| StartError::Setup(format!("wopiserver.tls: {e}")))?;
+    let pool =
+        Arc::new(Pool::new(&c.wopiserver, upstreams, probe_http).map_err(StartError::Setup)?);
+    let wopiserver = Arc::new(
+        WopiserverClient::new(
+            pool.instances.clone(),
+            c.wopiserver.iop_secret.clone(),
+            c.wopiserver.connect_timeout,
+            c.wopiserver.timeout,
+            &c.wopiserver.tls,
+        )
+        .map_err(|e| StartError::Setup(format!("wopiserver.tls: {e}")))?,
+    );
+    Ok((pool, wopiserver))
+}
+
 /// Builds the shared state; must run inside a tokio runtime (lazy gRPC channel).
 pub fn build_state(c: &Config) -> Result<AppState, StartError> {
     let reva = RevaClient::new(
@@ -95,51 +125,36 @@ pub fn build_state(c: &Config) -> Result<AppState, StartError> {
         DiscoveryCache::with_preferences(&c.office, c.open.app_preference.clone())
             .map_err(|e| StartError::Setup(format!("office: {e}")))?,
     );
-    let upstreams = c
-        .wopiserver
-        .instances
-        .iter()
-        .map(|x| resolve_upstream(c, x))
-        .collect::<Result<Vec<_>, _>>()?;
-    let hc = &c.wopiserver.health_check;
-    let probe_http = http_client::client_tls(hc.timeout, hc.timeout, &c.wopiserver.tls)
-        .map_err(|e| StartError::Setup(format!("wopiserver.tls: {e}")))?;
-    let pool =
-        Arc::new(Pool::new(&c.wopiserver, upstreams, probe_http).map_err(StartError::Setup)?);
-    let wopiserver = Arc::new(
-        WopiserverClient::new(
-            pool.instances.clone(),
-            c.wopiserver.iop_secret.clone(),
-            c.wopiserver.connect_timeout,
-            c.wopiserver.timeout,
-            &c.wopiserver.tls,
-        )
-        .map_err(|e| StartError::Setup(format!("wopiserver.tls: {e}")))?,
-    );
+    let (pool, wopiserver) = wopiserver_instances(c)?;
     let wrap = c.tokens.key.as_ref().map(|key| {
         Arc::new(crate::tokens::remembered::TokenWrap::new(
             crate::tokens::gateway::TokenKeys::new(key, c.tokens.previous_key.as_ref()),
             c.tokens.ttl,
         ))
     });
-    let open = Arc::new(OpenService {
+    let backends = Arc::new(Backends {
         validator,
         exchanger,
         reva,
-        discovery: discovery.clone(),
         wopiserver,
+        discovery: discovery.clone(),
+        rate_limits: Arc::new(crate::rate::RateLimits::from_config(&c.rate_limits)),
+    });
+    let open = Arc::new(OpenService {
+        backends: backends.clone(),
         claims: c.exchange.claims.clone(),
         folder_url_base: c.open.folder_url_base.clone(),
-        rate_limits: Arc::new(crate::rate::RateLimits::from_config(&c.rate_limits)),
         wrap_open: wrap.clone().filter(|_| c.tokens.wrap),
     });
     let tokens = wrap.map(|wrap| {
         Arc::new(GatewayTokens {
             wrap,
             open: open.clone(),
+            backends: backends.clone(),
         })
     });
     Ok(AppState {
+        backends,
         open,
         tokens,
         jwks,
@@ -163,6 +178,7 @@ pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
     let generation = crate::metrics::GenerationAlive::new();
     let public = Gateway {
         open: state.open.clone(),
+        backends: state.backends.clone(),
         wopi: crate::wopi_call::Flow {
             guard: crate::wopi_call::Guard {
                 discovery: state.discovery.clone(),
@@ -182,7 +198,7 @@ pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
         // `[mobile]` needs gateway tokens (the configuration refuses it without).
         mobile_service: c.mobile.as_ref().zip(state.tokens.as_ref()).map(|(m, t)| {
             Arc::new(crate::mobile::MobileService {
-                open: state.open.clone(),
+                backends: state.backends.clone(),
                 wrap: t.wrap.clone(),
                 jwks: state.jwks.clone(),
                 public_url: c.server.public_url.clone(),
@@ -190,7 +206,7 @@ pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
             })
         }),
         pool: state.pool.clone(),
-        rate_limits: state.open.rate_limits.clone(),
+        rate_limits: state.backends.rate_limits.clone(),
         max_api_body_bytes: c.server.max_api_body_bytes,
         limits: c.server.limits,
         tls: c.server.tls.is_some(),
@@ -206,9 +222,9 @@ pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
         ),
         iop_secret: c.wopiserver.iop_secret.clone(),
         legacy_open: Arc::new(crate::iop::LegacyOpen {
-            reva: state.open.reva.clone(),
+            reva: state.backends.reva.clone(),
             discovery: state.discovery.clone(),
-            wopiserver: state.open.wopiserver.clone(),
+            wopiserver: state.backends.wopiserver.clone(),
         }),
         legacy_open_mode: internal.legacy_open,
         discovery: state.discovery.clone(),
@@ -221,7 +237,7 @@ pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
         Some(a) => Some(AdminService {
             jwks: state.jwks.clone(),
             discovery: state.discovery.clone(),
-            reva: state.open.reva.clone(),
+            reva: state.backends.reva.clone(),
             pool: state.pool.clone(),
             http: http_client::client_tls(a.probe_timeout, a.probe_timeout, &c.wopiserver.tls)
                 .map_err(|e| StartError::Setup(format!("wopiserver.tls: {e}")))?,

@@ -64,11 +64,11 @@ impl MobileService {
         else {
             return self.unauthorized("sign in required");
         };
-        let principal = match self.open.validator.validate(token).await {
+        let principal = match self.backends.validator.validate(token).await {
             Ok(p) => p,
             Err(e) => return self.unauthorized(&e.to_string()),
         };
-        if let Err(wait) = self.open.rate_limits.user(
+        if let Err(wait) = self.backends.rate_limits.user(
             Scope::Bootstrap,
             principal.claim_str("sub").unwrap_or_default(),
         ) {
@@ -87,7 +87,7 @@ impl MobileService {
         principal: &crate::auth::Principal,
     ) -> Result<Reply, ApiError> {
         let user = self
-            .open
+            .backends
             .exchanger
             .user_of(principal)
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the token names no user"))?;

@@ -133,7 +133,7 @@ impl MobileService {
                 .collect()
         });
         let list = self
-            .open
+            .backends
             .reva
             .list_container(&reva, ResourceId::from(r))
             .await?;

@@ -16,7 +16,6 @@ use crate::auth::JwksSource;
 use crate::config::Mobile;
 use crate::error::{ApiError, ErrorCode, Reply};
 use crate::ids::{Resource, path_id_of};
-use crate::open::OpenService;
 use crate::open::view_mode;
 use crate::pb::cs3::storage::provider::v1beta1::{ResourceId, ResourceInfo};
 use crate::secret::Secret;
@@ -27,7 +26,7 @@ use crate::wopi::ViewMode;
 use crate::wopi::route::Route;
 
 pub struct MobileService {
-    pub open: Arc<OpenService>,
+    pub backends: Arc<crate::backends::Backends>,
     /// Gateway tokens: the mobile service exists only when they are on.
     pub wrap: Arc<crate::tokens::remembered::TokenWrap>,
     pub jwks: Arc<JwksSource>,
@@ -96,7 +95,7 @@ impl MobileService {
     }
 
     async fn reva_token(&self, user: &UserClaim) -> Result<Secret, ApiError> {
-        Ok(self.open.exchanger.for_user(user).await?.token.clone())
+        Ok(self.backends.exchanger.for_user(user).await?.token.clone())
     }
 
     fn token(&self, grant: Grant, user: &UserClaim, exp: u64) -> String {
@@ -135,13 +134,13 @@ impl MobileService {
         let ext = crate::open::extension_of(&display_name(info)).unwrap_or_default();
         // The configured mobile app when it opens this type, else the first that does.
         let preferred = match &self.settings.app {
-            Some(a) => self.open.discovery.choose(&ext, Some(a)).await.ok(),
+            Some(a) => self.backends.discovery.choose(&ext, Some(a)).await.ok(),
             None => None,
         };
         let app = match preferred {
             Some(c) => Some(c.app_name),
             None => self
-                .open
+                .backends
                 .discovery
                 .choose(&ext, None)
                 .await
@@ -193,9 +192,9 @@ impl MobileService {
 
     /// The user's home as a REVA resource.
     async fn home(&self, reva: &Secret) -> Result<ResourceInfo, ApiError> {
-        let path = self.open.reva.get_home(reva).await?;
+        let path = self.backends.reva.get_home(reva).await?;
         let info = self
-            .open
+            .backends
             .reva
             .stat_ref(
                 reva,
@@ -209,7 +208,7 @@ impl MobileService {
     }
 
     async fn stat(&self, reva: &Secret, r: &Resource) -> Result<ResourceInfo, ApiError> {
-        let info = self.open.reva.stat(reva, ResourceId::from(r)).await?;
+        let info = self.backends.reva.stat(reva, ResourceId::from(r)).await?;
         // Visible only with the stat permission (a file of another user is "not found").
         if !info.permission_set.as_ref().is_some_and(|p| p.stat) {
             return Err(ApiError::not_found());

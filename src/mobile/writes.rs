@@ -104,15 +104,18 @@ impl MobileService {
             return Ok(not_permitted("no permission to create here"));
         }
         let parent = folder.id.clone().ok_or_else(ApiError::not_found)?;
-        let taken = self.open.reva.names_in(reva, &parent).await?;
+        let taken = self.backends.reva.names_in(reva, &parent).await?;
         let name = match child_name(file, target, &taken) {
             Ok(name) => name,
             Err(refused) => return Ok(refused),
         };
         let created = if file {
-            self.open.reva.touch_file(reva, child(&parent, &name)).await
+            self.backends
+                .reva
+                .touch_file(reva, child(&parent, &name))
+                .await
         } else {
-            self.open
+            self.backends
                 .reva
                 .create_container(reva, child(&parent, &name))
                 .await
@@ -131,7 +134,11 @@ impl MobileService {
             }
             Err(e) => return Err(e.into()),
         }
-        let info = self.open.reva.stat_ref(reva, child(&parent, &name)).await?;
+        let info = self
+            .backends
+            .reva
+            .stat_ref(reva, child(&parent, &name))
+            .await?;
         if !file {
             let r = resource_of(&info)?;
             return Ok(Reply::json(&json!({
@@ -156,7 +163,7 @@ impl MobileService {
         let mut answer = json!({ "Name": name, "Url": url });
         let ext = crate::open::extension_of(name).unwrap_or_default();
         let app = self.settings.app.as_deref();
-        if let Ok(choice) = self.open.discovery.choose(&ext, app).await {
+        if let Ok(choice) = self.backends.discovery.choose(&ext, app).await {
             let src = url.split('?').next().unwrap_or_default();
             let src: String = url::form_urlencoded::byte_serialize(src.as_bytes()).collect();
             let host = |u: &Option<String>| u.as_ref().map(|u| format!("{u}WOPISrc={src}"));
@@ -185,7 +192,7 @@ impl MobileService {
         }
         let id = folder.id.clone().ok_or_else(ApiError::not_found)?;
         if !self
-            .open
+            .backends
             .reva
             .list_container(reva, id.clone())
             .await?
@@ -197,7 +204,7 @@ impl MobileService {
                 Vec::new(),
             ));
         }
-        match self.open.reva.delete(reva, by_id(&id)).await {
+        match self.backends.reva.delete(reva, by_id(&id)).await {
             Ok(()) => Ok(Reply::json(&json!({}))),
             Err(RevaError::PermissionDenied) => Ok(not_permitted("no permission")),
             Err(RevaError::Locked) => Ok(refusal(ErrorCode::Conflict, "locked", Vec::new())),
@@ -237,7 +244,7 @@ impl MobileService {
         }
         if name != names::of(folder)
             && self
-                .open
+                .backends
                 .reva
                 .names_in(reva, &parent)
                 .await?
@@ -251,7 +258,7 @@ impl MobileService {
         }
         let source = by_id(&id);
         match self
-            .open
+            .backends
             .reva
             .r#move(reva, source, child(&parent, &name))
             .await

@@ -11,21 +11,19 @@ use std::sync::Arc;
 use serde::Serialize;
 use url::Url;
 
-use crate::auth::OidcValidator;
+use crate::backends::Backends;
 use crate::config::ClaimNames;
-use crate::discovery::DiscoveryCache;
 use crate::error::{ApiError, ErrorCode};
-use crate::exchange::{ExchangeError, Exchanger};
+use crate::exchange::ExchangeError;
 use crate::ids::{Resource, decode_file_id, endpoint_of};
 use crate::pb::cs3::storage::provider::v1beta1::ResourceId;
 use crate::pb::cs3::storage::provider::v1beta1::{ResourceInfo, ResourceType};
-use crate::reva::RevaClient;
 use crate::secret::Secret;
 use crate::tokens::gateway::{Claims, FileGrant, Grant};
 use crate::tokens::remembered::TokenWrap;
 use crate::tokens::reva::{RevaToken, unverified_exp};
 use crate::wopi::ViewMode;
-use crate::wopiserver::{OpenInApp, WopiserverClient, WopiserverError};
+use crate::wopiserver::{OpenInApp, WopiserverError};
 
 /// One open request, already taken apart by the HTTP layer.
 #[derive(Debug)]
@@ -52,17 +50,11 @@ pub struct OpenResult {
 }
 
 pub struct OpenService {
-    pub validator: Arc<OidcValidator>,
-    pub exchanger: Arc<Exchanger>,
-    pub reva: RevaClient,
-    pub discovery: Arc<DiscoveryCache>,
-    pub wopiserver: Arc<WopiserverClient>,
+    pub backends: Arc<Backends>,
     pub claims: ClaimNames,
     pub folder_url_base: Option<Url>,
     /// Set when the open API hands out gateway tokens (`tokens.wrap`).
     pub wrap_open: Option<Arc<TokenWrap>>,
-    /// `[rate_limits]`: the per-user ones are checked here, once the user is known.
-    pub rate_limits: Arc<crate::rate::RateLimits>,
 }
 
 /// An open on behalf of a user whose REVA token is already known.
@@ -94,15 +86,20 @@ pub fn extension_of(name: &str) -> Option<String> {
 
 impl OpenService {
     pub async fn open(&self, req: &OpenRequest<'_>) -> Result<OpenResult, ApiError> {
-        let principal = self.validator.validate(req.bearer).await?;
-        self.rate_limits
+        let principal = self.backends.validator.validate(req.bearer).await?;
+        self.backends
+            .rate_limits
             .user(
                 crate::rate::Scope::Open,
                 principal.claim_str("sub").unwrap_or_default(),
             )
             .map_err(ApiError::rate_limited)?;
         let id = decode_file_id(req.file_id)?;
-        let reva_token = self.exchanger.exchange(&principal, req.bearer).await?;
+        let reva_token = self
+            .backends
+            .exchanger
+            .exchange(&principal, req.bearer)
+            .await?;
         let username = principal
             .claim_str(&self.claims.display_name)
             .unwrap_or_default();
@@ -132,7 +129,7 @@ impl OpenService {
             .await?;
         // Wrapped: the office app gets a gateway token; the wopiserver's stays here.
         if let Some(wrap) = &self.wrap_open
-            && let Some(user) = self.exchanger.user_of(&principal)
+            && let Some(user) = self.backends.exchanger.user_of(&principal)
         {
             let exp = crate::tokens::now() + wrap.ttl.as_secs();
             let claims = Claims {
@@ -156,7 +153,11 @@ impl OpenService {
 
     pub async fn open_as(&self, req: &OpenAs<'_>) -> Result<OpenResult, ApiError> {
         let reva_token = req.reva_token;
-        let info = self.reva.stat(&reva_token.token, req.id.clone()).await?;
+        let info = self
+            .backends
+            .reva
+            .stat(&reva_token.token, req.id.clone())
+            .await?;
         if info.r#type() != ResourceType::File {
             return Err(ApiError::new(
                 ErrorCode::BadRequest,
@@ -183,6 +184,7 @@ impl OpenService {
             usertype: "regular",
         };
         let opened = match self
+            .backends
             .wopiserver
             .open_in_app(&call, &reva_token.token, req.trace_id)
             .await
@@ -226,12 +228,12 @@ impl OpenService {
             ApiError::new(ErrorCode::UnsupportedExtension, "the file has no extension")
         })?;
         let choice = match (
-            self.discovery.choose(&ext, req.app_name).await,
+            self.backends.discovery.choose(&ext, req.app_name).await,
             req.fallback_ext,
         ) {
             (Ok(c), _) => c,
             (Err(crate::discovery::DiscoveryError::Unsupported(_)), Some(other)) => {
-                self.discovery.choose(other, req.app_name).await?
+                self.backends.discovery.choose(other, req.app_name).await?
             }
             (Err(e), _) => return Err(e.into()),
         };
@@ -262,7 +264,7 @@ impl OpenService {
     /// it is a 404; REVA down is said as an outage (503: try again); still there, the
     /// wopiserver failed to reach it (502), never "not found".
     async fn missing_or_outage(&self, reva_token: &RevaToken, id: &ResourceId) -> ApiError {
-        match self.reva.stat(&reva_token.token, id.clone()).await {
+        match self.backends.reva.stat(&reva_token.token, id.clone()).await {
             Ok(_) => ApiError::new(
                 ErrorCode::UpstreamError,
                 "the wopiserver could not reach the file",

@@ -40,6 +40,7 @@ pub use upstream::Upstream;
 
 pub struct Gateway {
     pub open: Arc<OpenService>,
+    pub backends: Arc<crate::backends::Backends>,
     /// The proxied WOPI call: admission and the answer plan.
     pub wopi: crate::wopi_call::Flow,
     /// The wopiserver instances.

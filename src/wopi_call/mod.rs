@@ -30,6 +30,7 @@ pub use plan::{AnswerPlan, HeadChange};
 pub struct GatewayTokens {
     pub wrap: Arc<TokenWrap>,
     pub open: Arc<OpenService>,
+    pub backends: Arc<crate::backends::Backends>,
 }
 
 /// The proxied WOPI call's settings and services for one configuration generation.

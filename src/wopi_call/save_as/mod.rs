@@ -109,7 +109,11 @@ impl GatewayTokens {
             return Err(not_permitted("a read-only token cannot create files"));
         }
         let (source, folder) = self.folder_of(caller).await?;
-        let taken = self.open.reva.names_in(&caller.reva.token, &folder).await?;
+        let taken = self
+            .backends
+            .reva
+            .names_in(&caller.reva.token, &folder)
+            .await?;
         let source_name = names::of(&source);
         let (name, overwrite) = choose_name(target, &taken, source_name)?;
         // From here on, a file this request created is removed on any early return.
@@ -156,7 +160,7 @@ impl GatewayTokens {
     async fn folder_of(&self, caller: &Caller) -> Result<(ResourceInfo, ResourceId), Reply> {
         let reva = &caller.reva.token;
         let source = self
-            .open
+            .backends
             .reva
             .stat(reva, ResourceId::from(&caller.source))
             .await?;
@@ -169,7 +173,7 @@ impl GatewayTokens {
             .ok_or_else(|| not_permitted("the file has no folder"))?;
         let no_permission = || not_permitted("no permission to create files in this folder");
         let folder = self
-            .open
+            .backends
             .reva
             .stat(reva, parent_id.clone())
             .await
@@ -191,7 +195,7 @@ impl GatewayTokens {
         name: &str,
         overwrite: bool,
     ) -> Result<(ResourceId, Option<Created>), Reply> {
-        let (reva_client, reva) = (&self.open.reva, &caller.reva.token);
+        let (reva_client, reva) = (&self.backends.reva, &caller.reva.token);
         let mut created = None;
         if !overwrite {
             reva_client
@@ -255,7 +259,7 @@ impl GatewayTokens {
     /// (released after, [`Self::finish_save_as`]). `probe` is the file's path and query with
     /// the wopiserver token.
     async fn lock_for_overwrite(&self, resource: &Resource, probe: &str) -> Result<String, Reply> {
-        let wopiserver = &self.open.wopiserver;
+        let wopiserver = &self.backends.wopiserver;
         let key = (resource.storage_id.as_str(), resource.opaque_id.as_str());
         let locked = |current: String| {
             Reply::refuse(ErrorCode::Conflict, "the target is locked")
@@ -308,7 +312,7 @@ impl GatewayTokens {
             "Url": format!("{wopi_src}?access_token={token}"),
         });
         let ext = extension_of(name).unwrap_or_default();
-        let discovery = &self.open.discovery;
+        let discovery = &self.backends.discovery;
         if let Ok(choice) = discovery.choose(&ext, Some(&opened.app_name)).await {
             let src: String = url::form_urlencoded::byte_serialize(wopi_src.as_bytes()).collect();
             let host = |u: &Option<String>| u.as_ref().map(|u| format!("{u}WOPISrc={src}"));
@@ -332,7 +336,7 @@ impl GatewayTokens {
                 p.resource.opaque_id.as_str(),
             );
             let _ = self
-                .open
+                .backends
                 .wopiserver
                 .lock_call(key, &probe, LockCall::Unlock(lock))
                 .await;

@@ -424,7 +424,16 @@ impl BodyReader {
         };
         if n == 0 {
             /* Need to actually read */
-            let body_buf = self.prepare_buf_for_io(read_size);
+            // A sized body needs no more room than what is left of it (from an upstream, one
+            // byte more, to notice one that sends more): a small answer does not take a buffer
+            // of body_buf_size.
+            let room = match self.body_state {
+                PS::Partial(_, remaining) => {
+                    (remaining + usize::from(self.upstream)).min(self.body_buf_size)
+                }
+                _ => read_size,
+            };
+            let body_buf = self.prepare_buf_for_io(room);
             n = stream
                 .take(read_size as u64)
                 .read_buf(body_buf)
