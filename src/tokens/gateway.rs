@@ -400,6 +400,45 @@ mod tests {
         }
     }
 
+    /// Tokens issued before the claims became an enum still open after an upgrade: the sealed
+    /// layout is the flat one (`k`, `u`, `r`, `a`, `m`, `b`, `x`), and a kind without what it
+    /// needs is refused.
+    #[test]
+    fn the_sealed_layout_is_the_flat_one_earlier_versions_wrote() {
+        let c = claims(2_000_000_000);
+        let v = serde_json::to_value(&c).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["a", "b", "k", "m", "r", "u", "x"]);
+        assert_eq!(
+            (&v["k"], &v["m"]),
+            (&"f".into(), &"VIEW_MODE_READ_WRITE".into())
+        );
+        let back: Claims = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(back, c);
+        let mut container = v.clone();
+        container["k"] = "c".into();
+        let container: Claims = serde_json::from_value(container).unwrap();
+        assert_eq!(container.kind(), Kind::Container);
+        assert_eq!(container.resource(), c.resource());
+        for broken in [
+            serde_json::json!({"m": null}),
+            serde_json::json!({"m": "VIEW_MODE_NONSENSE"}),
+            serde_json::json!({"r": null}),
+            serde_json::json!({"k": "e"}),
+        ] {
+            let mut t = v.clone();
+            for (k, x) in broken.as_object().unwrap() {
+                match x {
+                    serde_json::Value::Null => {
+                        t.as_object_mut().unwrap().remove(k);
+                    }
+                    x => t[k] = x.clone(),
+                }
+            }
+            assert!(serde_json::from_value::<Claims>(t).is_err(), "{broken}");
+        }
+    }
+
     #[test]
     fn rotation_keeps_tokens_of_the_previous_key_valid() {
         let old = TokenKeys::new(&Secret::new("old"), None);

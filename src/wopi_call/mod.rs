@@ -136,6 +136,15 @@ impl Flow {
             ));
         }
         let checked = self.guard.check(head, self.tokens.as_ref()).await?;
+        // The wopiserver renames by the path in its token, whatever its `enablerename` says:
+        // only a gateway token's session can be carried over to the new name. Refused before
+        // anything is renewed.
+        if operation == WopiOperation::RenameFile && !(self.rename && checked.gateway.is_some()) {
+            return Err(ApiError::new(
+                ErrorCode::NotImplemented,
+                "renaming files is not supported here",
+            ));
+        }
         let gateway = match checked.gateway {
             Some((token, claims, tokens)) => {
                 let upstream = tokens
@@ -151,14 +160,6 @@ impl Flow {
             }
             None => None,
         };
-        // The wopiserver renames by the path in its token, whatever its `enablerename` says:
-        // only a gateway token's session can be carried over to the new name.
-        if operation == WopiOperation::RenameFile && !(self.rename && gateway.is_some()) {
-            return Err(ApiError::new(
-                ErrorCode::NotImplemented,
-                "renaming files is not supported here",
-            ));
-        }
         let plan = match &gateway {
             Some(g) => {
                 let decided = self.decided(true, g.claims.writable());

@@ -7,6 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use wopigate::secret::Secret;
+use wopigate::tokens::gateway::{Claims, TokenKeys};
+use wopigate::tokens::now;
 use wopigate::wopi::proof::ticks_of;
 use wopigate_testkit::fake_office::MICROSOFT_DISCOVERY;
 use wopigate_testkit::gateway::GatewayProcess;
@@ -81,6 +84,31 @@ async fn rename_is_refused_unless_switched_on_whatever_the_wopiserver_advertises
         assert_eq!(seen_op(&stack, "RENAME_FILE"), 0, "never forwarded");
         assert!(stack.tree.get_by_path("/home/report.docx").is_some());
         assert!(stack.tree.get_by_path("/home/x.docx").is_none());
+        if wrapped {
+            // A gateway token this replica never saw: refused before anything is renewed.
+            let keys = TokenKeys::new(&Secret::new(stack.token_key.clone()), None);
+            let claims = keys.verify(&f.token, now()).unwrap();
+            let fresh = File {
+                url: f.url.clone(),
+                token: keys.issue(&Claims {
+                    exp: claims.exp - 1,
+                    ..claims
+                }),
+            };
+            stack.wopiserver.clear_requests();
+            let (s, _, _) = post(
+                &fresh,
+                "RENAME_FILE",
+                &[("X-WOPI-RequestedName", "x")],
+                vec![],
+            )
+            .await;
+            assert_eq!(s, 501);
+            assert!(
+                stack.wopiserver.requests().is_empty(),
+                "no openinapp for a refused rename"
+            );
+        }
     }
 }
 
