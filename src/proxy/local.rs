@@ -127,6 +127,6 @@ impl Gateway {
             )),
         };
         let reply = answer.unwrap_or_else(Reply::from);
-        respond::reply(session, &reply, &ctx.request_id).await
+        respond::reply(session, reply, &ctx.request_id).await
     }
 }

@@ -53,12 +53,12 @@ async fn body_with(
 }
 
 /// Writes one of the gateway's own answers.
-pub async fn reply(session: &mut Session, r: &Reply, request_id: &str) -> pingora::Result<()> {
+pub async fn reply(session: &mut Session, r: Reply, request_id: &str) -> pingora::Result<()> {
     let extra: Vec<(&'static str, &str)> =
         r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    json(session, r.status, r.body.clone(), request_id, &extra).await
+    json(session, r.status, r.body, request_id, &extra).await
 }
 
 pub async fn error(session: &mut Session, e: &ApiError, request_id: &str) -> pingora::Result<()> {
-    reply(session, &Reply::from(e), request_id).await
+    reply(session, Reply::from(e), request_id).await
 }

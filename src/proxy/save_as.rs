@@ -8,8 +8,7 @@ use bytes::Bytes;
 use pingora::proxy::Session;
 
 use super::{Gateway, RequestCtx, respond};
-use crate::error::Reply;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, Reply};
 use crate::tokens::carriers;
 use crate::wopi_call::GatewayTokens;
 use crate::wopi_call::save_as::{self, Caller};
@@ -20,12 +19,12 @@ const CHANNEL_CHUNKS: usize = 4;
 impl Gateway {
     /// Who asks, from the gateway token (already checked) or the wopiserver token.
     async fn caller(
-        save_as: &GatewayTokens,
+        tokens: &GatewayTokens,
         session: &Session,
         ctx: &RequestCtx,
     ) -> Result<Caller, Reply> {
         if let Some(call) = ctx.wopi.as_ref().and_then(|w| w.gateway.as_ref()) {
-            return Ok(save_as.gateway_caller(call).await?);
+            return Ok(tokens.gateway_caller(call).await?);
         }
         let req = session.req_header();
         let token = carriers::access_token(req.uri.query())
@@ -33,14 +32,14 @@ impl Gateway {
             .flatten()
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "access_token missing"))?;
         let path_query = req.uri.path_and_query().map_or("", |p| p.as_str());
-        Ok(save_as.wopiserver_caller(&token, path_query).await?)
+        Ok(tokens.wopiserver_caller(&token, path_query).await?)
     }
 
     /// Serves a PutRelativeFile whole: the target prepared, the body streamed into it, the
     /// answer written. Always answered here (`Ok(true)`), never proxied.
     pub(super) async fn save_as(
         &self,
-        save_as: &GatewayTokens,
+        tokens: &GatewayTokens,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
@@ -48,8 +47,8 @@ impl Gateway {
             let headers = &session.req_header().headers;
             let target = save_as::target_of(headers)?;
             save_as::check_size(headers)?;
-            let caller = Self::caller(save_as, session, ctx).await?;
-            save_as
+            let caller = Self::caller(tokens, session, ctx).await?;
+            tokens
                 .prepare_save_as(&caller, target, &self.public_url, &ctx.request_id)
                 .await
         }
@@ -57,7 +56,7 @@ impl Gateway {
         let mut p = match prepared {
             Ok(p) => p,
             Err(r) => {
-                respond::reply(session, &r, &ctx.request_id).await?;
+                respond::reply(session, r, &ctx.request_id).await?;
                 return Ok(true);
             }
         };
@@ -72,7 +71,7 @@ impl Gateway {
             rx.recv().await.map(|item| (item, rx))
         });
         let started = std::time::Instant::now();
-        let upload = save_as.backends.wopiserver.put_file(
+        let upload = tokens.backends.wopiserver.put_file(
             (&p.resource.storage_id, &p.resource.opaque_id),
             &p.upstream_target,
             p.lock.as_deref(),
@@ -84,7 +83,7 @@ impl Gateway {
         ctx.body_bytes = *fed.as_ref().unwrap_or(&0);
         ctx.upstream_took = Some(started.elapsed());
         let outcome = stored(&fed, uploaded);
-        save_as.finish_save_as(&mut p, outcome.is_ok()).await;
+        tokens.finish_save_as(&mut p, outcome.is_ok()).await;
         match outcome {
             Ok(()) => respond::json(session, 200, p.answer, &ctx.request_id, &[]).await?,
             Err(e) => respond::error(session, &e, &ctx.request_id).await?,

@@ -429,7 +429,9 @@ impl BodyReader {
             // of body_buf_size.
             let room = match self.body_state {
                 PS::Partial(_, remaining) => {
-                    (remaining + usize::from(self.upstream)).min(self.body_buf_size)
+                    remaining
+                        .saturating_add(usize::from(self.upstream))
+                        .min(self.body_buf_size)
                 }
                 _ => read_size,
             };
