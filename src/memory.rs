@@ -8,7 +8,7 @@
 //! The opposite on the request path: a file body is read in 256 KiB buffers (pingora's, see
 //! `vendor/pingora-core/README.md`), and glibc, left to itself, served those from fresh `mmap`s
 //! or returned the arena's top to the system between two of them, so every buffer was memory
-//! the kernel had to fault in and zero again (a proxied 1 GiB GetFile: 20–27 page faults per MiB,
+//! the kernel had to fault in and zero again (a proxied 1 GiB GetFile: 18–27 page faults per MiB,
 //! all in `recv`'s copy into the new buffer; nginx, which keeps its buffers, none). With
 //! [`keep_body_buffers`] they come from the arena and are reused: no page fault per MiB.
 
