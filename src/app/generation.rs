@@ -150,7 +150,6 @@ pub fn build_state(c: &Config) -> Result<AppState, StartError> {
         Arc::new(GatewayTokens {
             wrap,
             open: open.clone(),
-            backends: backends.clone(),
         })
     });
     Ok(AppState {
@@ -178,7 +177,6 @@ pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
     let generation = crate::metrics::GenerationAlive::new();
     let public = Gateway {
         open: state.open.clone(),
-        backends: state.backends.clone(),
         wopi: crate::wopi_call::Flow {
             guard: crate::wopi_call::Guard {
                 discovery: state.discovery.clone(),
@@ -206,7 +204,6 @@ pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
             })
         }),
         pool: state.pool.clone(),
-        rate_limits: state.backends.rate_limits.clone(),
         max_api_body_bytes: c.server.max_api_body_bytes,
         limits: c.server.limits,
         tls: c.server.tls.is_some(),

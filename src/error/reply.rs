@@ -14,18 +14,13 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// 200 with a JSON body.
-    pub fn ok(body: Vec<u8>) -> Self {
-        Self {
-            status: 200,
-            body,
-            headers: Vec::new(),
-        }
-    }
-
     /// 200 with this JSON.
     pub fn json(v: &serde_json::Value) -> Self {
-        Self::ok(serde_json::to_vec(v).unwrap_or_default())
+        Self {
+            status: 200,
+            body: serde_json::to_vec(v).unwrap_or_default(),
+            headers: Vec::new(),
+        }
     }
 
     /// An error with the WOPI headers that go beside it.

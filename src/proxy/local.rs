@@ -26,7 +26,7 @@ impl Gateway {
             Route::LegacyOpen => OpenApi::Legacy,
             Route::AppOpen => OpenApi::AppOpen,
             Route::AppList => {
-                return Ok(crate::open::app_list::app_list(&self.backends.discovery).await);
+                return Ok(crate::open::app_list::app_list(&self.open.backends.discovery).await);
             }
             Route::MethodNotAllowed => {
                 return Err(ApiError::new(

@@ -40,13 +40,10 @@ pub use upstream::Upstream;
 
 pub struct Gateway {
     pub open: Arc<OpenService>,
-    pub backends: Arc<crate::backends::Backends>,
     /// The proxied WOPI call: admission and the answer plan.
     pub wopi: crate::wopi_call::Flow,
     /// The wopiserver instances.
     pub pool: Arc<balance::Pool>,
-    /// Per-client limits (`[rate_limits]`); per-user ones live in the flows that know the user.
-    pub rate_limits: Arc<crate::rate::RateLimits>,
     pub max_api_body_bytes: usize,
     pub limits: crate::config::Limits,
     /// Whether the listener terminates TLS (for `X-Forwarded-Proto`).
@@ -74,7 +71,9 @@ impl Gateway {
         let Some(addr) = ctx.client.addr else {
             return Ok(());
         };
-        self.rate_limits
+        self.open
+            .backends
+            .rate_limits
             .client(scope, addr)
             .map_err(ApiError::rate_limited)
     }

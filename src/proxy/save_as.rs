@@ -71,7 +71,7 @@ impl Gateway {
             rx.recv().await.map(|item| (item, rx))
         });
         let started = std::time::Instant::now();
-        let upload = tokens.backends.wopiserver.put_file(
+        let upload = tokens.open.backends.wopiserver.put_file(
             (&p.resource.storage_id, &p.resource.opaque_id),
             &p.upstream_target,
             p.lock.as_deref(),

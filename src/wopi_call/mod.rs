@@ -29,8 +29,8 @@ pub use plan::{AnswerPlan, HeadChange};
 /// iOS/Android) is built with this, or not at all.
 pub struct GatewayTokens {
     pub wrap: Arc<TokenWrap>,
+    /// The open flow renewal runs again; its backends are the ones Save As uses.
     pub open: Arc<OpenService>,
-    pub backends: Arc<crate::backends::Backends>,
 }
 
 /// The proxied WOPI call's settings and services for one configuration generation.

@@ -25,7 +25,7 @@ impl GatewayTokens {
         let file = claims
             .file()
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "not a file token"))?;
-        let reva_token = self.backends.exchanger.for_user(&claims.user).await?;
+        let reva_token = self.open.backends.exchanger.for_user(&claims.user).await?;
         let userid = format!("{}@{}", claims.user.id.opaque_id, claims.user.id.idp);
         let result = self
             .open

@@ -29,7 +29,7 @@ impl GatewayTokens {
             .file()
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "not a file token"))?;
         Ok(Caller {
-            reva: (*self.backends.exchanger.for_user(&c.user).await?).clone(),
+            reva: (*self.open.backends.exchanger.for_user(&c.user).await?).clone(),
             user: c.user.clone(),
             source: file.resource.clone(),
             app: file.app.clone(),
@@ -52,6 +52,7 @@ impl GatewayTokens {
         let c = crate::tokens::wopiserver::read(token).ok_or_else(not_wopi)?;
         let (storage_id, space_id) = c.endpoint.split_once('$').unwrap_or((&c.endpoint, ""));
         let info = match self
+            .open
             .backends
             .wopiserver
             .check_file_info((storage_id, &c.fileid), path_query)

@@ -110,6 +110,7 @@ impl GatewayTokens {
         }
         let (source, folder) = self.folder_of(caller).await?;
         let taken = self
+            .open
             .backends
             .reva
             .names_in(&caller.reva.token, &folder)
@@ -160,6 +161,7 @@ impl GatewayTokens {
     async fn folder_of(&self, caller: &Caller) -> Result<(ResourceInfo, ResourceId), Reply> {
         let reva = &caller.reva.token;
         let source = self
+            .open
             .backends
             .reva
             .stat(reva, ResourceId::from(&caller.source))
@@ -173,6 +175,7 @@ impl GatewayTokens {
             .ok_or_else(|| not_permitted("the file has no folder"))?;
         let no_permission = || not_permitted("no permission to create files in this folder");
         let folder = self
+            .open
             .backends
             .reva
             .stat(reva, parent_id.clone())
@@ -195,7 +198,7 @@ impl GatewayTokens {
         name: &str,
         overwrite: bool,
     ) -> Result<(ResourceId, Option<Created>), Reply> {
-        let (reva_client, reva) = (&self.backends.reva, &caller.reva.token);
+        let (reva_client, reva) = (&self.open.backends.reva, &caller.reva.token);
         let mut created = None;
         if !overwrite {
             reva_client
@@ -259,7 +262,7 @@ impl GatewayTokens {
     /// (released after, [`Self::finish_save_as`]). `probe` is the file's path and query with
     /// the wopiserver token.
     async fn lock_for_overwrite(&self, resource: &Resource, probe: &str) -> Result<String, Reply> {
-        let wopiserver = &self.backends.wopiserver;
+        let wopiserver = &self.open.backends.wopiserver;
         let key = (resource.storage_id.as_str(), resource.opaque_id.as_str());
         let locked = |current: String| {
             Reply::refuse(ErrorCode::Conflict, "the target is locked")
@@ -312,7 +315,7 @@ impl GatewayTokens {
             "Url": format!("{wopi_src}?access_token={token}"),
         });
         let ext = extension_of(name).unwrap_or_default();
-        let discovery = &self.backends.discovery;
+        let discovery = &self.open.backends.discovery;
         if let Ok(choice) = discovery.choose(&ext, Some(&opened.app_name)).await {
             let src: String = url::form_urlencoded::byte_serialize(wopi_src.as_bytes()).collect();
             let host = |u: &Option<String>| u.as_ref().map(|u| format!("{u}WOPISrc={src}"));
@@ -336,6 +339,7 @@ impl GatewayTokens {
                 p.resource.opaque_id.as_str(),
             );
             let _ = self
+                .open
                 .backends
                 .wopiserver
                 .lock_call(key, &probe, LockCall::Unlock(lock))
