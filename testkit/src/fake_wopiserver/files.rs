@@ -413,23 +413,27 @@ pub(super) async fn put_file(call: WopiCall, body: Body) -> Response {
     // Read the whole body before committing: a body that breaks off is never written.
     let mut data = Vec::new();
     let mut stream = body.into_data_stream();
+    let mut tally = BodyTally {
+        s: s.clone(),
+        index: call.index,
+        len: 0,
+        complete: false,
+    };
     let mut complete = true;
     while let Some(chunk) = stream.next().await {
         match chunk {
-            Ok(b) => data.extend_from_slice(&b),
+            Ok(b) => {
+                data.extend_from_slice(&b);
+                tally.len = data.len() as u64;
+            }
             Err(_) => {
                 complete = false;
                 break;
             }
         }
     }
-    {
-        let mut g = s.inner.requests.lock().unwrap();
-        if let Some(r) = g.get_mut(call.index) {
-            r.body_len = data.len() as u64;
-            r.body_complete = complete;
-        }
-    }
+    tally.complete = complete;
+    drop(tally);
     if !complete {
         return json_msg(StatusCode::INTERNAL_SERVER_ERROR, "Upload interrupted");
     }
@@ -443,4 +447,29 @@ pub(super) async fn put_file(call: WopiCall, body: Body) -> Response {
         return json_msg(StatusCode::INTERNAL_SERVER_ERROR, IO_ERROR);
     }
     ok_with_version(&format!("v{version}"))
+}
+
+/// What a PutFile received, written to its recorded request when the reading ends, however
+/// it ends: hyper drops a handler whose connection broke off before it sees the body's error,
+/// and that is a broken upload too.
+struct BodyTally {
+    s: FakeWopiserver,
+    index: usize,
+    len: u64,
+    complete: bool,
+}
+
+impl Drop for BodyTally {
+    fn drop(&mut self) {
+        let mut g = self
+            .s
+            .inner
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = g.get_mut(self.index) {
+            r.body_len = self.len;
+            r.body_complete = self.complete;
+        }
+    }
 }
