@@ -156,6 +156,11 @@ fn gateway_tokens(c: &mut Criterion) {
         },
         mobile: true,
         exp: now() + 36_000,
+        login: wopigate::tokens::gateway::Login {
+            iat: now(),
+            sid: Some("5f3c2a1e-9b8d-4c7a-a6e5-0d1f2b3c4d5e".into()),
+            sub: None,
+        },
     };
     let token = keys.issue(&claims);
     eprintln!(

@@ -19,4 +19,7 @@ pub struct Backends {
     pub discovery: Arc<DiscoveryCache>,
     /// `[rate_limits]`: per client at the edge, per user in the flows once the user is known.
     pub rate_limits: Arc<RateLimits>,
+    /// Revocations (and the store replicas share them through): the process's, not the
+    /// configuration's.
+    pub control: Arc<crate::control::Control>,
 }

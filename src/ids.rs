@@ -126,6 +126,16 @@ pub fn resource_of_path_id(id: &str) -> Option<Resource> {
     Some(Resource::from(&r))
 }
 
+/// REVA's text form of a resource id, `storage$space!opaque` (`storage!opaque` without a
+/// space): what operators and the admin API name files by.
+pub fn file_id_text(r: &Resource) -> String {
+    if r.space_id.is_empty() {
+        format!("{}!{}", r.storage_id, r.opaque_id)
+    } else {
+        format!("{}${}!{}", r.storage_id, r.space_id, r.opaque_id)
+    }
+}
+
 /// The gateway's id for a resource in URLs it hands out.
 pub fn path_id_of(r: &Resource) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}${}!{}", r.storage_id, r.space_id, r.opaque_id))

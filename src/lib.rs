@@ -7,9 +7,9 @@
 //!
 //! 0. foundations: `secret`, `ids`, `pb`, `metrics`, `memory`, `drain`, `tls`, `http_client`, `config`, `rate`
 //! 1. protocols: `tokens`, `wopi`
-//! 2. clients and identity: `auth`, `reva`, `exchange`, `wopiserver`, `discovery`, `telemetry`, `backends`
+//! 2. clients and identity: `auth`, `reva`, `exchange`, `wopiserver`, `discovery`, `telemetry`, `backends`, `control`
 //! 3. client-facing errors: `error`
-//! 4. flows: `open`, `wopi_call`, `mobile`, `iop`
+//! 4. flows: `open`, `wopi_call`, `mobile`, `iop`, `admin`
 //! 5. the HTTP edge: `proxy`
 //! 6. the process: `app`, `cli`
 //!
@@ -32,11 +32,13 @@
 //! - [`wopi`]: the URL table with each request's WOPI operation, view modes, and proof keys.
 //! - [`auth`] (OIDC validation, JWKS), [`reva`] (CS3 gRPC), [`exchange`] (OIDC → REVA token),
 //!   [`wopiserver`] (`openinapp` client, the instances and their capacity), [`discovery`] (office discovery cache),
-//!   [`telemetry`] (logging with redaction), [`backends`] (all of them, shared by the flows).
+//!   [`telemetry`] (logging with redaction), [`backends`] (all of them, shared by the flows),
+//!   [`control`] (revocations and the store replicas share them through).
 //! - [`error`]: the client-facing error, the one reply type, every module error mapped once.
 //! - [`open`] (the open flow shared by both open APIs), [`wopi_call`] (the proxied WOPI call:
 //!   admission, the answer plan, gateway-token renewal, Save As), [`mobile`] (Office for
-//!   iOS/Android from REVA), [`iop`] (the internal IOP API's rules).
+//!   iOS/Android from REVA), [`iop`] (the internal IOP API's rules), [`admin`] (the admin
+//!   API: sessions, locks, revocations, releasing a lock).
 //! - [`proxy`]: pingora's side — the listeners' `ProxyHttp`s with phases that only dispatch,
 //!   and the connection layer below HTTP (`proxy::conn`); `docs/architecture.md` follows a call
 //!   through the layers.
@@ -49,11 +51,13 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod backends;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod discovery;
 pub mod drain;
 pub mod error;

@@ -6,6 +6,8 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+mod control;
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -53,6 +55,8 @@ pub struct Metrics {
     pub control_tasks: IntGauge,
     /// Client connections open on the public and internal listeners.
     pub open_connections: IntGauge,
+    /// Revocations, logouts, re-checks, the shared store, sessions and locks.
+    pub control: control::ControlMetrics,
 }
 
 /// The control runtime, watched for [`Metrics::control_tasks`].
@@ -292,6 +296,7 @@ impl Metrics {
             tls_cert_not_after,
             config_generations,
             control_tasks,
+            control: control::ControlMetrics::register(&r),
             registry: r,
         }
     }

@@ -44,6 +44,8 @@ pub fn set_secrets(config: &Config) {
         &config.reva.jwt_secret,
         &config.tokens.key,
         &config.tokens.previous_key,
+        &config.admin.as_ref().and_then(|a| a.token.clone()),
+        &config.store.as_ref().and_then(|s| s.password.clone()),
     ]
     .into_iter()
     .flatten()

@@ -60,6 +60,8 @@ proptest! {
     fn gateway_tokens_round_trip_and_any_change_breaks_them(
         opaque in "[a-z0-9-]{1,40}",
         exp in 1_000u64..4_000_000_000,
+        iat in 0u64..4_000_000_000,
+        sid in proptest::option::of("[a-zA-Z0-9-]{1,40}"),
         at in any::<prop::sample::Index>(),
     ) {
         let claims = Claims {
@@ -71,6 +73,7 @@ proptest! {
             user: Default::default(),
             mobile: false,
             exp,
+            login: wopigate::tokens::gateway::Login { iat, sid, sub: None },
         };
         let k = keys();
         let t = k.issue(&claims);

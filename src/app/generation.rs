@@ -13,6 +13,7 @@ use super::StartError;
 use crate::auth::{JwksSource, OidcValidator, ValidatorSettings};
 use crate::backends::Backends;
 use crate::config::Config;
+use crate::control::Control;
 use crate::discovery::DiscoveryCache;
 use crate::exchange::Exchanger;
 use crate::http_client;
@@ -97,8 +98,9 @@ fn wopiserver_instances(c: &Config) -> Result<(Arc<Pool>, Arc<WopiserverClient>)
     Ok((pool, wopiserver))
 }
 
-/// Builds the shared state; must run inside a tokio runtime (lazy gRPC channel).
-pub fn build_state(c: &Config) -> Result<AppState, StartError> {
+/// Builds the shared state; must run inside a tokio runtime (lazy gRPC channel). `control`
+/// is the process's: it outlives every configuration generation.
+pub fn build_state(c: &Config, control: &Arc<Control>) -> Result<AppState, StartError> {
     let reva = RevaClient::new(
         &c.reva.gateway,
         c.reva.connect_timeout,
@@ -139,6 +141,7 @@ pub fn build_state(c: &Config) -> Result<AppState, StartError> {
         wopiserver,
         discovery: discovery.clone(),
         rate_limits: Arc::new(crate::rate::RateLimits::from_config(&c.rate_limits)),
+        control: control.clone(),
     });
     let open = Arc::new(OpenService {
         backends: backends.clone(),
@@ -172,8 +175,11 @@ pub(super) struct Generation {
     pub admin: Option<AdminService>,
 }
 
-pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
-    let state = build_state(c)?;
+pub(super) fn build_generation(
+    c: &Config,
+    control: &Arc<Control>,
+) -> Result<Generation, StartError> {
+    let state = build_state(c, control)?;
     let generation = crate::metrics::GenerationAlive::new();
     let public = Gateway {
         open: state.open.clone(),
@@ -183,6 +189,7 @@ pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
                 public_url: c.server.public_url.clone(),
                 reject_expired_tokens: c.wopi.reject_expired_tokens,
                 seen: Default::default(),
+                control: control.clone(),
             },
             tokens: state.tokens.clone(),
             save_as: state.tokens.clone().filter(|_| c.wopi.put_relative),
@@ -230,25 +237,40 @@ pub(super) fn build_generation(c: &Config) -> Result<Generation, StartError> {
         allow_forwarded: internal.allow_forwarded,
         generation: generation.clone(),
     });
-    let admin = match &c.admin {
-        Some(a) => Some(AdminService {
-            jwks: state.jwks.clone(),
-            discovery: state.discovery.clone(),
-            reva: state.backends.reva.clone(),
-            pool: state.pool.clone(),
-            http: http_client::client_tls(a.probe_timeout, a.probe_timeout, &c.wopiserver.tls)
-                .map_err(|e| StartError::Setup(format!("wopiserver.tls: {e}")))?,
-            probe_timeout: a.probe_timeout,
-            generation,
-        }),
-        None => None,
-    };
+    let admin = admin_service(c, &state, control, generation)?;
     Ok(Generation {
         state,
         public,
         internal,
         admin,
     })
+}
+
+/// The admin listener's service: probes, and the admin API when a bearer is configured.
+fn admin_service(
+    c: &Config,
+    state: &AppState,
+    control: &Arc<Control>,
+    generation: Arc<crate::metrics::GenerationAlive>,
+) -> Result<Option<AdminService>, StartError> {
+    let Some(a) = &c.admin else {
+        return Ok(None);
+    };
+    Ok(Some(AdminService {
+        jwks: state.jwks.clone(),
+        discovery: state.discovery.clone(),
+        reva: state.backends.reva.clone(),
+        pool: state.pool.clone(),
+        http: http_client::client_tls(a.probe_timeout, a.probe_timeout, &c.wopiserver.tls)
+            .map_err(|e| StartError::Setup(format!("wopiserver.tls: {e}")))?,
+        probe_timeout: a.probe_timeout,
+        api: a
+            .token
+            .as_ref()
+            .map(|t| Arc::new(crate::admin::AdminApi::new(state.open.clone(), t))),
+        control: control.clone(),
+        generation,
+    }))
 }
 
 /// Fetches IdP keys and discovery before a generation serves; bounded so a dead IdP or office

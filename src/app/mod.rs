@@ -151,9 +151,11 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), StartError> {
         .build()
         .map_err(StartError::Runtime)?;
     crate::metrics::watch_control_runtime(control.handle().clone());
-    let generation = {
+    let (generation, operator) = {
         let _guard = control.enter();
-        build_generation(&config)?
+        let operator = crate::control::Control::new(&config).map_err(StartError::Setup)?;
+        operator.spawn_followers();
+        (build_generation(&config, &operator)?, operator)
     };
     control.block_on(warm(&generation.state));
     let refreshers = {
@@ -206,6 +208,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), StartError> {
         admin: admin_slot,
         cert,
         refreshers,
+        control: operator,
     };
     control.spawn(lifecycle::notify_ready_when_listening(listening));
     control.spawn(lifecycle::reload_on_sighup(live));

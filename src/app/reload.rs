@@ -25,6 +25,8 @@ pub(super) struct Live {
     pub(super) admin: Option<Arc<ArcSwap<AdminService>>>,
     pub(super) cert: Option<Arc<ReloadableCert>>,
     pub(super) refreshers: Vec<JoinHandle<()>>,
+    /// Revocations and the shared store: kept across reloads.
+    pub(super) control: Arc<crate::control::Control>,
 }
 
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
@@ -54,6 +56,10 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.server.log_json != new.server.log_json {
         out.push("server.log_format");
     }
+    let store = |c: &Config| c.store.as_ref().map(|s| s.url.clone());
+    if store(old) != store(new) {
+        out.push("store.url");
+    }
     out
 }
 
@@ -63,7 +69,8 @@ impl Live {
     pub(super) async fn reload(&mut self) -> Result<(), String> {
         let path = self.config_path.clone();
         let cert = self.cert.clone();
-        let (config, generation) = tokio::task::spawn_blocking(move || load(&path, cert))
+        let control = self.control.clone();
+        let (config, generation) = tokio::task::spawn_blocking(move || load(&path, cert, &control))
             .await
             .map_err(|e| format!("reload task failed: {e}"))??;
         for key in restart_only_changes(&self.config, &config) {
@@ -95,6 +102,7 @@ impl Live {
 fn load(
     path: &std::path::Path,
     cert: Option<Arc<ReloadableCert>>,
+    control: &Arc<crate::control::Control>,
 ) -> Result<(Config, Generation), String> {
     let config = Config::load(path).map_err(|e| {
         e.problems
@@ -106,6 +114,6 @@ fn load(
     if let (Some(cert), Some(tls)) = (cert, &config.server.tls) {
         cert.reload(&tls.cert_file, &tls.key_file)?;
     }
-    let generation = build_generation(&config).map_err(|e| e.to_string())?;
+    let generation = build_generation(&config, control).map_err(|e| e.to_string())?;
     Ok((config, generation))
 }

@@ -37,6 +37,18 @@ pub struct FileConfig {
     pub mobile: MobileSection,
     #[serde(default)]
     pub rate_limits: RateLimitsSection,
+    /// `[store]`: the store replicas share revocations through; absent = this process alone.
+    pub store: Option<StoreSection>,
+}
+
+/// The store several replicas share (Redis or Valkey).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `redis://host:port[/db]` or `rediss://…` (TLS, trusted by the system's roots).
+    pub url: String,
+    /// The store's password (`AUTH`), from a file; never in the URL.
+    pub password_file: Option<PathBuf>,
 }
 
 /// Gateway-issued WOPI access tokens.
@@ -51,6 +63,10 @@ pub struct TokensSection {
     pub wrap_tokens: Option<bool>,
     /// Lifetime of tokens minted from an OIDC login (open API, bootstrapper), seconds.
     pub ttl_seconds: Option<u64>,
+    /// An open document's access is re-checked with REVA at most this often, seconds.
+    pub recheck_seconds: Option<u64>,
+    /// A remembered wopiserver token unused this long is dropped (renewed on the next use).
+    pub idle_seconds: Option<u64>,
 }
 
 /// Office for iOS/Android: bootstrapper, ecosystem and containers.
@@ -86,6 +102,8 @@ pub struct AdminSection {
     pub allow_public: bool,
     /// Deadline of each readiness probe (REVA, wopiserver), ms.
     pub probe_timeout_ms: u64,
+    /// The admin API's bearer, from a file; the API is absent without it.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for AdminSection {
@@ -95,6 +113,7 @@ impl Default for AdminSection {
             listen: "127.0.0.1:9180".into(),
             allow_public: false,
             probe_timeout_ms: 2000,
+            token_file: None,
         }
     }
 }
@@ -277,6 +296,10 @@ pub struct OidcSection {
     /// `[oidc.tls]`: trusted CAs (and client certificate) for the IdP's discovery and JWKS.
     #[serde(default)]
     pub tls: ClientTlsSection,
+    /// Client ids whose sessions the gateway serves: a back-channel logout token's `aud`
+    /// must be one of them. Empty: no back-channel logout endpoint.
+    #[serde(default)]
+    pub logout_clients: Vec<String>,
 }
 
 fn default_algorithms() -> Vec<String> {

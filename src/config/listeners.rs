@@ -43,9 +43,20 @@ impl Validator<'_> {
             }
         };
         let probe_timeout = self.positive("admin.probe_timeout_ms", a.probe_timeout_ms);
+        let token = a
+            .token_file
+            .as_ref()
+            .and_then(|p| self.secret("admin.token_file", p));
+        if token.as_ref().is_some_and(|t| t.expose().len() < 32) {
+            self.problem(
+                "admin.token_file",
+                "use at least 32 characters of random text",
+            );
+        }
         Some(Admin {
             listen: listen?,
             probe_timeout,
+            token,
         })
     }
 

@@ -53,11 +53,21 @@ impl Validator<'_> {
         if ttl < 300 {
             self.problem("tokens.ttl_seconds", "must be at least 300");
         }
+        let recheck = t.recheck_seconds.unwrap_or(300);
+        if recheck == 0 {
+            self.problem("tokens.recheck_seconds", "must be at least 1");
+        }
+        let idle = t.idle_seconds.unwrap_or(1800);
+        if idle < 60 {
+            self.problem("tokens.idle_seconds", "must be at least 60");
+        }
         Tokens {
             key,
             previous_key,
             wrap,
             ttl: Duration::from_secs(ttl),
+            recheck: Duration::from_secs(recheck.max(1)),
+            idle: Duration::from_secs(idle),
         }
     }
 
@@ -131,6 +141,7 @@ impl Validator<'_> {
             http_timeout,
             token_cache_entries: o.token_cache_entries,
             max_token_bytes: o.max_token_bytes,
+            logout_clients: o.logout_clients,
         })
     }
 

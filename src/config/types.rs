@@ -41,6 +41,14 @@ pub struct Config {
     /// Office for iOS/Android; `None` when disabled.
     pub mobile: Option<Mobile>,
     pub rate_limits: RateLimitsConfig,
+    /// The store replicas share; `None`: this process alone.
+    pub store: Option<Store>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub url: Url,
+    pub password: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +61,10 @@ pub struct Tokens {
     pub wrap: bool,
     /// Lifetime of tokens minted from an OIDC login.
     pub ttl: Duration,
+    /// How often an open document's access is re-checked with REVA.
+    pub recheck: Duration,
+    /// How long a remembered wopiserver token is kept unused.
+    pub idle: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +91,8 @@ pub struct Admin {
     pub listen: SocketAddr,
     /// Deadline of each readiness probe.
     pub probe_timeout: Duration,
+    /// The admin API's bearer; `None`: no admin API.
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +200,8 @@ pub struct Oidc {
     pub max_token_bytes: usize,
     /// TLS to the IdP.
     pub tls: ClientTls,
+    /// The `aud`s a back-channel logout token may carry; empty: no logout endpoint.
+    pub logout_clients: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

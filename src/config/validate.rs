@@ -211,6 +211,7 @@ impl Validator<'_> {
         }
         let tokens = self.tokens(raw.tokens, exchange.mode, mobile.is_some());
         let open = self.open(raw.open, &office);
+        let store = raw.store.and_then(|s| self.store(s));
         Some(Config {
             server: server?,
             oidc: oidc?,
@@ -224,6 +225,7 @@ impl Validator<'_> {
             tokens,
             mobile,
             rate_limits,
+            store,
             wopi: Wopi {
                 normalize_get_lock: raw.wopi.normalize_get_lock,
                 reject_expired_tokens: raw.wopi.reject_expired_tokens,
@@ -231,6 +233,27 @@ impl Validator<'_> {
                 rename: raw.wopi.rename,
             },
         })
+    }
+
+    /// `[store]`: a `redis://` or `rediss://` URL without credentials (they go in a file).
+    fn store(&mut self, s: file::StoreSection) -> Option<Store> {
+        let url = self.url("store.url", &s.url)?;
+        if !matches!(url.scheme(), "redis" | "rediss") {
+            self.problem("store.url", "must be redis:// or rediss://");
+            return None;
+        }
+        if url.password().is_some() {
+            self.problem(
+                "store.url",
+                "must not carry a password: put it in store.password_file",
+            );
+            return None;
+        }
+        let password = s
+            .password_file
+            .as_ref()
+            .and_then(|p| self.secret("store.password_file", p));
+        Some(Store { url, password })
     }
 
     /// `[open]`: the folder URL and the app preferences, naming configured apps only.

@@ -17,6 +17,9 @@ use serde::Serialize;
 pub enum ErrorCode {
     BadRequest,
     InvalidToken,
+    /// The token's login, user, session or file was revoked by an operator or a logout (401:
+    /// what office apps treat as an expired token).
+    Revoked,
     Forbidden,
     NotFound,
     MethodNotAllowed,
@@ -48,7 +51,7 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         match self {
             Self::BadRequest => StatusCode::BAD_REQUEST,
-            Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::InvalidToken | Self::Revoked => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -71,6 +74,7 @@ impl ErrorCode {
         match self {
             Self::BadRequest => "bad_request",
             Self::InvalidToken => "invalid_token",
+            Self::Revoked => "revoked",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -108,6 +112,11 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
         }
+    }
+
+    /// 401 `revoked`.
+    pub fn revoked() -> Self {
+        Self::new(ErrorCode::Revoked, "access revoked")
     }
 
     /// 503: the wopiserver instances are at their concurrency cap; worth retrying shortly.
@@ -150,7 +159,8 @@ impl ApiError {
 
     /// RFC 6750 challenge for 401 answers.
     pub fn www_authenticate(&self) -> Option<&'static str> {
-        (self.code == ErrorCode::InvalidToken).then_some(r#"Bearer error="invalid_token""#)
+        matches!(self.code, ErrorCode::InvalidToken | ErrorCode::Revoked)
+            .then_some(r#"Bearer error="invalid_token""#)
     }
 }
 

@@ -6,11 +6,12 @@ use crate::rate::Scope;
 use serde_json::json;
 
 use super::{MobileRequest, MobileService, not_implemented, quoted, resource_of};
+use crate::control::revocation::Presented;
 use crate::error::{ApiError, ErrorCode, Reply};
 use crate::ids::{Resource, resource_of_path_id};
 use crate::pb::cs3::storage::provider::v1beta1::ResourceType;
 use crate::tokens::carriers::{self, BearerForm};
-use crate::tokens::gateway::{Grant, Kind};
+use crate::tokens::gateway::{Claims, Grant, Kind, Login};
 use crate::tokens::now;
 use crate::wopi::operation::WopiOperation;
 
@@ -52,8 +53,12 @@ impl MobileService {
     }
 
     fn unauthorized(&self, message: &str) -> Reply {
-        Reply::refuse(ErrorCode::InvalidToken, message)
-            .with_header("WWW-Authenticate", self.challenge())
+        self.refuse(ErrorCode::InvalidToken, message)
+    }
+
+    /// A 401 with the sign-in challenge: the app signs the user in again.
+    fn refuse(&self, code: ErrorCode, message: &str) -> Reply {
+        Reply::refuse(code, message).with_header("WWW-Authenticate", self.challenge())
     }
 
     /// `/wopibootstrapper`, authorised by the user's OAuth (OIDC) access token.
@@ -68,6 +73,10 @@ impl MobileService {
             Ok(p) => p,
             Err(e) => return self.unauthorized(&e.to_string()),
         };
+        let login = Presented::oidc(&principal.claims, None);
+        if self.backends.control.revoked(&login, "mobile") {
+            return self.refuse(ErrorCode::Revoked, "access revoked");
+        }
         if let Err(wait) = self.backends.rate_limits.user(
             Scope::Bootstrap,
             principal.claim_str("sub").unwrap_or_default(),
@@ -93,15 +102,24 @@ impl MobileService {
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the token names no user"))?;
         // OAuth-authenticated: the default lifetime, bounded by nothing shorter (wopi.md §2).
         let exp = now() + self.wrap.ttl.as_secs();
-        let bootstrap = self.bootstrap(&user, exp)?;
+        let login = Login::of(&principal.claims, &user);
+        let from = Claims {
+            grant: Grant::Ecosystem,
+            user,
+            mobile: true,
+            exp,
+            login,
+        };
+        let user = &from.user;
+        let bootstrap = self.bootstrap(&from)?;
         if op == WopiOperation::Bootstrap {
             return Ok(Reply::json(&json!({ "Bootstrap": bootstrap })));
         }
-        let reva = self.reva_token(&user).await?;
+        let reva = self.reva_token(user).await?;
         match op {
             WopiOperation::GetRootContainer => Ok(Reply::json(&json!({
                 "Bootstrap": bootstrap,
-                "RootContainerInfo": self.root_container(&user, &reva, exp).await?,
+                "RootContainerInfo": self.root_container(&from, &reva).await?,
             }))),
             WopiOperation::GetNewAccessToken => {
                 let src = req
@@ -110,9 +128,9 @@ impl MobileService {
                 let (kind, resource) = self.parse_wopi_src(&src).ok_or_else(ApiError::not_found)?;
                 let info = self.stat(&reva, &resource).await?;
                 let token = match (kind, info.r#type()) {
-                    (Kind::File, ResourceType::File) => self.file_token(&user, &info, exp).await?,
+                    (Kind::File, ResourceType::File) => self.file_token(&from, &info).await?,
                     (Kind::Container, ResourceType::Container) => {
-                        self.token(Grant::Container(resource_of(&info)?), &user, exp)
+                        self.token(Grant::Container(resource_of(&info)?), &from)
                     }
                     _ => return Err(ApiError::not_found()),
                 };

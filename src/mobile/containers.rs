@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::{
     MobileRequest, MobileService, display_name, not_implemented, resource_of, time, version_of,
 };
+use crate::control::revocation::Presented;
 use crate::error::{ApiError, ErrorCode, Reply};
 use crate::ids::{Resource, path_matches};
 use crate::pb::cs3::storage::provider::v1beta1::{ResourceId, ResourceInfo, ResourceType};
@@ -14,7 +15,6 @@ use crate::secret::Secret;
 use crate::tokens::carriers::{self, BearerForm};
 use crate::tokens::gateway::{Claims, Kind};
 use crate::tokens::now;
-use crate::tokens::reva::UserClaim;
 use crate::wopi::operation::WopiOperation;
 use crate::wopi::route::{MobileEndpoint, Target};
 
@@ -44,6 +44,13 @@ impl MobileService {
             .keys
             .verify(&token, now())
             .map_err(|e| invalid(&e.to_string()))?;
+        if self
+            .backends
+            .control
+            .revoked(&Presented::gateway(&claims), "mobile")
+        {
+            return Err(ApiError::revoked());
+        }
         if claims.kind() != kind {
             return Err(invalid("the token is not for this kind of resource"));
         }
@@ -79,9 +86,7 @@ impl MobileService {
             Op::CheckEcosystem => Ok(Reply::json(&json!({"SupportsContainers": true}))),
             Op::GetRootContainer => {
                 let reva = self.reva_token(&c.user).await?;
-                Ok(Reply::json(
-                    &self.root_container(&c.user, &reva, c.exp).await?,
-                ))
+                Ok(Reply::json(&self.root_container(&c, &reva).await?))
             }
             Op::CheckContainerInfo => {
                 let info = self.container(&c).await?;
@@ -89,9 +94,7 @@ impl MobileService {
             }
             Op::EnumerateChildren => self.children(req, &c).await,
             Op::EnumerateAncestors => self.ancestry(&c).await,
-            Op::GetEcosystem => Ok(Reply::json(
-                &json!({"Url": self.ecosystem_url(&c.user, c.exp)?}),
-            )),
+            Op::GetEcosystem => Ok(Reply::json(&json!({"Url": self.ecosystem_url(&c)?}))),
             Op::CreateChildFile
             | Op::CreateChildContainer
             | Op::DeleteContainer
@@ -146,7 +149,7 @@ impl MobileService {
             match child.r#type() {
                 ResourceType::Container => containers.push(json!({
                     "Name": display_name(child),
-                    "Url": self.container_url(&c.user, &Resource::from(id), c.exp)?,
+                    "Url": self.container_url(c, &Resource::from(id))?,
                 })),
                 ResourceType::File => {
                     let name = display_name(child);
@@ -158,7 +161,7 @@ impl MobileService {
                     }
                     let mut entry = json!({
                         "Name": name,
-                        "Url": self.file_url(&c.user, child, c.exp).await?,
+                        "Url": self.file_url(c, child).await?,
                         "Version": version_of(child),
                         "Size": child.size,
                     });
@@ -197,7 +200,7 @@ impl MobileService {
             info = self.stat(&reva, &Resource::from(&parent)).await?;
             chain.push(json!({
                 "Name": display_name(&info),
-                "Url": self.container_url(&c.user, &Resource::from(&parent), c.exp)?,
+                "Url": self.container_url(c, &Resource::from(&parent))?,
             }));
         }
         chain.reverse();
@@ -222,14 +225,13 @@ impl MobileService {
 
     pub(super) async fn root_container(
         &self,
-        user: &UserClaim,
+        from: &Claims,
         reva: &Secret,
-        exp: u64,
     ) -> Result<Value, ApiError> {
         let home = self.home(reva).await?;
         let r = resource_of(&home)?;
         Ok(json!({
-            "ContainerPointer": {"Name": display_name(&home), "Url": self.container_url(user, &r, exp)?},
+            "ContainerPointer": {"Name": display_name(&home), "Url": self.container_url(from, &r)?},
             "ContainerInfo": self.container_info(&home),
         }))
     }

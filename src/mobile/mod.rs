@@ -98,39 +98,34 @@ impl MobileService {
         Ok(self.backends.exchanger.for_user(user).await?.token.clone())
     }
 
-    fn token(&self, grant: Grant, user: &UserClaim, exp: u64) -> String {
+    /// A mobile token for `grant`, of the same user, login and lifetime as `from`.
+    fn token(&self, grant: Grant, from: &Claims) -> String {
         self.wrap.keys.issue(&Claims {
             grant,
-            user: user.clone(),
             mobile: true,
-            exp,
+            ..from.clone()
         })
     }
 
-    fn ecosystem_url(&self, user: &UserClaim, exp: u64) -> Result<String, ApiError> {
+    fn ecosystem_url(&self, from: &Claims) -> Result<String, ApiError> {
         Ok(format!(
             "{}/wopi/ecosystem?access_token={}",
             self.public_url,
-            self.token(Grant::Ecosystem, user, exp)
+            self.token(Grant::Ecosystem, from)
         ))
     }
 
-    fn container_url(&self, user: &UserClaim, r: &Resource, exp: u64) -> Result<String, ApiError> {
+    fn container_url(&self, from: &Claims, r: &Resource) -> Result<String, ApiError> {
         Ok(format!(
             "{}/wopi/containers/{}?access_token={}",
             self.public_url,
             path_id_of(r),
-            self.token(Grant::Container(r.clone()), user, exp)
+            self.token(Grant::Container(r.clone()), from)
         ))
     }
 
     /// A file token carries the app and view mode its wopiserver token will be opened with.
-    async fn file_token(
-        &self,
-        user: &UserClaim,
-        info: &ResourceInfo,
-        exp: u64,
-    ) -> Result<String, ApiError> {
+    async fn file_token(&self, from: &Claims, info: &ResourceInfo) -> Result<String, ApiError> {
         let ext = crate::open::extension_of(&display_name(info)).unwrap_or_default();
         // The configured mobile app when it opens this type, else the first that does.
         let preferred = match &self.settings.app {
@@ -155,32 +150,28 @@ impl MobileService {
             app,
             view_mode,
         });
-        Ok(self.token(grant, user, exp))
+        Ok(self.token(grant, from))
     }
 
-    async fn file_url(
-        &self,
-        user: &UserClaim,
-        info: &ResourceInfo,
-        exp: u64,
-    ) -> Result<String, ApiError> {
+    async fn file_url(&self, from: &Claims, info: &ResourceInfo) -> Result<String, ApiError> {
         let r = resource_of(info)?;
         Ok(format!(
             "{}/wopi/files/{}?access_token={}",
             self.public_url,
             path_id_of(&r),
-            self.file_token(user, info, exp).await?
+            self.file_token(from, info).await?
         ))
     }
 
-    fn bootstrap(&self, user: &UserClaim, exp: u64) -> Result<Value, ApiError> {
+    fn bootstrap(&self, from: &Claims) -> Result<Value, ApiError> {
+        let user = &from.user;
         let sign_in = if user.mail.is_empty() {
             &user.username
         } else {
             &user.mail
         };
         let mut b = json!({
-            "EcosystemUrl": self.ecosystem_url(user, exp)?,
+            "EcosystemUrl": self.ecosystem_url(from)?,
             "UserId": sanitise(&user.id.opaque_id),
             "SignInName": sign_in,
         });

@@ -144,7 +144,7 @@ impl MobileService {
             return Ok(Reply::json(&json!({
                 "ContainerPointer": {
                     "Name": display_name(&info),
-                    "Url": self.container_url(&c.user, &r, c.exp)?,
+                    "Url": self.container_url(c, &r)?,
                 },
                 "ContainerInfo": self.container_info(&info),
             })));
@@ -159,7 +159,7 @@ impl MobileService {
         info: &ResourceInfo,
         name: &str,
     ) -> Result<Reply, ApiError> {
-        let url = self.file_url(&c.user, info, c.exp).await?;
+        let url = self.file_url(c, info).await?;
         let mut answer = json!({ "Name": name, "Url": url });
         let ext = crate::open::extension_of(name).unwrap_or_default();
         let app = self.settings.app.as_deref();

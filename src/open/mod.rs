@@ -13,13 +13,15 @@ use url::Url;
 
 use crate::backends::Backends;
 use crate::config::ClaimNames;
+use crate::control::activity::Seen;
+use crate::control::revocation::Presented;
 use crate::error::{ApiError, ErrorCode};
 use crate::exchange::ExchangeError;
 use crate::ids::{Resource, decode_file_id, endpoint_of};
 use crate::pb::cs3::storage::provider::v1beta1::ResourceId;
 use crate::pb::cs3::storage::provider::v1beta1::{ResourceInfo, ResourceType};
 use crate::secret::Secret;
-use crate::tokens::gateway::{Claims, FileGrant, Grant};
+use crate::tokens::gateway::{Claims, FileGrant, Grant, Login};
 use crate::tokens::remembered::TokenWrap;
 use crate::tokens::reva::{RevaToken, unverified_exp};
 use crate::wopi::ViewMode;
@@ -95,6 +97,10 @@ impl OpenService {
             )
             .map_err(ApiError::rate_limited)?;
         let id = decode_file_id(req.file_id)?;
+        let login = Presented::oidc(&principal.claims, Some((&id.storage_id, &id.opaque_id)));
+        if self.backends.control.revoked(&login, "open") {
+            return Err(ApiError::revoked());
+        }
         let reva_token = self
             .backends
             .exchanger
@@ -138,6 +144,7 @@ impl OpenService {
                     app: Some(result.app_name.clone()),
                     view_mode: result.view_mode,
                 }),
+                login: Login::of(&principal.claims, &user),
                 user,
                 mobile: false,
                 exp,
@@ -148,6 +155,15 @@ impl OpenService {
             result.access_token = Secret::new(token.to_string());
             result.access_token_ttl_ms = exp * 1000;
         }
+        let file = crate::ids::file_id_text(&Resource::from(&result.resource));
+        self.backends.control.activity.seen(&Seen {
+            token: result.access_token.expose(),
+            user: principal.claim_str("sub").unwrap_or_default(),
+            file: &file,
+            app: &result.app_name,
+            view_mode: result.view_mode.as_str(),
+            instance: "",
+        });
         Ok(result)
     }
 

@@ -1,5 +1,6 @@
-//! The admin listener: `/metrics` for Prometheus, `/healthz` (the process answers) and `/readyz`
-//! (every dependency a request needs is usable now). Nothing is proxied from here.
+//! The admin listener: `/metrics` for Prometheus, `/healthz` (the process answers), `/readyz`
+//! (every dependency a request needs is usable now) and, with an admin bearer configured, the
+//! admin API under `/admin/` ([`crate::admin`]). Nothing is proxied from here.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,10 @@ pub struct AdminService {
     pub http: reqwest::Client,
     /// Deadline of each readiness probe.
     pub probe_timeout: Duration,
+    /// The admin API; `None` without `[admin] token_file`.
+    pub api: Option<Arc<crate::admin::AdminApi>>,
+    /// The shared store's state, for `/readyz`.
+    pub control: Arc<crate::control::Control>,
     /// Keeps this configuration generation counted while the service lives.
     pub generation: Arc<crate::metrics::GenerationAlive>,
 }
@@ -37,6 +42,9 @@ struct Check {
 struct Readiness {
     ready: bool,
     checks: Vec<Check>,
+    /// What works less well than configured, without making the gateway unready: the
+    /// shared store (revocations stay enforced from the last set; new ones are refused).
+    degraded: Vec<Check>,
     /// Every wopiserver instance; the `wopiserver` check passes while one of them is ok.
     wopiserver_instances: Vec<InstanceState>,
 }
@@ -86,9 +94,18 @@ impl AdminService {
                 all => format!("{ok} of {} instances ready", all.len()),
             },
         ));
+        let degraded = match self.control.store_up() {
+            Some(false) => vec![Check::new(
+                "store",
+                false,
+                "unreachable: the last revocation set is enforced; new revocations are refused",
+            )],
+            _ => Vec::new(),
+        };
         Readiness {
             ready: checks.iter().all(|c| c.ok),
             checks,
+            degraded,
             wopiserver_instances: wopi,
         }
     }
@@ -193,6 +210,9 @@ impl AdminService {
     async fn answer(&self, session: &mut Session) -> pingora::Result<()> {
         let req = session.req_header();
         let id = "admin";
+        if req.uri.path().starts_with("/admin/") {
+            return self.admin_api(session).await;
+        }
         if req.method != http::Method::GET && req.method != http::Method::HEAD {
             let e = ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed");
             return respond::error(session, &e, id).await;
@@ -222,5 +242,52 @@ impl AdminService {
             }
         }
         Ok(())
+    }
+}
+
+/// Largest admin API request body.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+impl AdminService {
+    /// `/admin/*`: absent (404) without an admin bearer configured.
+    async fn admin_api(&self, session: &mut Session) -> pingora::Result<()> {
+        let id = "admin";
+        let Some(api) = &self.api else {
+            return respond::error(session, &ApiError::no_such_endpoint(), id).await;
+        };
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_ADMIN_BODY => {
+                    body.extend_from_slice(&chunk)
+                }
+                Ok(Some(_)) => {
+                    let e = ApiError::new(ErrorCode::PayloadTooLarge, "request body too large");
+                    return respond::error(session, &e, id).await;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    let e = ApiError::new(ErrorCode::BadRequest, "could not read the body");
+                    return respond::error(session, &e, id).await;
+                }
+            }
+        }
+        let req = session.req_header();
+        let trace_id = uuid::Uuid::new_v4().to_string();
+        let authorization = req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let reply = api
+            .serve(&crate::admin::AdminRequest {
+                method: &req.method,
+                path: req.uri.path(),
+                query: req.uri.query(),
+                authorization,
+                body: &body,
+                trace_id: &trace_id,
+            })
+            .await;
+        respond::reply(session, reply, id).await
     }
 }

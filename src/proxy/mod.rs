@@ -4,6 +4,7 @@
 //! (style.md principle 3).
 
 pub mod access_log;
+mod activity;
 pub mod admin;
 pub mod balance;
 pub mod client;
@@ -195,6 +196,7 @@ impl ProxyHttp for Listener<Gateway> {
             upstream_took: ctx.upstream_took,
         };
         access_log::record(session, e, &entry);
+        c.generation.record_activity(session, ctx);
     }
 }
 

@@ -50,6 +50,41 @@ pub struct Claims {
     pub mobile: bool,
     /// Expiry, Unix seconds.
     pub exp: u64,
+    /// The OIDC login the token descends from: what a revocation matches.
+    pub login: Login,
+}
+
+/// The OIDC login behind a token, kept by every token derived from it (Save As, containers,
+/// renewals), so revoking the login reaches them all. Tokens sealed before logins were
+/// recorded open with `iat` 0: issued before any revocation, so every revocation matches them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Login {
+    /// When the user logged in to the gateway (the OIDC token's use), Unix seconds.
+    pub iat: u64,
+    /// The IdP's session (`sid`), when the login had one.
+    pub sid: Option<String>,
+    /// The OIDC `sub`, when it differs from the REVA user's opaque id (it is the same under the
+    /// default claim mapping).
+    pub sub: Option<String>,
+}
+
+impl Login {
+    /// The login of a validated OIDC token: when the IdP issued it (a token without `iat`
+    /// counts as issued at the epoch: every revocation of its user reaches it), its `sub`, and
+    /// its `sid` when it had one.
+    pub fn of(claims: &serde_json::Map<String, serde_json::Value>, user: &UserClaim) -> Self {
+        let text = |k: &str| claims.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        Self {
+            iat: claims.get("iat").and_then(|v| v.as_u64()).unwrap_or(0),
+            sid: text("sid").filter(|s| !s.is_empty()),
+            sub: text("sub").filter(|s| *s != user.id.opaque_id),
+        }
+    }
+
+    /// The subject a user revocation names: the OIDC `sub`.
+    pub fn subject<'a>(&'a self, user: &'a UserClaim) -> &'a str {
+        self.sub.as_deref().unwrap_or(&user.id.opaque_id)
+    }
 }
 
 /// What a token grants access to; each grant carries exactly what it needs.
@@ -122,6 +157,16 @@ struct Sealed {
     mobile: bool,
     #[serde(rename = "x")]
     exp: u64,
+    #[serde(rename = "i", default, skip_serializing_if = "is_zero")]
+    iat: u64,
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl From<Claims> for Sealed {
@@ -144,6 +189,9 @@ impl From<Claims> for Sealed {
             view_mode,
             mobile: c.mobile,
             exp: c.exp,
+            iat: c.login.iat,
+            sid: c.login.sid,
+            sub: c.login.sub,
         }
     }
 }
@@ -171,6 +219,11 @@ impl TryFrom<Sealed> for Claims {
             user: s.user,
             mobile: s.mobile,
             exp: s.exp,
+            login: Login {
+                iat: s.iat,
+                sid: s.sid,
+                sub: s.sub,
+            },
         })
     }
 }

@@ -137,6 +137,20 @@ pub fn unverified_claims(token: &str) -> Option<RevaClaims> {
     unverified_payload(token)
 }
 
+/// The user's opaque id and the `iat` of a REVA token, read leniently (any REVA's token,
+/// whatever else it carries or lacks).
+pub fn unverified_login(token: &str) -> Option<(String, u64)> {
+    #[derive(Deserialize)]
+    struct Login {
+        #[serde(default)]
+        iat: u64,
+        #[serde(default)]
+        user: UserClaim,
+    }
+    let l: Login = unverified_payload(token)?;
+    Some((l.user.id.opaque_id, l.iat))
+}
+
 fn unverified_payload<T: serde::de::DeserializeOwned>(token: &str) -> Option<T> {
     let payload = token.split('.').nth(1)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;

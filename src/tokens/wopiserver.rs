@@ -49,6 +49,33 @@ pub struct Facts {
     pub exp: u64,
     /// Opened read-write (`VIEW_MODE_READ_WRITE`).
     pub read_write: bool,
+    /// Whose token it is and for which file, for revocations.
+    pub holder: Arc<Holder>,
+}
+
+/// The user, login and file a wopiserver token names (unverified: the wopiserver verifies;
+/// the gateway only refuses more with them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Holder {
+    /// The REVA user's opaque id (the OIDC `sub` under the default claim mapping).
+    pub user: String,
+    /// The REVA token's `iat`: when the login it came from was exchanged.
+    pub iat: u64,
+    pub storage_id: String,
+    pub opaque_id: String,
+}
+
+impl Holder {
+    fn of(c: &UnverifiedClaims) -> Self {
+        let (user, iat) = crate::tokens::reva::unverified_login(&c.userid).unwrap_or_default();
+        let storage = c.endpoint.split('$').next().unwrap_or_default();
+        Self {
+            user,
+            iat,
+            storage_id: storage.to_owned(),
+            opaque_id: c.fileid.clone(),
+        }
+    }
 }
 
 /// Facts of the wopiserver tokens seen recently. An office app repeats its token on every call,
@@ -86,6 +113,7 @@ impl Seen {
         }
         let claims = read(token)?;
         let facts = Facts {
+            holder: Arc::new(Holder::of(&claims)),
             exp: effective_exp(&claims),
             read_write: claims.viewmode == "VIEW_MODE_READ_WRITE",
             appname: Arc::from(claims.appname),

@@ -11,6 +11,8 @@ use http::request::Parts;
 
 use super::GatewayTokens;
 use crate::config::{OfficeApp, ProofMode};
+use crate::control::Control;
+use crate::control::revocation::Presented;
 use crate::discovery::DiscoveryCache;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{file_id_of_path, path_matches};
@@ -25,6 +27,8 @@ pub struct Guard {
     pub reject_expired_tokens: bool,
     /// Wopiserver tokens read recently.
     pub seen: wopiserver::Seen,
+    /// What is revoked.
+    pub control: Arc<Control>,
 }
 
 /// A request the checks let through.
@@ -35,6 +39,15 @@ pub struct Checked {
     pub gateway: Option<(String, Claims, Arc<GatewayTokens>)>,
     /// A wopiserver token opened read-write (pass-through tokens only).
     pub read_write: bool,
+    /// A wopiserver token's session: the end of the token and whose it is.
+    pub pass_through: Option<PassThrough>,
+}
+
+/// A pass-through wopiserver token, as the session list needs it.
+pub struct PassThrough {
+    /// The token's signature end: the session's key (never the whole token).
+    pub tail: Box<str>,
+    pub holder: Arc<wopiserver::Holder>,
 }
 
 fn header<'a>(req: &'a Parts, name: &str) -> Option<&'a str> {
@@ -66,6 +79,12 @@ impl Guard {
         if self.reject_expired_tokens && facts.exp <= now() {
             return Err(invalid("access token expired"));
         }
+        if self
+            .control
+            .revoked(&Presented::wopiserver(&facts.holder), "wopiserver")
+        {
+            return Err(ApiError::revoked());
+        }
         let app = match self.discovery.app(&facts.appname) {
             Some(app) => {
                 self.check_proof(req, app, &token).await?;
@@ -76,10 +95,17 @@ impl Guard {
                 None
             }
         };
+        let tail = token
+            .get(token.len().saturating_sub(32)..)
+            .unwrap_or(&token);
         Ok(Checked {
             app,
             gateway: None,
             read_write: facts.read_write,
+            pass_through: Some(PassThrough {
+                tail: tail.into(),
+                holder: facts.holder,
+            }),
         })
     }
 
@@ -96,6 +122,10 @@ impl Guard {
             .keys
             .verify(&token, now())
             .map_err(|e| invalid(&e.to_string()))?;
+        let kind = if claims.mobile { "mobile" } else { "gateway" };
+        if self.control.revoked(&Presented::gateway(&claims), kind) {
+            return Err(ApiError::revoked());
+        }
         let file = claims
             .file()
             .ok_or_else(|| invalid("the token is not for a file"))?;
@@ -116,6 +146,7 @@ impl Guard {
             app: app.map(|a| a.name.clone()),
             gateway: Some((token, claims, tokens.clone())),
             read_write: false,
+            pass_through: None,
         })
     }
 

@@ -7,6 +7,7 @@
 //! A new WOPI operation the gateway changes goes into [`Flow::admit`] (refused, or a plan of
 //! its own in [`plan`]); a new check on every token goes into [`admission`].
 
+mod activity;
 pub mod admission;
 pub mod plan;
 mod renew;
@@ -21,6 +22,7 @@ use crate::tokens::gateway::Claims;
 use crate::tokens::remembered::{Renamed, TokenWrap};
 use crate::tokens::swap::{self, Decided, MobileFlags};
 use crate::wopi::operation::WopiOperation;
+pub use activity::Answered;
 pub use admission::Guard;
 pub use plan::{AnswerPlan, HeadChange};
 
@@ -53,6 +55,10 @@ pub struct Admitted {
     pub app: Option<String>,
     /// The gateway token the request carries, if any.
     pub gateway: Option<GatewayCall>,
+    /// Else the wopiserver token's session.
+    pub pass_through: Option<admission::PassThrough>,
+    /// A wopiserver token opened read-write.
+    pub read_write: bool,
     pub plan: AnswerPlan,
 }
 
@@ -177,6 +183,8 @@ impl Flow {
         Ok(Admitted {
             app: checked.app,
             gateway,
+            pass_through: checked.pass_through,
+            read_write: checked.read_write,
             plan,
         })
     }

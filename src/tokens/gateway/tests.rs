@@ -26,6 +26,11 @@ pub(crate) fn claims(exp: u64) -> Claims {
         },
         mobile: true,
         exp,
+        login: Login {
+            iat: 1_999_990_000,
+            sid: Some("5f3c2a1e-9b8d-4c7a-a6e5-0d1f2b3c4d5e".into()),
+            sub: None,
+        },
     }
 }
 
@@ -78,14 +83,22 @@ fn tampering_expiry_and_garbage_are_refused() {
 }
 
 /// Tokens issued before the claims became an enum still open after an upgrade: the sealed
-/// layout is the flat one (`k`, `u`, `r`, `a`, `m`, `b`, `x`), and a kind without what it
-/// needs is refused.
+/// layout is the flat one (`k`, `u`, `r`, `a`, `m`, `b`, `x`, and since logins are recorded
+/// `i`, `s`, `o`), a token without a login opens with the empty one (issued at the epoch: any
+/// revocation of its user reaches it), and a kind without what it needs is refused.
 #[test]
 fn the_sealed_layout_is_the_flat_one_earlier_versions_wrote() {
     let c = claims(2_000_000_000);
     let v = serde_json::to_value(&c).unwrap();
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["a", "b", "k", "m", "r", "u", "x"]);
+    assert_eq!(keys, ["a", "b", "i", "k", "m", "r", "s", "u", "x"]);
+    let mut before_logins = v.clone();
+    for k in ["i", "s"] {
+        before_logins.as_object_mut().unwrap().remove(k);
+    }
+    let old: Claims = serde_json::from_value(before_logins).unwrap();
+    assert_eq!(old.login, Login::default());
+    assert_eq!(old.grant, c.grant);
     assert_eq!(
         (&v["k"], &v["m"]),
         (&"f".into(), &"VIEW_MODE_READ_WRITE".into())

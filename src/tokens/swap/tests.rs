@@ -109,6 +109,11 @@ fn put_relative_hands_out_a_gateway_token_for_the_new_file() {
         user: Default::default(),
         mobile: false,
         exp: 123,
+        login: crate::tokens::gateway::Login {
+            iat: 100,
+            sid: Some("s1".into()),
+            sub: None,
+        },
     };
     let new_inode = inode_of(&Resource {
         storage_id: "st".into(),

@@ -4,6 +4,7 @@
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::Resource;
 use crate::secret::Secret;
+use crate::tokens::gateway::Login;
 use crate::tokens::reva::{RevaToken, UserClaim, unverified_claims};
 use crate::wopi::ViewMode;
 use crate::wopi_call::{GatewayCall, GatewayTokens};
@@ -19,6 +20,8 @@ pub struct Caller {
     pub writable: bool,
     /// Expiry of the token asked with: the new file's token lives no longer.
     pub exp: u64,
+    /// The login the token asked with descends from: the new file's token keeps it.
+    pub login: Login,
 }
 
 impl GatewayTokens {
@@ -35,6 +38,7 @@ impl GatewayTokens {
             app: file.app.clone(),
             writable: c.writable(),
             exp: c.exp,
+            login: c.login.clone(),
         })
     }
 
@@ -73,7 +77,13 @@ impl GatewayTokens {
             return Err(not_wopi());
         }
         let expiry_ms = info["AccessTokenExpiry"].as_u64();
+        // A wopiserver token's login is the REVA token inside it.
+        let login = Login {
+            iat: reva.iat,
+            ..Login::default()
+        };
         Ok(Caller {
+            login,
             user: reva.user,
             reva: RevaToken {
                 token: Secret::new(c.userid.as_str()),

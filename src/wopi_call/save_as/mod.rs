@@ -301,6 +301,7 @@ impl GatewayTokens {
             }),
             user: caller.user.clone(),
             mobile: false,
+            login: caller.login.clone(),
             exp: caller
                 .exp
                 .min(crate::tokens::now() + self.wrap.ttl.as_secs()),
