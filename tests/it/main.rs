@@ -2,6 +2,7 @@
 
 mod attacks;
 mod check;
+mod control;
 mod demo_browser;
 mod discovery;
 mod errors;

@@ -1,0 +1,340 @@
+//! Issue #26: the operator's control point. Revocations by user, file and time end sessions at
+//! once (both token kinds, open and WOPI calls alike) and spare everyone else; the admin API
+//! lists sessions and locks, refuses a missing or wrong bearer and does not exist on the public
+//! listener; a lock left by a vanished office app is released and the next session saves.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wopigate_testkit::gateway::GatewayProcess;
+use wopigate_testkit::stack::{STORAGE, Stack, StackOptions};
+
+use crate::{WopiFile as File, client, enc, legacy_open, open_wopi_file as open, start_gateway};
+
+pub const ADMIN_TOKEN: &str = "admin-bearer-for-the-tests-0123456789abcdef";
+
+/// The stack's configuration with the admin API on, `extra` lines added to sections
+/// (`("[tokens]", "recheck_seconds = 1")`), written to `name`.
+pub fn config_with(stack: &Stack, name: &str, extra: &[(&str, &str)]) -> PathBuf {
+    let token = stack.dir().join("admin.token");
+    std::fs::write(&token, format!("{ADMIN_TOKEN}\n")).unwrap();
+    let mut text = stack.config_toml().replace(
+        "[admin]\n",
+        &format!("[admin]\ntoken_file = {:?}\n", token.display().to_string()),
+    );
+    for (section, line) in extra {
+        text = text.replace(&format!("{section}\n"), &format!("{section}\n{line}\n"));
+    }
+    let path = stack.dir().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// An admin API call with the right bearer: status and JSON.
+pub async fn admin(admin_url: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut r = client()
+        .request(method.parse().unwrap(), format!("{admin_url}{path}"))
+        .bearer_auth(ADMIN_TOKEN);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// CheckFileInfo with the session's token: status and error code (if any).
+pub async fn check_file_info(f: &File) -> (u16, String) {
+    let resp = client()
+        .get(&f.url)
+        .query(&[("access_token", f.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    (status, body["code"].as_str().unwrap_or_default().to_owned())
+}
+
+async fn open_as(stack: &Stack, user: &str, opaque: &str) -> (u16, Value) {
+    let id = wopigate::ids::encode_legacy(STORAGE, opaque);
+    legacy_open(stack, &stack.idp.token(user), &id).await
+}
+
+fn file_of(stack: &Stack, body: &Value) -> File {
+    File {
+        url: format!(
+            "{}{}",
+            stack.gateway_url(),
+            crate::wopi_src_path(body["wopiclienturl"].as_str().unwrap())
+        ),
+        token: body["accesstoken"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// A login made after a revocation: tokens record seconds, and a login in the revocation's own
+/// second counts as before it.
+async fn next_second() {
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+}
+
+async fn started(opts: StackOptions) -> (Stack, GatewayProcess) {
+    let stack = Stack::start(opts).await;
+    let config = config_with(&stack, "control.toml", &[]);
+    let gw = start_gateway(&stack, &config).await;
+    (stack, gw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_end_sessions_by_file_user_and_time_and_spare_the_rest() {
+    let (stack, gw) = started(StackOptions::default()).await;
+    let admin_url = stack.admin_url();
+    let docx = open(&stack, "file-docx").await;
+    let odt = open(&stack, "file-odt").await;
+    let (s, body) = open_as(&stack, "bob", "file-bob").await;
+    assert_eq!(s, 200, "{body}");
+    let bob = file_of(&stack, &body);
+    for f in [&docx, &odt, &bob] {
+        assert_eq!(check_file_info(f).await.0, 200);
+    }
+
+    // The API: no bearer, a wrong one, and the public listener.
+    for bearer in [None, Some("wrong"), Some(&ADMIN_TOKEN[1..])] {
+        let mut r = client().get(format!("{admin_url}/admin/sessions"));
+        if let Some(b) = bearer {
+            r = r.bearer_auth(b);
+        }
+        let resp = r.send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{bearer:?}");
+    }
+    for path in ["/admin/sessions", "/admin/revocations"] {
+        let r = client()
+            .get(format!("{}{path}", stack.gateway_url()))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path} on the public listener");
+    }
+
+    // Sessions as the gateway saw them.
+    let (s, all) = admin(&admin_url, "GET", "/admin/sessions", None).await;
+    assert_eq!(s, 200, "{all}");
+    assert_eq!(all["sessions"].as_array().unwrap().len(), 3, "{all}");
+    let (_, mine) = admin(&admin_url, "GET", "/admin/sessions?user=alice-sub", None).await;
+    let mine = mine["sessions"].as_array().unwrap().clone();
+    assert_eq!(mine.len(), 2);
+    assert!(mine.iter().all(|s| s["app"] != "" && s["instance"] != ""));
+    let (_, one) = admin(
+        &admin_url,
+        "GET",
+        &format!(
+            "/admin/sessions?file={}",
+            enc(&format!("{STORAGE}!file-odt"))
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(one["sessions"].as_array().unwrap().len(), 1, "{one}");
+    for token in [&docx.token, &odt.token, &bob.token] {
+        assert!(!all.to_string().contains(token.as_str()), "no token listed");
+    }
+
+    // A file: its sessions end, the others go on.
+    let (s, e) = admin(
+        &admin_url,
+        "POST",
+        "/admin/revocations",
+        Some(json!({"file": format!("{STORAGE}$!file-odt")})),
+    )
+    .await;
+    assert_eq!(s, 201, "{e}");
+    assert_eq!(e["revocation"]["scope"], "file");
+    assert_eq!(check_file_info(&odt).await, (401, "revoked".into()));
+    assert_eq!(check_file_info(&docx).await.0, 200);
+
+    // A user: every token of theirs, and their OIDC token's opens; bob goes on.
+    let (s, _) = admin(
+        &admin_url,
+        "POST",
+        "/admin/revocations",
+        Some(json!({"user": "alice-sub"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    assert_eq!(check_file_info(&docx).await, (401, "revoked".into()));
+    assert_eq!(check_file_info(&bob).await.0, 200);
+    let old_login = stack.idp.token("alice");
+    let id = wopigate::ids::encode_legacy(STORAGE, "file-docx");
+    let (s, b) = legacy_open(&stack, &old_login, &id).await;
+    assert_eq!((s, b["code"].as_str()), (401, Some("revoked")), "{b}");
+    // A login after the revocation works.
+    next_second().await;
+    let again = open(&stack, "file-docx").await;
+    assert_eq!(check_file_info(&again).await.0, 200);
+
+    // Everything issued before now: bob too; a new login still works.
+    let before = wopigate::tokens::now();
+    let (s, _) = admin(
+        &admin_url,
+        "POST",
+        "/admin/revocations",
+        Some(json!({ "before": before })),
+    )
+    .await;
+    assert_eq!(s, 201);
+    assert_eq!(check_file_info(&bob).await, (401, "revoked".into()));
+    assert_eq!(check_file_info(&again).await.0, 401);
+    next_second().await;
+    let fresh = open(&stack, "file-docx").await;
+    assert_eq!(check_file_info(&fresh).await.0, 200);
+
+    // The set as listed, and bad requests refused with a reason.
+    let (_, list) = admin(&admin_url, "GET", "/admin/revocations", None).await;
+    let scopes: Vec<&str> = list["revocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["scope"].as_str().unwrap())
+        .collect();
+    assert_eq!(scopes.len(), 3, "{list}");
+    for bad in [
+        json!({}),
+        json!({"user": "a", "file": "b"}),
+        json!({"file": "nonsense"}),
+    ] {
+        let (s, b) = admin(&admin_url, "POST", "/admin/revocations", Some(bad.clone())).await;
+        assert_eq!((s, b["code"].as_str()), (400, Some("bad_request")), "{bad}");
+    }
+    let revoked = crate::gauge(&admin_url, "wopigate_revocations").await;
+    assert_eq!(revoked, Some(3.0));
+    let audit = gw.logs_with("\"revoke\"", 3).await;
+    assert!(!audit.contains(ADMIN_TOKEN), "the bearer is never logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wopiserver_tokens_are_revoked_by_their_user_and_file_too() {
+    let (stack, _gw) = started(StackOptions {
+        wrap_tokens: false,
+        ..Default::default()
+    })
+    .await;
+    let admin_url = stack.admin_url();
+    let docx = open(&stack, "file-docx").await;
+    let odt = open(&stack, "file-odt").await;
+    assert!(!docx.token.starts_with("wg1."), "a wopiserver token");
+    assert_eq!(check_file_info(&docx).await.0, 200);
+    let (s, _) = admin(
+        &admin_url,
+        "POST",
+        "/admin/revocations",
+        Some(json!({"file": format!("{STORAGE}!file-docx")})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    assert_eq!(check_file_info(&docx).await, (401, "revoked".into()));
+    assert_eq!(check_file_info(&odt).await.0, 200);
+    let (s, _) = admin(
+        &admin_url,
+        "POST",
+        "/admin/revocations",
+        Some(json!({"user": "alice-sub"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    assert_eq!(check_file_info(&odt).await, (401, "revoked".into()));
+}
+
+/// The sum of a metric's series whose line starts with `prefix`.
+pub async fn series_sum(admin_url: &str, prefix: &str) -> f64 {
+    let text = client()
+        .get(format!("{admin_url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A WOPI lock call with the session's token.
+async fn lock_call(f: &File, op: &str, lock: &str) -> u16 {
+    client()
+        .post(&f.url)
+        .query(&[("access_token", f.token.as_str())])
+        .header("X-WOPI-Override", op)
+        .header("X-WOPI-Lock", lock)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_left_by_a_vanished_office_app_is_released_and_the_next_session_saves() {
+    let (stack, gw) = started(StackOptions::default()).await;
+    let admin_url = stack.admin_url();
+    let gone = open(&stack, "file-docx").await;
+    assert_eq!(lock_call(&gone, "LOCK", "lock-of-a-crashed-app").await, 200);
+    assert_eq!(
+        lock_call(&gone, "REFRESH_LOCK", "lock-of-a-crashed-app").await,
+        200
+    );
+    // The office app vanishes; the next session finds the file locked.
+    let next = open(&stack, "file-docx").await;
+    assert_eq!(lock_call(&next, "LOCK", "next-session").await, 409);
+    let (_, locks) = admin(&admin_url, "GET", "/admin/locks?user=alice-sub", None).await;
+    let list = locks["locks"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{locks}");
+    assert_eq!(list[0]["lock_id"], "lock-of-a-crashed-app");
+    assert_eq!(list[0]["file"], format!("{STORAGE}!file-docx").as_str());
+    assert!(list[0].get("holder_claim").is_none());
+    assert!(list[0]["expires"].as_u64().unwrap() > list[0]["since"].as_u64().unwrap());
+    assert_eq!(series_sum(&admin_url, "wopigate_locks{").await, 1.0);
+
+    let file = json!({"file": format!("{STORAGE}!file-docx")});
+    let (s, r) = admin(
+        &admin_url,
+        "POST",
+        "/admin/locks/release",
+        Some(file.clone()),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(stack.wopiserver.lock_of(STORAGE, "file-docx"), None);
+    let (s, r) = admin(&admin_url, "POST", "/admin/locks/release", Some(file)).await;
+    assert_eq!((s, r["code"].as_str()), (404, Some("not_found")), "{r}");
+
+    // The next session locks, saves and unlocks.
+    assert_eq!(lock_call(&next, "LOCK", "next-session").await, 200);
+    let put = client()
+        .post(format!("{}/contents", next.url))
+        .query(&[("access_token", next.token.as_str())])
+        .header("X-WOPI-Override", "PUT")
+        .header("X-WOPI-Lock", "next-session")
+        .body("saved after the release")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    assert_eq!(lock_call(&next, "UNLOCK", "next-session").await, 200);
+    let (_, locks) = admin(&admin_url, "GET", "/admin/locks", None).await;
+    assert_eq!(locks["locks"].as_array().unwrap().len(), 0, "{locks}");
+    assert_eq!(series_sum(&admin_url, "wopigate_locks{").await, 0.0);
+    assert_eq!(
+        series_sum(
+            &admin_url,
+            "wopigate_lock_releases_total{outcome=\"released\"}"
+        )
+        .await,
+        1.0
+    );
+    let audit = gw.logs_with("release_lock", 1).await;
+    assert!(audit.contains("released"), "audited:\n{audit}");
+}
