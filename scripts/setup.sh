@@ -4,6 +4,7 @@
 #   scripts/setup.sh build   cmake and a C compiler (pingora builds zlib-ng with cmake)
 #   scripts/setup.sh test    the above, Node.js >= 20.19 with npm and the pinned OpenID
 #                            provider (tests/idp), promtool, systemd-analyze, openssl,
+#                            nginx, redis-server (the store replicas share),
 #                            Chromium with its chromedriver (the demo browser test)
 # Sourced or run; exits non-zero only when something required cannot be had.
 set -euo pipefail
@@ -56,6 +57,7 @@ if [ "$what" = test ]; then
   need systemd-analyze systemd "the systemd unit check" optional
   need openssl openssl "the README credentials lines check" optional
   need nginx nginx-light "the replicas-behind-a-load-balancer test" optional
+  need redis-server redis-server "the shared store test (replicas sharing revocations)" optional
   need chromium chromium "the demo browser test" optional
   need chromedriver chromium-driver "the demo browser test" optional
 fi

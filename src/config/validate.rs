@@ -237,11 +237,16 @@ impl Validator<'_> {
 
     /// `[store]`: a `redis://` or `rediss://` URL without credentials (they go in a file).
     fn store(&mut self, s: file::StoreSection) -> Option<Store> {
-        let url = self.url("store.url", &s.url)?;
-        if !matches!(url.scheme(), "redis" | "rediss") {
-            self.problem("store.url", "must be redis:// or rediss://");
-            return None;
-        }
+        let url = match Url::parse(&s.url) {
+            Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host().is_some() => u,
+            _ => {
+                self.problem(
+                    "store.url",
+                    "must be a redis:// or rediss:// URL with a host",
+                );
+                return None;
+            }
+        };
         if url.password().is_some() {
             self.problem(
                 "store.url",

@@ -171,6 +171,7 @@ impl Revocations {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let key = e.key();
         let changed = match entries.get(&key) {
+            _ if e.expires <= now => false,
             Some(old) if old.before >= e.before => false,
             _ => {
                 entries.insert(key, e);
@@ -180,17 +181,6 @@ impl Revocations {
         entries.retain(|_, e| e.expires > now);
         self.index.store(Index::of(entries.values()).into());
         changed
-    }
-
-    /// Replaces the whole set (a replica catching up with the shared store).
-    pub fn replace(&self, all: impl IntoIterator<Item = Entry>, now: u64) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        *entries = all
-            .into_iter()
-            .filter(|e| e.expires > now)
-            .map(|e| (e.key(), e))
-            .collect();
-        self.index.store(Index::of(entries.values()).into());
     }
 
     /// The live entries, oldest `before` first.
@@ -268,7 +258,7 @@ mod tests {
     }
 
     #[test]
-    fn entries_widen_expire_and_are_replaced_whole() {
+    fn entries_widen_and_expire() {
         let r = Revocations::default();
         assert!(r.insert(entry(Scope::User("alice".into()), 100), 0));
         assert!(!r.insert(entry(Scope::User("alice".into()), 90), 0));
@@ -279,9 +269,12 @@ mod tests {
         r.insert(entry(Scope::Sid("x".into()), 5000), 1500);
         assert_eq!(r.list(1500).len(), 1);
         assert!(!r.revoked(&alice(150)));
-        r.replace([entry(Scope::Everything, 10)], 0);
-        assert!(r.revoked(&alice(10)) && !r.revoked(&alice(11)));
-        assert_eq!(r.len(), 1);
+        r.insert(entry(Scope::Everything, 1400), 1500);
+        assert!(r.revoked(&alice(1400)) && !r.revoked(&alice(1401)));
+        assert_eq!(r.len(), 2);
+        // One that can match no live token any more is not even taken.
+        assert!(!r.insert(entry(Scope::User("late".into()), 10), 1500));
+        assert_eq!(r.len(), 2);
     }
 
     #[test]

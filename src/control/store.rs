@@ -208,23 +208,30 @@ impl Store {
     async fn follow_once(&self, revocations: &Revocations) -> Result<(), Unavailable> {
         let mut pubsub = self.call(self.client.get_async_pubsub()).await?;
         self.call(pubsub.subscribe(REVOCATIONS)).await?;
-        // Subscribed before loading: an entry published in between arrives twice, never zero times.
+        // Subscribed before loading: an entry published in between arrives twice, never zero
+        // times. The sets are merged, never replaced: a store that came back empty (restarted
+        // without persistence) gets this replica's entries back instead of erasing them.
         let mut c = self.commands.clone();
         let all: std::collections::HashMap<String, String> =
             self.call(c.hgetall(REVOCATIONS)).await?;
         let now = now();
-        let (live, dead): (Vec<_>, Vec<_>) = all
-            .into_iter()
-            .filter_map(|(k, v)| Some((k, serde_json::from_str::<Entry>(&v).ok()?)))
-            .partition(|(_, e)| e.expires > now);
-        revocations.replace(live.into_iter().map(|(_, e)| e), now);
-        crate::metrics::metrics()
-            .control
-            .revocations
-            .set(revocations.len() as i64);
+        let mut dead = Vec::new();
+        for (key, json) in &all {
+            match serde_json::from_str::<Entry>(json) {
+                Ok(e) if e.expires > now => super::apply(revocations, e, "store"),
+                _ => dead.push(key.clone()),
+            }
+        }
         if !dead.is_empty() {
-            let keys: Vec<String> = dead.into_iter().map(|(k, _)| k).collect();
-            let _ = self.call(c.hdel::<_, _, ()>(REVOCATIONS, keys)).await;
+            let _ = self.call(c.hdel::<_, _, ()>(REVOCATIONS, dead)).await;
+        }
+        for e in revocations.list(now) {
+            if !all.contains_key(&e.key())
+                && let Ok(json) = serde_json::to_string(&e)
+            {
+                self.call(c.hset_nx::<_, _, _, ()>(REVOCATIONS, e.key(), json))
+                    .await?;
+            }
         }
         if !self.is_up() {
             tracing::info!(

@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod hygiene;
 pub mod proof_signer;
 pub mod real_idp;
+pub mod redis_server;
 pub mod stack;
 pub mod tap;
 pub mod test_idp;

@@ -22,6 +22,7 @@ mod real_idp;
 mod reload;
 mod replicas;
 mod save_as;
+mod shared_store;
 mod slow_clients;
 mod soak;
 mod wopi_edge;
