@@ -9,7 +9,7 @@
 //! 1. protocols: `tokens`, `wopi`
 //! 2. clients and identity: `auth`, `reva`, `exchange`, `wopiserver`, `discovery`, `telemetry`, `backends`, `control`
 //! 3. client-facing errors: `error`
-//! 4. flows: `open`, `wopi_call`, `mobile`, `iop`, `admin`
+//! 4. flows: `open`, `wopi_call`, `mobile`, `iop`, `admin`, `backchannel`
 //! 5. the HTTP edge: `proxy`
 //! 6. the process: `app`, `cli`
 //!
@@ -38,7 +38,8 @@
 //! - [`open`] (the open flow shared by both open APIs), [`wopi_call`] (the proxied WOPI call:
 //!   admission, the answer plan, gateway-token renewal, Save As), [`mobile`] (Office for
 //!   iOS/Android from REVA), [`iop`] (the internal IOP API's rules), [`admin`] (the admin
-//!   API: sessions, locks, revocations, releasing a lock).
+//!   API: sessions, locks, revocations, releasing a lock), [`backchannel`] (OIDC back-channel
+//!   logout).
 //! - [`proxy`]: pingora's side — the listeners' `ProxyHttp`s with phases that only dispatch,
 //!   and the connection layer below HTTP (`proxy::conn`); `docs/architecture.md` follows a call
 //!   through the layers.
@@ -54,6 +55,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod backchannel;
 pub mod backends;
 pub mod cli;
 pub mod config;

@@ -216,6 +216,12 @@ pub(super) fn build_generation(
         tls: c.server.tls.is_some(),
         trusted_proxies: c.server.trusted_proxies.clone().into(),
         public_url: c.server.public_url.clone(),
+        logout: (!c.oidc.logout_clients.is_empty()).then(|| {
+            Arc::new(crate::backchannel::BackchannelLogout {
+                verifier: crate::auth::logout::LogoutVerifier::new(&c.oidc, state.jwks.clone()),
+                control: control.clone(),
+            })
+        }),
         generation: generation.clone(),
     };
     let internal = c.internal.as_ref().map(|internal| InternalGateway {

@@ -2,6 +2,7 @@
 //! security.md §4).
 
 mod jwks;
+pub mod logout;
 mod oidc;
 
 pub use jwks::{JwksSource, KeySet};

@@ -126,33 +126,7 @@ impl OidcValidator {
 
     /// The identity in `token` and the `kid` that signed it.
     async fn validate_uncached(&self, token: &str) -> Result<(Principal, String), AuthError> {
-        // Compact JWS only: JWE (five parts) and anything else is refused before parsing.
-        if token.split('.').count() != 3 {
-            return Err(AuthError::Malformed);
-        }
-        let header = decode_header(token).map_err(|e| match e.kind() {
-            ErrorKind::InvalidAlgorithmName => AuthError::AlgorithmNotAllowed,
-            _ => AuthError::Malformed,
-        })?;
-        // No JWS extension is supported, so any `crit` entry must fail (RFC 7515 §4.1.11);
-        // compression and encryption headers have no place in an access token.
-        // A nested JWT (`cty: JWT`) is not an access token (security.md J21).
-        let nested = header
-            .cty
-            .as_deref()
-            .is_some_and(|c| c.eq_ignore_ascii_case("JWT"));
-        if header.crit.is_some() || header.zip.is_some() || header.enc.is_some() || nested {
-            return Err(AuthError::UnsupportedHeader);
-        }
-        // Two readings of one token are one too many: duplicate claim names are refused rather
-        // than resolved last-wins (security.md J22).
-        let payload = token.split('.').nth(1).unwrap_or_default();
-        let payload =
-            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
-                .map_err(|_| AuthError::Malformed)?;
-        if has_duplicate_keys(&payload) {
-            return Err(AuthError::Malformed);
-        }
+        let header = checked_header(token)?;
         let validation = self
             .validations
             .get(&header.alg)
@@ -195,7 +169,40 @@ impl OidcValidator {
 }
 
 /// 2^53: larger JSON integers are not read exactly by every parser.
-const MAX_SAFE_TIME: u64 = 1 << 53;
+pub(super) const MAX_SAFE_TIME: u64 = 1 << 53;
+
+/// The header of a compact JWS the gateway is willing to verify: three parts, no JWS
+/// extension, compression, encryption or nesting, and a payload without duplicate members.
+pub(super) fn checked_header(token: &str) -> Result<jsonwebtoken::Header, AuthError> {
+    // Compact JWS only: JWE (five parts) and anything else is refused before parsing.
+    if token.split('.').count() != 3 {
+        return Err(AuthError::Malformed);
+    }
+    let header = decode_header(token).map_err(|e| match e.kind() {
+        ErrorKind::InvalidAlgorithmName => AuthError::AlgorithmNotAllowed,
+        _ => AuthError::Malformed,
+    })?;
+    // No JWS extension is supported, so any `crit` entry must fail (RFC 7515 §4.1.11);
+    // compression and encryption headers have no place in an access token.
+    // A nested JWT (`cty: JWT`) is not an access token (security.md J21).
+    let nested = header
+        .cty
+        .as_deref()
+        .is_some_and(|c| c.eq_ignore_ascii_case("JWT"));
+    if header.crit.is_some() || header.zip.is_some() || header.enc.is_some() || nested {
+        return Err(AuthError::UnsupportedHeader);
+    }
+    // Two readings of one token are one too many: duplicate claim names are refused rather
+    // than resolved last-wins (security.md J22).
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let payload =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .map_err(|_| AuthError::Malformed)?;
+    if has_duplicate_keys(&payload) {
+        return Err(AuthError::Malformed);
+    }
+    Ok(header)
+}
 
 /// Whether a JSON object repeats a member name at its top level.
 fn has_duplicate_keys(json: &[u8]) -> bool {
@@ -221,7 +228,7 @@ fn has_duplicate_keys(json: &[u8]) -> bool {
     de.deserialize_map(Keys).unwrap_or(false)
 }
 
-fn map_error(e: jsonwebtoken::errors::Error) -> AuthError {
+pub(super) fn map_error(e: jsonwebtoken::errors::Error) -> AuthError {
     match e.kind() {
         ErrorKind::ExpiredSignature => AuthError::Expired,
         ErrorKind::ImmatureSignature => AuthError::NotYetValid,

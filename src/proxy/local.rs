@@ -77,6 +77,17 @@ impl Gateway {
         Ok(api.answer(&result))
     }
 
+    /// `POST /oidc/backchannel-logout`: the form's logout token, verified and acted on.
+    pub(super) async fn backchannel_logout(&self, session: &mut Session) -> Reply {
+        let Some(logout) = &self.logout else {
+            return ApiError::no_such_endpoint().into();
+        };
+        match self.read_form(session).await {
+            Ok(form) => logout.serve(&form).await,
+            Err(e) => e.into(),
+        }
+    }
+
     /// The request body of a form post (bounded); empty for any other content type.
     async fn read_form(&self, session: &mut Session) -> Result<Vec<u8>, ApiError> {
         let is_form = session

@@ -55,6 +55,8 @@ pub struct Gateway {
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// External origin, no trailing slash (URLs in PutRelativeFile answers).
     pub public_url: String,
+    /// `POST /oidc/backchannel-logout`; `None` while `[oidc] logout_clients` is empty.
+    pub logout: Option<Arc<crate::backchannel::BackchannelLogout>>,
     /// Keeps this configuration generation counted while the service lives.
     pub generation: Arc<crate::metrics::GenerationAlive>,
 }
@@ -261,6 +263,11 @@ impl Gateway {
             }
             Route::Bootstrapper(_) | Route::MobileWopi(_) => {
                 self.mobile(session, ctx).await?;
+                return Ok(true);
+            }
+            Route::BackchannelLogout if self.logout.is_some() => {
+                let reply = self.backchannel_logout(session).await;
+                respond::reply(session, reply, &ctx.request_id).await?;
                 return Ok(true);
             }
             _ => self.answer_locally(session, ctx).await,

@@ -16,6 +16,8 @@ pub enum Route {
     AppOpen,
     /// `GET /app/list`
     AppList,
+    /// `POST /oidc/backchannel-logout` (OpenID Connect Back-Channel Logout 1.0).
+    BackchannelLogout,
     /// `/wopi/files/<id>[/contents]`, proxied to the wopiserver.
     WopiFile(WopiOperation),
     /// `/wopibootstrapper` (Office for iOS/Android, OAuth-authenticated).
@@ -52,6 +54,7 @@ impl Route {
             Self::LegacyOpen => "legacy_open",
             Self::AppOpen => "app_open",
             Self::AppList => "app_list",
+            Self::BackchannelLogout => "backchannel_logout",
             Self::WopiFile(_) => "wopi_file",
             Self::Bootstrapper(_) => "bootstrapper",
             Self::MobileWopi(_) => "mobile_wopi",
@@ -130,6 +133,7 @@ pub fn classify(method: &Method, path: &str, headers: &HeaderMap) -> Route {
         ["api", "v0", "wopi", "open"] => (Route::LegacyOpen, &[Method::GET]),
         ["app", "open"] => (Route::AppOpen, &[Method::POST]),
         ["app", "list"] => (Route::AppList, &[Method::GET]),
+        ["oidc", "backchannel-logout"] => (Route::BackchannelLogout, &[Method::POST]),
         ["wopi", "files", id] | ["wopi", "files", id, "contents"] if !id.is_empty() => {
             let op = Op::of_file(
                 method,
@@ -204,6 +208,14 @@ mod tests {
         assert_eq!(classify(&p, "/api/v0/wopi/open"), Route::MethodNotAllowed);
         assert_eq!(classify(&p, "/app/open"), Route::AppOpen);
         assert_eq!(classify(&g, "/app/open"), Route::MethodNotAllowed);
+        assert_eq!(
+            classify(&p, "/oidc/backchannel-logout"),
+            Route::BackchannelLogout
+        );
+        assert_eq!(
+            classify(&g, "/oidc/backchannel-logout"),
+            Route::MethodNotAllowed
+        );
         assert_eq!(
             classify(&g, "/wopi/files/st!YWJj"),
             Route::WopiFile(WopiOperation::CheckFileInfo)

@@ -91,7 +91,14 @@ pub struct RealIdp {
     state: tempfile::TempDir,
     cookie_key: String,
     token_ttl_seconds: u64,
+    /// Every client's `backchannel_logout_uri` from the next (re)start on.
+    pub logout_uri: Option<String>,
     child: Option<Child>,
+}
+
+/// A login's session at the provider (its cookies), to end it later.
+pub struct IdpSession {
+    jar: CookieJar,
 }
 
 /// The token endpoint's answer.
@@ -125,6 +132,7 @@ impl RealIdp {
             state: tempfile::tempdir().map_err(|e| e.to_string())?,
             cookie_key: secret("cookie-key"),
             token_ttl_seconds,
+            logout_uri: None,
             child: None,
         };
         idp.restart(keys).await?;
@@ -158,6 +166,7 @@ impl RealIdp {
                 "client_secret": c.client_secret,
                 "redirect_uri": REDIRECT_URI,
                 "alg": c.alg,
+                "backchannel_logout_uri": self.logout_uri,
             })).collect::<Vec<_>>(),
         });
         let settings_file = self.state.path().join("settings.json");
@@ -209,13 +218,65 @@ impl RealIdp {
     /// PKCE, login form, consent form, redirect with the code, token request with the client
     /// secret. Returns the token endpoint's answer.
     pub async fn login(&self, alg: &str, user: &str) -> Result<Tokens, String> {
-        let client = self.client(alg);
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()
+        Ok(self.login_session(alg, user).await?.0)
+    }
+
+    /// [`Self::login`], keeping the provider's session to end it with [`Self::end_session`].
+    pub async fn login_session(
+        &self,
+        alg: &str,
+        user: &str,
+    ) -> Result<(Tokens, IdpSession), String> {
+        let mut session = IdpSession {
+            jar: CookieJar::default(),
+        };
+        let tokens = self.login_in(alg, user, &mut session.jar).await?;
+        Ok((tokens, session))
+    }
+
+    /// Ends the session as a user signing out (RP-initiated logout, the provider's confirm
+    /// form): the provider then calls the clients' back-channel logout URIs before answering.
+    pub async fn end_session(&self, session: &mut IdpSession) -> Result<(), String> {
+        let http = no_redirects()?;
+        let end = format!("{}/session/end", self.issuer());
+        let mut req = http.get(&end);
+        if let Some(c) = session.jar.header_for("/session/end") {
+            req = req.header("cookie", c);
+        }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        session.jar.take(&resp);
+        let page = resp.text().await.map_err(|e| e.to_string())?;
+        let attr = |name: &str| {
+            let start = page.find(&format!("{name}=\""))? + name.len() + 2;
+            Some(page[start..start + page[start..].find('"')?].replace("&amp;", "&"))
+        };
+        let action = attr("action").ok_or("no logout form")?;
+        let needle = "name=\"xsrf\" value=\"";
+        let xsrf = page
+            .find(needle)
+            .map(|i| &page[i + needle.len()..])
+            .and_then(|rest| Some(rest[..rest.find('"')?].to_owned()))
+            .ok_or("no xsrf in the logout form")?;
+        let confirm = url::Url::parse(&end)
+            .and_then(|b| b.join(&action))
             .map_err(|e| e.to_string())?;
-        let mut jar = CookieJar::default();
+        let mut req = http
+            .post(confirm.as_str())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[("xsrf", &xsrf), ("logout", "yes")]));
+        if let Some(c) = session.jar.header_for(confirm.path()) {
+            req = req.header("cookie", c);
+        }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        if !(resp.status().is_redirection() || resp.status().is_success()) {
+            return Err(format!("logout confirm: {}", resp.status()));
+        }
+        Ok(())
+    }
+
+    async fn login_in(&self, alg: &str, user: &str, jar: &mut CookieJar) -> Result<Tokens, String> {
+        let client = self.client(alg);
+        let http = no_redirects()?;
         let verifier = URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes().repeat(2));
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
         let state = uuid::Uuid::new_v4().simple().to_string();
@@ -351,6 +412,14 @@ fn read_form(page: &str) -> Option<(String, String)> {
         (attr(tag, "name")? == "prompt").then(|| attr(tag, "value"))?
     })?;
     Some((action, prompt))
+}
+
+fn no_redirects() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// Enough of RFC 6265 for the provider's cookies: name + path scoped, replaced on set, removed

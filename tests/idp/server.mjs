@@ -3,13 +3,15 @@
 //
 //   { "port": 0, "issuer": "http://127.0.0.1:PORT", "resource": "https://wopigate.test/",
 //     "state_dir": "/tmp/...", "keys": [{ "kid": "rsa-1", "kty": "RSA" }, ...],
-//     "clients": [{ "client_id", "client_secret", "redirect_uri", "alg": "RS256" | "ES256" }] }
+//     "clients": [{ "client_id", "client_secret", "redirect_uri", "alg": "RS256" | "ES256",
+//                   "backchannel_logout_uri" (optional) }] }
 //
 // Signing keys are generated on first use and kept in `state_dir/<kid>.json`, so a restart with
 // a different `keys` list is a key rotation: the first key of a type signs, the others are only
 // published. Logins use the provider's own development interactions (login + consent forms),
 // which any HTTP client can fill in. Access tokens are JWTs for `resource`, signed with the
-// client's `alg`.
+// client's `alg`, and carry the login session's `sid` for clients with a back-channel logout URI,
+// which the provider calls (OpenID Connect Back-Channel Logout 1.0) when the session ends.
 
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -42,6 +44,10 @@ const provider = new Provider(settings.issuer, {
     grant_types: ['authorization_code'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
+    ...(c.backchannel_logout_uri ? {
+      backchannel_logout_uri: c.backchannel_logout_uri,
+      backchannel_logout_session_required: true,
+    } : {}),
   })),
   jwks: { keys: settings.keys.map(privateJwk) },
   cookies: { keys: [settings.cookie_key] },
@@ -49,6 +55,7 @@ const provider = new Provider(settings.issuer, {
   scopes: ['openid', 'wopi'],
   features: {
     devInteractions: { enabled: true },
+    backchannelLogout: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => settings.resource,
@@ -66,12 +73,22 @@ const provider = new Provider(settings.issuer, {
     },
   },
   // Claims the gateway maps onto the REVA user (sub and iss are always there).
-  extraTokenClaims: (_ctx, token) => ({ preferred_username: token.accountId }),
+  extraTokenClaims: (_ctx, token) => ({
+    preferred_username: token.accountId,
+    ...(token.sid ? { sid: token.sid } : {}),
+  }),
   findAccount: (_ctx, id) => ({ accountId: id, claims: () => ({ sub: id }) }),
+  // The back-channel logout goes to the gateway under test on 127.0.0.1, which the provider's
+  // guard against server-side request forgery refuses (special-use addresses): its dispatcher is
+  // dropped here, for this loopback-only test provider.
+  fetch: (url, options) => {
+    const { dispatcher: _guard, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
 });
 
 // Failures are printed for the test log (descriptions only: no tokens or codes).
-for (const event of ['grant.error', 'authorization.error', 'server_error']) {
+for (const event of ['grant.error', 'authorization.error', 'server_error', 'backchannel.error']) {
   provider.on(event, (_ctx, err) => console.error(`${event}: ${err.message} ${err.error_detail ?? ''}`));
 }
 

@@ -117,6 +117,15 @@ async fn revocations_end_sessions_by_file_user_and_time_and_spare_the_rest() {
             .unwrap();
         assert_eq!(r.status(), 404, "{path} on the public listener");
     }
+    // No [oidc] logout_clients: no back-channel logout endpoint.
+    let r = client()
+        .post(format!("{}/oidc/backchannel-logout", stack.gateway_url()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("logout_token=x.y.z")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 
     // Sessions as the gateway saw them.
     let (s, all) = admin(&admin_url, "GET", "/admin/sessions", None).await;

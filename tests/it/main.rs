@@ -14,6 +14,7 @@ mod framing;
 mod hygiene;
 mod instances;
 mod iop;
+mod logout;
 mod mobile;
 mod oidc_keys;
 mod open_flow;
