@@ -153,6 +153,7 @@ pub fn build_state(c: &Config, control: &Arc<Control>) -> Result<AppState, Start
         Arc::new(GatewayTokens {
             wrap,
             open: open.clone(),
+            rechecks: crate::wopi_call::Rechecks::new(c.tokens.recheck),
         })
     });
     Ok(AppState {

@@ -10,6 +10,7 @@
 mod activity;
 pub mod admission;
 pub mod plan;
+mod recheck;
 mod renew;
 pub mod save_as;
 
@@ -25,6 +26,7 @@ use crate::wopi::operation::WopiOperation;
 pub use activity::Answered;
 pub use admission::Guard;
 pub use plan::{AnswerPlan, HeadChange};
+pub use recheck::Rechecks;
 
 /// Gateway tokens, when a token key is configured: the keys and remembered wopiserver tokens,
 /// and the open flow that renews them. What needs gateway tokens (Save As, Office for
@@ -33,6 +35,8 @@ pub struct GatewayTokens {
     pub wrap: Arc<TokenWrap>,
     /// The open flow renewal runs again; its backends are the ones Save As uses.
     pub open: Arc<OpenService>,
+    /// When each user's access to each open file was last confirmed with REVA.
+    pub rechecks: recheck::Rechecks,
 }
 
 /// The proxied WOPI call's settings and services for one configuration generation.

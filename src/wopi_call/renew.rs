@@ -20,6 +20,7 @@ impl GatewayTokens {
         trace_id: &str,
     ) -> Result<Secret, ApiError> {
         if let Some(t) = self.wrap.cached(gateway_token).await {
+            self.recheck(gateway_token, claims).await?;
             return Ok(t);
         }
         let file = claims
@@ -48,6 +49,7 @@ impl GatewayTokens {
                 claims.exp,
             )
             .await;
+        self.access_confirmed(claims).await;
         Ok(result.access_token)
     }
 }

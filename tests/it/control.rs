@@ -347,3 +347,59 @@ async fn a_lock_left_by_a_vanished_office_app_is_released_and_the_next_session_s
     let audit = gw.logs_with("release_lock", 1).await;
     assert!(audit.contains("released"), "audited:\n{audit}");
 }
+
+/// Stat calls REVA received by resource id for `opaque` (the gateway's re-checks; the
+/// wopiserver Stat-s by path).
+fn stats_by_id(stack: &Stack, opaque: &str) -> usize {
+    stack
+        .reva
+        .calls()
+        .iter()
+        .filter(|c| c.method == "Stat")
+        .filter(|c| c.resource.as_ref().is_some_and(|r| r.opaque_id == opaque))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_share_or_a_deleted_file_ends_the_session_at_the_next_recheck() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let config = config_with(
+        &stack,
+        "recheck.toml",
+        &[("[tokens]", "recheck_seconds = 1")],
+    );
+    let _gw = start_gateway(&stack, &config).await;
+    let admin_url = stack.admin_url();
+    let shared = open(&stack, "file-docx").await;
+    let doomed = open(&stack, "file-odt").await;
+    let kept = open(&stack, "file-new").await;
+    for f in [&shared, &doomed, &kept] {
+        assert_eq!(check_file_info(f).await.0, 200);
+    }
+    // Past the window, requests of one moment share one question to REVA.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = stats_by_id(&stack, "file-new");
+    let burst = (0..8).map(|_| check_file_info(&kept));
+    let answers = futures_util::future::join_all(burst).await;
+    assert!(answers.iter().all(|a| a.0 == 200), "{answers:?}");
+    assert_eq!(stats_by_id(&stack, "file-new") - before, 1, "single flight");
+    let granted = "wopigate_access_rechecks_total{outcome=\"granted\"}";
+    assert!(series_sum(&admin_url, granted).await >= 1.0);
+
+    // The share is withdrawn, the other file deleted; nothing asks in between.
+    stack.tree.set_owner(STORAGE, "file-docx", "carol-sub");
+    let odt = stack.tree.get_by(STORAGE, "file-odt").unwrap();
+    stack.tree.remove(&odt.id);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let upstream = stack.wopiserver.requests().len();
+    assert_eq!(check_file_info(&shared).await, (404, "not_found".into()));
+    assert_eq!(check_file_info(&doomed).await, (404, "not_found".into()));
+    assert_eq!(
+        stack.wopiserver.requests().len(),
+        upstream,
+        "the gateway ended both sessions itself"
+    );
+    let ended = "wopigate_access_rechecks_total{outcome=\"ended\"}";
+    assert_eq!(series_sum(&admin_url, ended).await, 2.0);
+    assert_eq!(check_file_info(&kept).await.0, 200, "the third goes on");
+}
