@@ -132,6 +132,7 @@ pub fn build_state(c: &Config, control: &Arc<Control>) -> Result<AppState, Start
         Arc::new(crate::tokens::remembered::TokenWrap::new(
             crate::tokens::gateway::TokenKeys::new(key, c.tokens.previous_key.as_ref()),
             c.tokens.ttl,
+            c.tokens.idle,
         ))
     });
     let backends = Arc::new(Backends {

@@ -30,6 +30,9 @@ pub enum ExchangeError {
     Reva(#[from] RevaError),
 }
 
+/// The memory a REVA token cache may hold (each entry ~1–2 KiB).
+const TOKEN_CACHE_BYTES: u64 = 32 << 20;
+
 /// Mints REVA tokens locally and re-uses one per user until three quarters of its TTL are
 /// spent, so a burst of opens signs once and every handed-out token still has a quarter left.
 pub struct Minter {
@@ -47,8 +50,17 @@ impl Minter {
             key: EncodingKey::from_secret(secret.expose().as_bytes()),
             ttl,
             claims,
+            // By bytes: the user claim's strings and the minted token (~1 KiB).
             cache: moka::future::Cache::builder()
-                .max_capacity(100_000)
+                .weigher(|u: &UserClaim, t: &Arc<RevaToken>| {
+                    let user = u.id.idp.len()
+                        + u.id.opaque_id.len()
+                        + u.username.len()
+                        + u.mail.len()
+                        + u.display_name.len();
+                    u32::try_from(user + t.token.expose().len() + 128).unwrap_or(u32::MAX)
+                })
+                .max_capacity(TOKEN_CACHE_BYTES)
                 .time_to_live(ttl * 3 / 4)
                 .build(),
         }
@@ -127,7 +139,10 @@ impl Authenticator {
             kind,
             client_id,
             cache: moka::future::Cache::builder()
-                .max_capacity(100_000)
+                .weigher(|_: &[u8; 32], c: &Cached| {
+                    u32::try_from(c.token.token.expose().len() + 96).unwrap_or(u32::MAX)
+                })
+                .max_capacity(TOKEN_CACHE_BYTES)
                 .expire_after(crate::tokens::AtExpiry)
                 .build(),
         }

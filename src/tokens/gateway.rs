@@ -271,8 +271,8 @@ pub struct TokenKeys {
     opened: moka::sync::Cache<String, Claims>,
 }
 
-/// How many opened tokens are remembered, and for how long without use.
-const OPENED_CAPACITY: u64 = 10_000;
+/// How much memory opened tokens may hold, and how long one is kept without use.
+const OPENED_BYTES: u64 = 16 << 20;
 const OPENED_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl TokenKeys {
@@ -280,8 +280,10 @@ impl TokenKeys {
         Self {
             current: Key::from_secret(current),
             previous: previous.map(Key::from_secret),
+            // By bytes: the token and its claims (a user's names, ids and sid: well under 1 KiB).
             opened: moka::sync::Cache::builder()
-                .max_capacity(OPENED_CAPACITY)
+                .weigher(|t: &String, _: &Claims| u32::try_from(t.len() + 1024).unwrap_or(u32::MAX))
+                .max_capacity(OPENED_BYTES)
                 .time_to_idle(OPENED_IDLE)
                 .build(),
         }

@@ -36,3 +36,43 @@ impl<K, V: Expires> moka::Expiry<K, V> for AtExpiry {
         ))
     }
 }
+
+/// [`AtExpiry`], or sooner when unused for `idle`: memory follows the sessions in use, not
+/// every session ever opened.
+pub struct AtExpiryOrIdle {
+    pub idle: Duration,
+}
+
+impl AtExpiryOrIdle {
+    fn left<V: Expires>(&self, value: &V) -> Option<Duration> {
+        let until = Duration::from_secs(value.expires_at().saturating_sub(now()));
+        Some(until.min(self.idle))
+    }
+}
+
+impl<K, V: Expires> moka::Expiry<K, V> for AtExpiryOrIdle {
+    fn expire_after_create(&self, _: &K, value: &V, _: Instant) -> Option<Duration> {
+        self.left(value)
+    }
+
+    fn expire_after_read(
+        &self,
+        _: &K,
+        value: &V,
+        _: Instant,
+        _: Option<Duration>,
+        _: Instant,
+    ) -> Option<Duration> {
+        self.left(value)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &K,
+        value: &V,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        self.left(value)
+    }
+}

@@ -44,18 +44,29 @@ pub struct TokenWrap {
     upstream: moka::future::Cache<[u8; 32], Upstream>,
 }
 
+/// The remembered tokens' memory bound. One entry weighs its wopiserver token (~2 KiB: the
+/// REVA token rides inside) plus the file's ids and path: 64 MiB hold ~25 000 sessions in use.
+const REMEMBERED_BYTES: u64 = 64 << 20;
+
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
 impl TokenWrap {
-    pub fn new(keys: TokenKeys, ttl: Duration) -> Self {
+    /// `idle`: a remembered token unused this long is dropped (the next use renews it,
+    /// unseen by the office app).
+    pub fn new(keys: TokenKeys, ttl: Duration, idle: Duration) -> Self {
         Self {
             keys,
             ttl,
             upstream: moka::future::Cache::builder()
-                .max_capacity(200_000)
-                .expire_after(super::AtExpiry)
+                .weigher(|_, u: &Upstream| {
+                    let (s, o, p) = &*u.file;
+                    let bytes = 32 + u.token.expose().len() + s.len() + o.len() + p.len() + 96;
+                    u32::try_from(bytes).unwrap_or(u32::MAX)
+                })
+                .max_capacity(REMEMBERED_BYTES)
+                .expire_after(super::AtExpiryOrIdle { idle })
                 .support_invalidation_closures()
                 .build(),
         }
@@ -176,6 +187,7 @@ mod tests {
         TokenWrap::new(
             TokenKeys::new(&Secret::new("k".repeat(40)), None),
             Duration::from_secs(3600),
+            Duration::from_secs(1800),
         )
     }
 
@@ -193,6 +205,28 @@ mod tests {
         // Bounded by the gateway token too.
         assert_eq!(upstream_until(10, 20, 5), 5);
         assert!(w.cached("unknown").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_unused_for_the_idle_time_goes_and_one_in_use_stays() {
+        let w = TokenWrap::new(
+            TokenKeys::new(&Secret::new("k".repeat(40)), None),
+            Duration::from_secs(3600),
+            Duration::from_millis(400),
+        );
+        let until = now() + 3600;
+        w.remember("used", upstream("f1", "/home/a.odt"), until)
+            .await;
+        w.remember("idle", upstream("f2", "/home/b.odt"), until)
+            .await;
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            assert!(w.cached("used").await.is_some(), "kept while in use");
+        }
+        assert!(
+            w.cached("idle").await.is_none(),
+            "dropped after 400 ms unused"
+        );
     }
 
     /// A wopiserver-shaped token naming a file by id and path.

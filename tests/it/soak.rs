@@ -1,7 +1,9 @@
 //! A soak under faults (issue #18 point 5): a fixed-rate mixed workload against a gateway in
 //! front of two wopiserver instances and the fake REVA while one instance is killed (mid-request:
 //! a request caught on its way in, every connection cut, the port closed) and brought back,
-//! the configuration is reloaded (SIGHUP), the IdP rotates its signing key and REVA restarts.
+//! the configuration is reloaded (SIGHUP), the IdP rotates its signing key and REVA restarts;
+//! meanwhile an operator revokes a user and a file and releases a stuck lock (issue #26), which
+//! end exactly the sessions they name.
 //! Every failure is listed with its cause and must be a clean 5xx inside a fault window — or,
 //! while REVA is down, the wopiserver's own CheckFileInfo 404 (v11.5.0 calls every storage
 //! failure "File not found"); every acknowledged save is read back byte-exact and is what
@@ -274,6 +276,76 @@ async fn rebind(
 }
 
 /// Runs the soak for `length`; panics listing what broke its rules.
+/// An operator at work mid-run: bob revoked, one of alice's files revoked, a lock left by a
+/// vanished session released; each ends exactly what it names (the workers, alice's other
+/// files, go on: their failures would break the run's rules).
+async fn operator_acts(stack: &Stack, admin: &str) {
+    use crate::control::{admin as call, check_file_info};
+    use serde_json::json;
+    let open = async |user: &str, opaque: &str| {
+        let id = wopigate::ids::encode_legacy(STORAGE, opaque);
+        let (s, body) = crate::legacy_open(stack, &stack.idp.token(user), &id).await;
+        assert_eq!(s, 200, "{body}");
+        crate::WopiFile {
+            url: format!(
+                "{}{}",
+                stack.gateway_url(),
+                wopi_src_path(body["wopiclienturl"].as_str().unwrap())
+            ),
+            token: body["accesstoken"].as_str().unwrap().to_owned(),
+        }
+    };
+    let bob = open("bob", "file-bob").await;
+    let odt = open("alice", "file-odt").await;
+    assert_eq!(check_file_info(&bob).await.0, 200);
+    assert_eq!(check_file_info(&odt).await.0, 200);
+    let revoke = |body| call(admin, "POST", "/admin/revocations", Some(body));
+    assert_eq!(revoke(json!({"user": "bob-sub"})).await.0, 201);
+    assert_eq!(
+        revoke(json!({"file": format!("{STORAGE}!file-odt")}))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(check_file_info(&bob).await, (401, "revoked".into()));
+    assert_eq!(check_file_info(&odt).await, (401, "revoked".into()));
+    // A lock whose office app vanished, released; the next session saves.
+    let lock = async |f: &crate::WopiFile, op: &str, id: &str| {
+        client()
+            .post(&f.url)
+            .query(&[("access_token", f.token.as_str())])
+            .header("X-WOPI-Override", op)
+            .header("X-WOPI-Lock", id)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let gone = open("alice", "file-new").await;
+    assert_eq!(lock(&gone, "LOCK", "vanished").await, 200);
+    let release = json!({"file": format!("{STORAGE}!file-new")});
+    let (s, r) = call(admin, "POST", "/admin/locks/release", Some(release)).await;
+    assert_eq!(s, 200, "{r}");
+    let next = open("alice", "file-new").await;
+    assert_eq!(lock(&next, "LOCK", "next").await, 200);
+    let put = client()
+        .post(format!("{}/contents", next.url))
+        .query(&[("access_token", next.token.as_str())])
+        .header("X-WOPI-Override", "PUT")
+        .header("X-WOPI-Lock", "next")
+        .body("saved after the release")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    assert_eq!(lock(&next, "UNLOCK", "next").await, 200);
+    match stack.tree.get_by(STORAGE, "file-new").unwrap().content {
+        Content::Bytes(b) => assert_eq!(b, b"saved after the release"),
+        other => panic!("{other:?}"),
+    }
+}
+
 pub async fn soak(length: Duration) {
     let stack = Stack::start(StackOptions {
         wopiservers: 2,
@@ -289,10 +361,11 @@ pub async fn soak(length: Duration) {
         .await
         .unwrap();
     let config = stack.dir().join("soak.toml");
+    let with_admin = crate::control::config_with(&stack, "soak-admin.toml", &[]);
     std::fs::write(
         &config,
-        stack
-            .config_toml()
+        std::fs::read_to_string(with_admin)
+            .unwrap()
             .replace(&stack.more_wopiservers[0].1.url(), &instance1.url()),
     )
     .unwrap();
@@ -351,6 +424,9 @@ pub async fn soak(length: Duration) {
         .unwrap()
         .windows
         .push(("wopiserver instance 1 killed", t0, t1));
+
+    sleep_until(at(0.3)).await;
+    operator_acts(&stack, &admin).await;
 
     sleep_until(at(0.4)).await;
     gw.signal("HUP");
