@@ -202,3 +202,86 @@ fn the_readme_lines_for_the_example_configuration_work() {
     );
     assert!(stdout.contains("public listener: https://"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_validates_the_control_sections() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let dir = stack.dir();
+    std::fs::write(
+        dir.join("admin.token"),
+        "a-long-enough-admin-bearer-0123456789abcdef\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("short.token"), "short\n").unwrap();
+    std::fs::write(dir.join("store.password"), "store-password\n").unwrap();
+    let with = |admin: &str, tokens: &str, oidc: &str, store: &str| {
+        let mut c = stack
+            .config_toml()
+            .replace("[admin]\n", &format!("[admin]\n{admin}"))
+            .replace("[tokens]\n", &format!("[tokens]\n{tokens}"))
+            .replace("[oidc]\n", &format!("[oidc]\n{oidc}"));
+        c.push_str(store);
+        c
+    };
+    let good = with(
+        "token_file = \"admin.token\"\n",
+        "recheck_seconds = 60\nidle_seconds = 900\n",
+        "logout_clients = [\"web\"]\n",
+        "\n[store]\nurl = \"rediss://valkey.example:6380/2\"\npassword_file = \"store.password\"\n",
+    );
+    let (ok, out, err) = check(&good, dir);
+    assert!(ok, "{err}");
+    for line in [
+        "admin API:       http://127.0.0.1:",
+        "shared store:    rediss://valkey.example:6380/2, password from a file",
+        "back-channel logout: ",
+        "access re-checked every 60 s; a token unused 900 s is let go",
+    ] {
+        assert!(out.contains(line), "{line:?} in\n{out}");
+    }
+    assert!(!out.contains("store-password"), "{out}");
+    let (ok, out, _) = check(&stack.config_toml(), dir);
+    assert!(ok && out.contains("admin API:       off") && out.contains("shared store:    none"));
+    for (bad, key) in [
+        (
+            with("token_file = \"short.token\"\n", "", "", ""),
+            "admin.token_file",
+        ),
+        (
+            with("token_file = \"missing.token\"\n", "", "", ""),
+            "admin.token_file",
+        ),
+        (
+            with("", "recheck_seconds = 0\n", "", ""),
+            "tokens.recheck_seconds",
+        ),
+        (
+            with("", "idle_seconds = 10\n", "", ""),
+            "tokens.idle_seconds",
+        ),
+        (
+            with("", "", "", "\n[store]\nurl = \"http://redis:6379\"\n"),
+            "store.url",
+        ),
+        (
+            with(
+                "",
+                "",
+                "",
+                "\n[store]\nurl = \"redis://:secret@redis:6379\"\n",
+            ),
+            "store.url",
+        ),
+        (
+            with("", "", "", "\n[store]\nurl = \"redis://r\"\nport = 1\n"),
+            "port",
+        ),
+    ] {
+        let (ok, _, err) = check(&bad, dir);
+        assert!(!ok && err.contains(key), "{key}: {err}");
+        assert!(
+            !err.contains("secret@"),
+            "the password is not echoed: {err}"
+        );
+    }
+}

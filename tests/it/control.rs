@@ -403,3 +403,72 @@ async fn a_removed_share_or_a_deleted_file_ends_the_session_at_the_next_recheck(
     assert_eq!(series_sum(&admin_url, ended).await, 2.0);
     assert_eq!(check_file_info(&kept).await.0, 200, "the third goes on");
 }
+
+/// `wopigate admin …` against the running gateway.
+fn cli(stack: &Stack, args: &[&str]) -> (bool, String, String) {
+    let token = stack.dir().join("admin.token");
+    let out = std::process::Command::new(crate::bin())
+        .arg("admin")
+        .args(["--url", &stack.admin_url()])
+        .arg("--token-file")
+        .arg(&token)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_cli_lists_revokes_and_releases() {
+    let (stack, _gw) = started(StackOptions::default()).await;
+    let f = open(&stack, "file-docx").await;
+    assert_eq!(lock_call(&f, "LOCK", "cli-lock").await, 200);
+    let (ok, out, err) = cli(&stack, &["sessions", "--user", "alice-sub"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("USER") && lines[0].contains("LAST SEEN"),
+        "{out}"
+    );
+    assert!(lines.len() == 2 && lines[1].contains("!file-docx"), "{out}");
+    let (ok, out, _) = cli(&stack, &["--json", "locks"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(ok && v["locks"][0]["lock_id"] == "cli-lock", "{out}");
+    let (ok, out, err) = cli(
+        &stack,
+        &["revoke", "--file", &format!("{STORAGE}!file-odt")],
+    );
+    assert!(
+        ok && out.contains("file") && out.contains("file-odt"),
+        "{out}{err}"
+    );
+    let (ok, out, _) = cli(&stack, &["revocations"]);
+    assert!(ok && out.lines().count() == 2, "{out}");
+    let (ok, _, err) = cli(&stack, &["revoke", "--user", "a", "--sid", "b"]);
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
+    let (ok, out, err) = cli(
+        &stack,
+        &["release", "--file", &format!("{STORAGE}!file-docx")],
+    );
+    assert!(ok && out.contains("released lock cli-lock"), "{out}{err}");
+    let (ok, _, err) = cli(
+        &stack,
+        &["release", "--file", &format!("{STORAGE}!file-docx")],
+    );
+    assert!(!ok && err.contains("404"), "{err}");
+    // A wrong bearer: refused, said so, exit status 1.
+    let wrong = stack.dir().join("wrong.token");
+    std::fs::write(&wrong, "not-the-admin-bearer-but-long-enough-000000\n").unwrap();
+    let out = std::process::Command::new(crate::bin())
+        .args(["admin", "--url", &stack.admin_url(), "--token-file"])
+        .arg(&wrong)
+        .arg("sessions")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("401"), "{err}");
+}

@@ -1,4 +1,7 @@
-//! Command line: `wopigate run --config FILE` and `wopigate check --config FILE`.
+//! Command line: `wopigate run --config FILE`, `wopigate check --config FILE`, and
+//! `wopigate admin …` (the admin API, [`admin`]).
+
+pub mod admin;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +33,8 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// The running gateway's sessions, locks and revocations (its admin API).
+    Admin(admin::AdminArgs),
 }
 
 /// The command line's definition, for the man page and shell completions of the package.
@@ -40,6 +45,7 @@ pub fn command() -> clap::Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Admin(args) => admin::main(args),
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
                 println!("configuration {} is valid", config.display());
@@ -213,5 +219,47 @@ fn upstreams(c: &Config) -> Vec<String> {
         "shutdown:        in-flight requests get {} s after SIGTERM",
         c.server.grace_period.as_secs()
     ));
+    out.extend(control(c));
     out
+}
+
+/// The operator's control point: admin API, shared store, logout, session upkeep.
+fn control(c: &Config) -> Vec<String> {
+    let admin_api = c
+        .admin
+        .as_ref()
+        .and_then(|a| a.token.as_ref().map(|_| a.listen));
+    vec![
+        match admin_api {
+            Some(l) => {
+                format!("admin API:       http://{l}/admin/ (bearer from [admin] token_file)")
+            }
+            None => "admin API:       off (no [admin] token_file)".into(),
+        },
+        match &c.store {
+            Some(s) => format!(
+                "shared store:    {}{} (revocations, logouts, sessions, locks)",
+                s.url,
+                if s.password.is_some() {
+                    ", password from a file"
+                } else {
+                    ""
+                }
+            ),
+            None => "shared store:    none (this process alone)".into(),
+        },
+        if c.oidc.logout_clients.is_empty() {
+            "back-channel logout: off ([oidc] logout_clients is empty)".into()
+        } else {
+            format!(
+                "back-channel logout: {}/oidc/backchannel-logout for {:?}",
+                c.server.public_url, c.oidc.logout_clients
+            )
+        },
+        format!(
+            "open sessions:   access re-checked every {} s; a token unused {} s is let go",
+            c.tokens.recheck.as_secs(),
+            c.tokens.idle.as_secs()
+        ),
+    ]
 }
