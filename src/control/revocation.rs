@@ -120,7 +120,7 @@ impl<'a> Presented<'a> {
 }
 
 /// The latest `before` per scope value: what the request path reads.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Index {
     everything: u64,
     users: HashMap<String, u64>,
@@ -132,15 +132,19 @@ impl Index {
     fn of<'a>(entries: impl Iterator<Item = &'a Entry>) -> Self {
         let mut ix = Index::default();
         for e in entries {
-            let slot = match &e.scope {
-                Scope::User(u) => ix.users.entry(u.clone()).or_default(),
-                Scope::Sid(s) => ix.sids.entry(s.clone()).or_default(),
-                Scope::File(f) => ix.files.entry(file_key_of(f)).or_default(),
-                Scope::Everything => &mut ix.everything,
-            };
-            *slot = (*slot).max(e.before);
+            ix.add(e);
         }
         ix
+    }
+
+    fn add(&mut self, e: &Entry) {
+        let slot = match &e.scope {
+            Scope::User(u) => self.users.entry(u.clone()).or_default(),
+            Scope::Sid(s) => self.sids.entry(s.clone()).or_default(),
+            Scope::File(f) => self.files.entry(file_key_of(f)).or_default(),
+            Scope::Everything => &mut self.everything,
+        };
+        *slot = (*slot).max(e.before);
     }
 }
 
@@ -174,12 +178,22 @@ impl Revocations {
             _ if e.expires <= now => false,
             Some(old) if old.before >= e.before => false,
             _ => {
-                entries.insert(key, e);
+                entries.insert(key, e.clone());
                 true
             }
         };
+        let live = entries.len();
         entries.retain(|_, e| e.expires > now);
-        self.index.store(Index::of(entries.values()).into());
+        if entries.len() < live {
+            // Something expired: the index is rebuilt without it (rare: entries live a day).
+            self.index.store(Index::of(entries.values()).into());
+        } else if changed {
+            // A copy with the one entry added: the request path keeps reading the old one
+            // meanwhile.
+            let mut ix = Index::clone(&self.index.load());
+            ix.add(&e);
+            self.index.store(ix.into());
+        }
         changed
     }
 

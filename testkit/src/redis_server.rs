@@ -30,6 +30,7 @@ impl RedisServer {
             dir: dir.to_owned(),
             child: None,
         };
+        crate::hygiene::register("store password", &s.password);
         s.restart();
         s
     }

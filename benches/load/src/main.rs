@@ -441,6 +441,10 @@ async fn start_wopigate(stack: &Stack, upstream: &str, wrap: bool) -> (Proc, Pat
             &format!("127.0.0.1:{admin}\""),
         )
         .replace("wrap_tokens = true", &format!("wrap_tokens = {wrap}"))
+        .replace(
+            "[admin]\n",
+            &format!("[admin]\ntoken_file = {:?}\n", admin_token(stack).display().to_string()),
+        )
         // The open-flow measurement opens thousands of times as one user.
         + "\n[rate_limits]\nopen_per_user = 0\n";
     let name = if wrap { "wrapped" } else { "pass-through" };
@@ -476,7 +480,55 @@ async fn start_wopigate(stack: &Stack, upstream: &str, wrap: bool) -> (Proc, Pat
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    seed_revocations(&format!("http://127.0.0.1:{admin}"), &admin_token(stack)).await;
     (proc, log, format!("http://127.0.0.1:{listen}"))
+}
+
+/// The revocation set every measured request is checked against: this many entries.
+const REVOCATIONS: usize = 10_000;
+
+fn admin_token(stack: &Stack) -> PathBuf {
+    let p = stack.dir().join("admin.token");
+    std::fs::write(&p, "bench-admin-bearer-0123456789abcdef0123456789\n").unwrap();
+    p
+}
+
+/// [`REVOCATIONS`] entries (sessions, users and files nobody in the run uses) through the
+/// admin API: the measured requests pay the check against a full set, as in production.
+async fn seed_revocations(admin: &str, token: &Path) {
+    let bearer = std::fs::read_to_string(token).unwrap().trim().to_owned();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("{admin}/admin/revocations");
+    let bodies = (0..REVOCATIONS).map(|i| match i % 3 {
+        0 => serde_json::json!({ "sid": format!("bench-session-{i}") }),
+        1 => serde_json::json!({ "user": format!("bench-user-{i}") }),
+        _ => serde_json::json!({ "file": format!("bench-storage$space!bench-file-{i}") }),
+    });
+    let posts = futures_util::stream::iter(bodies).for_each_concurrent(8, |body| {
+        let (client, url, bearer) = (&client, &url, &bearer);
+        async move {
+            let r = client
+                .post(url)
+                .bearer_auth(bearer)
+                .json(&body)
+                .send()
+                .await;
+            assert!(r.is_ok_and(|r| r.status() == 201), "a seeded revocation");
+        }
+    });
+    posts.await;
+    let metrics = client
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("wopigate_revocations {REVOCATIONS}")),
+        "the set holds {REVOCATIONS} entries"
+    );
 }
 
 /// `perf stat` counting `raw_syscalls:sys_enter` of a process (all its threads, and nginx's
@@ -1219,6 +1271,10 @@ impl Report<'_> {
             "- Transfers: {} MiB GetFile and PutFile, {} rounds interleaving direct / nginx / bare pingora / wopigate (wrapped; bodies take the same path in pass-through mode); the Rust client (hyper) and, for GetFile, curl 7.88 (`curl -o /dev/null`, as an office client or a browser reads: into its own buffer, at its own pace); medians with [min–max]",
             p.big_bytes >> 20,
             p.transfer_rounds
+        );
+        let _ = writeln!(
+            s,
+            "- wopigate holds {REVOCATIONS} revocations (seeded through the admin API before measuring; none matches the run's tokens): every wopigate figure includes the revocation check against a full set (`cargo bench --bench hot_paths -- revocation` measures the check alone)"
         );
         let _ = writeln!(
             s,
