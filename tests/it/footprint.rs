@@ -181,3 +181,44 @@ async fn json_access_lines_keep_the_formatters_layout() {
     // The query (the token) is never logged.
     assert!(!gw.logs().contains(token));
 }
+
+/// What one office session in use costs (issue #26 point 6): its gateway token opened and
+/// remembered, the wopiserver token behind it, its session record and access re-check. Printed
+/// for the README; bounded here (this unoptimised build's heap is larger than the release's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_in_use_costs_a_few_kib() {
+    let (stack, gw) = start(StackOptions {
+        extra_config: "[rate_limits]\nopen_per_user = 0\n".into(),
+        tap: false,
+        ..Default::default()
+    })
+    .await;
+    // One login, many opens (signing a token per open would dominate this debug build's time).
+    let login = stack.idp.token("alice");
+    let id = wopigate::ids::encode_legacy(wopigate_testkit::stack::STORAGE, "file-docx");
+    let session = async || {
+        let (status, body) = super::legacy_open(&stack, &login, &id).await;
+        assert_eq!(status, 200, "{body}");
+        let path = wopi_src_path(body["wopiclienturl"].as_str().unwrap());
+        let r = client()
+            .get(format!("{}{path}", stack.gateway_url()))
+            .query(&[("access_token", body["accesstoken"].as_str().unwrap())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    };
+    for _ in 0..100 {
+        session().await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = gw.rss_bytes().unwrap();
+    const N: u64 = 800;
+    for _ in 0..N {
+        session().await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let per_session = gw.rss_bytes().unwrap().saturating_sub(before) / N;
+    eprintln!("memory per session in use: {per_session} bytes (RSS growth over {N} sessions)");
+    assert!(per_session < 12 * 1024, "{per_session} bytes per session");
+}
