@@ -133,6 +133,7 @@ pub fn build_state(c: &Config, control: &Arc<Control>) -> Result<AppState, Start
             crate::tokens::gateway::TokenKeys::new(key, c.tokens.previous_key.as_ref()),
             c.tokens.ttl,
             c.tokens.idle,
+            c.tokens.recheck,
         ))
     });
     let backends = Arc::new(Backends {
@@ -154,7 +155,6 @@ pub fn build_state(c: &Config, control: &Arc<Control>) -> Result<AppState, Start
         Arc::new(GatewayTokens {
             wrap,
             open: open.clone(),
-            rechecks: crate::wopi_call::Rechecks::new(c.tokens.recheck),
         })
     });
     Ok(AppState {

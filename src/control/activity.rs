@@ -151,7 +151,9 @@ impl Activity {
                 g.instance = s.instance.to_owned();
             }
             let due = now >= slot.written.load(Ordering::Relaxed) + WRITE_EVERY;
-            (due && self.store.is_some()).then(|| g.clone())
+            // An unreachable store is not written to: the sessions reach it once it is back.
+            let up = self.store.as_ref().is_some_and(|s| s.is_up());
+            (due && up).then(|| g.clone())
         };
         if let (Some(session), Some(store)) = (snapshot, &self.store) {
             slot.written.store(now, Ordering::Relaxed);

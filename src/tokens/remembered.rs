@@ -42,6 +42,22 @@ pub struct TokenWrap {
     /// Lifetime of tokens minted from an OIDC login.
     pub ttl: Duration,
     upstream: moka::future::Cache<[u8; 32], Upstream>,
+    /// Users' files whose access REVA confirmed within the re-check interval: the `openinapp`
+    /// a remembered token comes from Stat-s the file, and so does a re-check.
+    pub confirmed: moka::future::Cache<Confirmed, ()>,
+}
+
+/// Who may (still) open which file: the user (`opaque@idp`), storage id and opaque id.
+pub type Confirmed = (String, String, String);
+
+/// The [`Confirmed`] key of a file token.
+pub fn confirmed_key(claims: &Claims) -> Option<Confirmed> {
+    let f = claims.file()?;
+    Some((
+        format!("{}@{}", claims.user.id.opaque_id, claims.user.id.idp),
+        f.resource.storage_id.clone(),
+        f.resource.opaque_id.clone(),
+    ))
 }
 
 /// The remembered tokens' memory bound. One entry weighs its wopiserver token (~2 KiB: the
@@ -55,10 +71,15 @@ fn digest(token: &str) -> [u8; 32] {
 impl TokenWrap {
     /// `idle`: a remembered token unused this long is dropped (the next use renews it,
     /// unseen by the office app).
-    pub fn new(keys: TokenKeys, ttl: Duration, idle: Duration) -> Self {
+    /// `recheck`: how long REVA's word on a user's access to a file holds.
+    pub fn new(keys: TokenKeys, ttl: Duration, idle: Duration, recheck: Duration) -> Self {
         Self {
             keys,
             ttl,
+            confirmed: moka::future::Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(recheck)
+                .build(),
             upstream: moka::future::Cache::builder()
                 .weigher(|_, u: &Upstream| {
                     let (s, o, p) = &*u.file;
@@ -87,23 +108,27 @@ impl TokenWrap {
         reva_exp: u64,
     ) -> Arc<str> {
         let token = self.issue(claims);
-        self.remember_behind(&token, upstream, reva_exp, claims.exp)
+        self.remember_behind(&token, claims, upstream, reva_exp)
             .await;
         token
     }
 
-    /// Remembers a renewed wopiserver token behind an existing gateway token (expiring at
-    /// `gateway_exp`), bounded like [`Self::issue_remembering`].
+    /// Remembers a renewed wopiserver token behind an existing gateway token of `claims`,
+    /// bounded like [`Self::issue_remembering`]; the `openinapp` it came from confirmed the
+    /// user's access to the file.
     pub async fn remember_behind(
         &self,
         gateway_token: &str,
+        claims: &Claims,
         upstream: &Secret,
         reva_exp: u64,
-        gateway_exp: u64,
     ) {
         let upstream_exp = super::reva::unverified_exp(upstream.expose()).unwrap_or(0);
-        let until = upstream_until(upstream_exp, reva_exp, gateway_exp);
+        let until = upstream_until(upstream_exp, reva_exp, claims.exp);
         self.remember(gateway_token, upstream.clone(), until).await;
+        if let Some(key) = confirmed_key(claims) {
+            self.confirmed.insert(key, ()).await;
+        }
     }
 
     /// Remembers the wopiserver token for a gateway token until `until` (Unix seconds, already
@@ -188,6 +213,7 @@ mod tests {
             TokenKeys::new(&Secret::new("k".repeat(40)), None),
             Duration::from_secs(3600),
             Duration::from_secs(1800),
+            Duration::from_secs(300),
         )
     }
 
@@ -213,6 +239,7 @@ mod tests {
             TokenKeys::new(&Secret::new("k".repeat(40)), None),
             Duration::from_secs(3600),
             Duration::from_millis(400),
+            Duration::from_secs(300),
         );
         let until = now() + 3600;
         w.remember("used", upstream("f1", "/home/a.odt"), until)

@@ -26,7 +26,6 @@ use crate::wopi::operation::WopiOperation;
 pub use activity::Answered;
 pub use admission::Guard;
 pub use plan::{AnswerPlan, HeadChange};
-pub use recheck::Rechecks;
 
 /// Gateway tokens, when a token key is configured: the keys and remembered wopiserver tokens,
 /// and the open flow that renews them. What needs gateway tokens (Save As, Office for
@@ -35,8 +34,6 @@ pub struct GatewayTokens {
     pub wrap: Arc<TokenWrap>,
     /// The open flow renewal runs again; its backends are the ones Save As uses.
     pub open: Arc<OpenService>,
-    /// When each user's access to each open file was last confirmed with REVA.
-    pub rechecks: recheck::Rechecks,
 }
 
 /// The proxied WOPI call's settings and services for one configuration generation.

@@ -8,38 +8,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use super::GatewayTokens;
 use crate::error::ApiError;
 use crate::pb::cs3::storage::provider::v1beta1::{ResourceId, ResourceType};
 use crate::reva::RevaError;
 use crate::tokens::gateway::Claims;
-
-/// Users' files whose access was confirmed within the last `recheck_seconds`.
-pub struct Rechecks {
-    confirmed: moka::future::Cache<(String, String, String), ()>,
-}
-
-impl Rechecks {
-    pub fn new(every: Duration) -> Self {
-        Self {
-            confirmed: moka::future::Cache::builder()
-                .max_capacity(200_000)
-                .time_to_live(every)
-                .build(),
-        }
-    }
-}
-
-fn key_of(claims: &Claims) -> Option<(String, String, String)> {
-    let f = claims.file()?;
-    Some((
-        format!("{}@{}", claims.user.id.opaque_id, claims.user.id.idp),
-        f.resource.storage_id.clone(),
-        f.resource.opaque_id.clone(),
-    ))
-}
+use crate::tokens::remembered::confirmed_key;
 
 fn count(outcome: &str) {
     crate::metrics::metrics()
@@ -50,14 +25,6 @@ fn count(outcome: &str) {
 }
 
 impl GatewayTokens {
-    /// A renewal just asked REVA (its `openinapp` Stat-ed the file): confirmed until the next
-    /// re-check is due.
-    pub(super) async fn access_confirmed(&self, claims: &Claims) {
-        if let Some(key) = key_of(claims) {
-            self.rechecks.confirmed.insert(key, ()).await;
-        }
-    }
-
     /// Before a remembered wopiserver token is used: REVA asked again when due. A session whose
     /// file is gone for the user loses its remembered token and is refused.
     pub(super) async fn recheck(
@@ -65,13 +32,13 @@ impl GatewayTokens {
         gateway_token: &str,
         claims: &Claims,
     ) -> Result<(), ApiError> {
-        let (Some(key), Some(file)) = (key_of(claims), claims.file()) else {
+        let (Some(key), Some(file)) = (confirmed_key(claims), claims.file()) else {
             return Ok(());
         };
         let asked = AtomicBool::new(false);
         let backends = &self.open.backends;
         let verdict = self
-            .rechecks
+            .wrap
             .confirmed
             .try_get_with(key, async {
                 asked.store(true, Ordering::Relaxed);

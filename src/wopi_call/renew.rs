@@ -44,12 +44,11 @@ impl GatewayTokens {
         self.wrap
             .remember_behind(
                 gateway_token,
+                claims,
                 &result.access_token,
                 reva_token.expires_at,
-                claims.exp,
             )
             .await;
-        self.access_confirmed(claims).await;
         Ok(result.access_token)
     }
 }

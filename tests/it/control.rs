@@ -166,6 +166,7 @@ async fn revocations_end_sessions_by_file_user_and_time_and_spare_the_rest() {
     assert_eq!(check_file_info(&docx).await.0, 200);
 
     // A user: every token of theirs, and their OIDC token's opens; bob goes on.
+    let old_login = stack.idp.token("alice");
     let (s, _) = admin(
         &admin_url,
         "POST",
@@ -176,7 +177,6 @@ async fn revocations_end_sessions_by_file_user_and_time_and_spare_the_rest() {
     assert_eq!(s, 201);
     assert_eq!(check_file_info(&docx).await, (401, "revoked".into()));
     assert_eq!(check_file_info(&bob).await.0, 200);
-    let old_login = stack.idp.token("alice");
     let id = wopigate::ids::encode_legacy(STORAGE, "file-docx");
     let (s, b) = legacy_open(&stack, &old_login, &id).await;
     assert_eq!((s, b["code"].as_str()), (401, Some("revoked")), "{b}");

@@ -1,7 +1,11 @@
 /// Asserts every `wopigate_*` metric `text` queries is registered here; returns how many
 /// uses it found.
 fn assert_only_exported(text: &str, what: &str) -> usize {
-    let source = [include_str!("../../metrics.rs"), include_str!("../control.rs")].concat();
+    let source = [
+        include_str!("../../metrics.rs"),
+        include_str!("../control.rs"),
+    ]
+    .concat();
     let mut rest = text;
     let mut seen = 0;
     while let Some(at) = rest.find("wopigate_") {
