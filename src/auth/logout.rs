@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use jsonwebtoken::{Algorithm, Validation, decode};
+use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
-use super::oidc::{MAX_SAFE_TIME, checked_header, map_error};
+use super::oidc::{MAX_SAFE_TIME, verified};
 use super::{AuthError, JwksSource};
 use crate::tokens::now;
 
@@ -72,20 +72,8 @@ impl LogoutVerifier {
         if token.len() > 16 * 1024 {
             return Err(AuthError::TokenTooLarge.into());
         }
-        let header = checked_header(token)?;
-        let validation = self
-            .validations
-            .get(&header.alg)
-            .ok_or(AuthError::AlgorithmNotAllowed)?;
-        let kid = header.kid.as_deref().ok_or(AuthError::MissingKid)?;
-        let claims = self
-            .jwks
-            .with_key(kid, header.alg, |key| {
-                decode::<Map<String, Value>>(token, key, validation).map_err(map_error)
-            })
-            .await?
-            .claims;
-        self.logout_of(&claims, now())
+        let (data, _) = verified(token, &self.validations, &self.jwks).await?;
+        self.logout_of(&data.claims, now())
     }
 
     /// The claims' rules beyond the signature, `iss` and `aud`.

@@ -126,19 +126,7 @@ impl OidcValidator {
 
     /// The identity in `token` and the `kid` that signed it.
     async fn validate_uncached(&self, token: &str) -> Result<(Principal, String), AuthError> {
-        let header = checked_header(token)?;
-        let validation = self
-            .validations
-            .get(&header.alg)
-            .ok_or(AuthError::AlgorithmNotAllowed)?;
-        let kid = header.kid.as_deref().ok_or(AuthError::MissingKid)?;
-        let data = self
-            .jwks
-            .with_key(kid, header.alg, |key| {
-                decode::<serde_json::Map<String, serde_json::Value>>(token, key, validation)
-                    .map_err(map_error)
-            })
-            .await?;
+        let (data, kid) = verified(token, &self.validations, &self.jwks).await?;
         let time = |name: &str| {
             data.claims
                 .get(name)
@@ -163,17 +151,40 @@ impl OidcValidator {
                 claims: data.claims,
                 expires_at,
             },
-            kid.to_owned(),
+            kid,
         ))
     }
 }
+
+/// A compact JWS verified with the IdP's key its `kid` names, under the validation of its
+/// algorithm (allow-listed): its claims and that `kid`.
+pub(super) async fn verified(
+    token: &str,
+    validations: &HashMap<Algorithm, Validation>,
+    jwks: &JwksSource,
+) -> Result<(jsonwebtoken::TokenData<Claims>, String), AuthError> {
+    let header = checked_header(token)?;
+    let validation = validations
+        .get(&header.alg)
+        .ok_or(AuthError::AlgorithmNotAllowed)?;
+    let kid = header.kid.ok_or(AuthError::MissingKid)?;
+    let data = jwks
+        .with_key(&kid, header.alg, |key| {
+            decode::<Claims>(token, key, validation).map_err(map_error)
+        })
+        .await?;
+    Ok((data, kid))
+}
+
+/// A token's claims as read: a JSON object.
+pub(super) type Claims = serde_json::Map<String, serde_json::Value>;
 
 /// 2^53: larger JSON integers are not read exactly by every parser.
 pub(super) const MAX_SAFE_TIME: u64 = 1 << 53;
 
 /// The header of a compact JWS the gateway is willing to verify: three parts, no JWS
 /// extension, compression, encryption or nesting, and a payload without duplicate members.
-pub(super) fn checked_header(token: &str) -> Result<jsonwebtoken::Header, AuthError> {
+fn checked_header(token: &str) -> Result<jsonwebtoken::Header, AuthError> {
     // Compact JWS only: JWE (five parts) and anything else is refused before parsing.
     if token.split('.').count() != 3 {
         return Err(AuthError::Malformed);
@@ -228,7 +239,7 @@ fn has_duplicate_keys(json: &[u8]) -> bool {
     de.deserialize_map(Keys).unwrap_or(false)
 }
 
-pub(super) fn map_error(e: jsonwebtoken::errors::Error) -> AuthError {
+fn map_error(e: jsonwebtoken::errors::Error) -> AuthError {
     match e.kind() {
         ErrorKind::ExpiredSignature => AuthError::Expired,
         ErrorKind::ImmatureSignature => AuthError::NotYetValid,

@@ -82,10 +82,20 @@ async fn next_second() {
 }
 
 async fn started(opts: StackOptions) -> (Stack, GatewayProcess) {
+    started_with(opts, &[]).await
+}
+
+/// A stack and a gateway with the admin API on and `extra` lines in its sections.
+pub async fn started_with(opts: StackOptions, extra: &[(&str, &str)]) -> (Stack, GatewayProcess) {
     let stack = Stack::start(opts).await;
-    let config = config_with(&stack, "control.toml", &[]);
+    let config = config_with(&stack, "control.toml", extra);
     let gw = start_gateway(&stack, &config).await;
     (stack, gw)
+}
+
+/// `POST /admin/revocations` with `body`: status and JSON.
+pub async fn revoke(admin_url: &str, body: Value) -> (u16, Value) {
+    admin(admin_url, "POST", "/admin/revocations", Some(body)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,13 +163,7 @@ async fn revocations_end_sessions_by_file_user_and_time_and_spare_the_rest() {
     }
 
     // A file: its sessions end, the others go on.
-    let (s, e) = admin(
-        &admin_url,
-        "POST",
-        "/admin/revocations",
-        Some(json!({"file": format!("{STORAGE}$!file-odt")})),
-    )
-    .await;
+    let (s, e) = revoke(&admin_url, json!({"file": format!("{STORAGE}$!file-odt")})).await;
     assert_eq!(s, 201, "{e}");
     assert_eq!(e["revocation"]["scope"], "file");
     assert_eq!(check_file_info(&odt).await, (401, "revoked".into()));
@@ -167,13 +171,7 @@ async fn revocations_end_sessions_by_file_user_and_time_and_spare_the_rest() {
 
     // A user: every token of theirs, and their OIDC token's opens; bob goes on.
     let old_login = stack.idp.token("alice");
-    let (s, _) = admin(
-        &admin_url,
-        "POST",
-        "/admin/revocations",
-        Some(json!({"user": "alice-sub"})),
-    )
-    .await;
+    let (s, _) = revoke(&admin_url, json!({"user": "alice-sub"})).await;
     assert_eq!(s, 201);
     assert_eq!(check_file_info(&docx).await, (401, "revoked".into()));
     assert_eq!(check_file_info(&bob).await.0, 200);
@@ -187,13 +185,7 @@ async fn revocations_end_sessions_by_file_user_and_time_and_spare_the_rest() {
 
     // Everything issued before now: bob too; a new login still works.
     let before = wopigate::tokens::now();
-    let (s, _) = admin(
-        &admin_url,
-        "POST",
-        "/admin/revocations",
-        Some(json!({ "before": before })),
-    )
-    .await;
+    let (s, _) = revoke(&admin_url, json!({ "before": before })).await;
     assert_eq!(s, 201);
     assert_eq!(check_file_info(&bob).await, (401, "revoked".into()));
     assert_eq!(check_file_info(&again).await.0, 401);
@@ -215,7 +207,7 @@ async fn revocations_end_sessions_by_file_user_and_time_and_spare_the_rest() {
         json!({"user": "a", "file": "b"}),
         json!({"file": "nonsense"}),
     ] {
-        let (s, b) = admin(&admin_url, "POST", "/admin/revocations", Some(bad.clone())).await;
+        let (s, b) = revoke(&admin_url, bad.clone()).await;
         assert_eq!((s, b["code"].as_str()), (400, Some("bad_request")), "{bad}");
     }
     let revoked = crate::gauge(&admin_url, "wopigate_revocations").await;
@@ -236,23 +228,11 @@ async fn wopiserver_tokens_are_revoked_by_their_user_and_file_too() {
     let odt = open(&stack, "file-odt").await;
     assert!(!docx.token.starts_with("wg1."), "a wopiserver token");
     assert_eq!(check_file_info(&docx).await.0, 200);
-    let (s, _) = admin(
-        &admin_url,
-        "POST",
-        "/admin/revocations",
-        Some(json!({"file": format!("{STORAGE}!file-docx")})),
-    )
-    .await;
+    let (s, _) = revoke(&admin_url, json!({"file": format!("{STORAGE}!file-docx")})).await;
     assert_eq!(s, 201);
     assert_eq!(check_file_info(&docx).await, (401, "revoked".into()));
     assert_eq!(check_file_info(&odt).await.0, 200);
-    let (s, _) = admin(
-        &admin_url,
-        "POST",
-        "/admin/revocations",
-        Some(json!({"user": "alice-sub"})),
-    )
-    .await;
+    let (s, _) = revoke(&admin_url, json!({"user": "alice-sub"})).await;
     assert_eq!(s, 201);
     assert_eq!(check_file_info(&odt).await, (401, "revoked".into()));
 }
@@ -364,13 +344,11 @@ fn stats_by_id(stack: &Stack, opaque: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_share_or_a_deleted_file_ends_the_session_at_the_next_recheck() {
-    let stack = Stack::start(StackOptions::default()).await;
-    let config = config_with(
-        &stack,
-        "recheck.toml",
+    let (stack, _gw) = started_with(
+        StackOptions::default(),
         &[("[tokens]", "recheck_seconds = 1")],
-    );
-    let _gw = start_gateway(&stack, &config).await;
+    )
+    .await;
     let admin_url = stack.admin_url();
     let shared = open(&stack, "file-docx").await;
     let doomed = open(&stack, "file-odt").await;

@@ -11,7 +11,7 @@ use wopigate::ids::encode_legacy;
 use wopigate_testkit::real_idp::{KeySpec, RESOURCE, RealIdp};
 use wopigate_testkit::stack::{STORAGE, Stack, StackOptions};
 
-use crate::control::{check_file_info, config_with, series_sum};
+use crate::control::{check_file_info, config_with, series_sum, started_with};
 use crate::{WopiFile as File, client, legacy_open, start_gateway};
 
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -127,13 +127,11 @@ async fn post_logout(stack: &Stack, form: &[(&str, &str)]) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_tokens_that_are_not_genuine_fresh_and_ours_are_refused() {
-    let stack = Stack::start(StackOptions::default()).await;
-    let config = config_with(
-        &stack,
-        "logout.toml",
+    let (stack, _gw) = started_with(
+        StackOptions::default(),
         &[("[oidc]", "logout_clients = [\"web-front-end\"]")],
-    );
-    let _gw = start_gateway(&stack, &config).await;
+    )
+    .await;
     let now = wopigate::tokens::now();
     // A session whose OIDC token names its sid.
     let mut login = stack.idp.claims("alice");

@@ -155,18 +155,7 @@ async fn replica(stack: &Stack, nginx_port: u16, n: usize) -> (GatewayProcess, S
 
 /// Requests a replica answered on its public listener.
 async fn answered(admin: &str) -> f64 {
-    let text = client()
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("wopigate_http_requests_total{listener=\"public\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    crate::control::series_sum(admin, "wopigate_http_requests_total{listener=\"public\"").await
 }
 
 /// One WOPI call; `None` when the connection failed.

@@ -117,9 +117,7 @@ async fn open_at(stack: &Stack, r: &Replica, user: &str, opaque: &str) -> File {
 }
 
 async fn revoke(r: &Replica, body: Value) -> u16 {
-    admin(&r.admin, "POST", "/admin/revocations", Some(body))
-        .await
-        .0
+    crate::control::revoke(&r.admin, body).await.0
 }
 
 /// `f` answers `status` at the replica within `limit`.
