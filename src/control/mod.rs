@@ -46,7 +46,11 @@ impl Control {
             .max(c.exchange.token_ttl)
             .max(Duration::from_secs(WOPISERVER_TOKEN_LIFE))
             .as_secs();
-        crate::metrics::metrics().control.store_up.set(1);
+        // Down until the follower has reached a configured store.
+        crate::metrics::metrics()
+            .control
+            .store_up
+            .set(i64::from(store.is_none()));
         let replica = format!("{}:{}", hostname(), c.server.listen.port());
         Ok(Arc::new(Self {
             revocations: Arc::default(),
