@@ -64,7 +64,8 @@ async fn open_as(stack: &Stack, user: &str, opaque: &str) -> (u16, Value) {
     legacy_open(stack, &stack.idp.token(user), &id).await
 }
 
-fn file_of(stack: &Stack, body: &Value) -> File {
+/// The session an open's answer starts: its WOPI URL on the gateway and its token.
+pub fn file_of(stack: &Stack, body: &Value) -> File {
     File {
         url: format!(
             "{}{}",

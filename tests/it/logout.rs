@@ -19,14 +19,7 @@ const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 async fn open_with(stack: &Stack, token: &str) -> File {
     let (s, body) = legacy_open(stack, token, &encode_legacy(STORAGE, "file-docx")).await;
     assert_eq!(s, 200, "{body}");
-    File {
-        url: format!(
-            "{}{}",
-            stack.gateway_url(),
-            crate::wopi_src_path(body["wopiclienturl"].as_str().unwrap())
-        ),
-        token: body["accesstoken"].as_str().unwrap().to_owned(),
-    }
+    crate::control::file_of(stack, &body)
 }
 
 fn sid_of(access_token: &str) -> String {
