@@ -50,10 +50,7 @@ impl BackchannelLogout {
                 return oauth_error(400, "invalid_request", &e.to_string());
             }
         };
-        match self.end(&logout).await {
-            Ok(reply) => reply,
-            Err(reply) => reply,
-        }
+        self.end(&logout).await.unwrap_or_else(|refused| refused)
     }
 
     async fn end(&self, l: &Logout) -> Result<Reply, Reply> {

@@ -6,6 +6,7 @@ pub mod file;
 mod listeners;
 mod locate;
 mod sections;
+mod tokens;
 pub mod types;
 mod validate;
 

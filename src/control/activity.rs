@@ -15,7 +15,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-pub use super::records::{LOCK_LIFE, Lock, Session, file_key, same_file};
+pub use super::records::{LOCK_LIFE, Lock, Session, same_file};
+use super::revocation::file_key_of as file_key;
 use super::store::{Store, Unavailable};
 use crate::tokens::now;
 use crate::tokens::reva::UserClaim;

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::revocation::file_key_of;
 use crate::tokens::reva::UserClaim;
 
 /// A WOPI lock's life without a refresh.
@@ -44,10 +45,5 @@ pub struct Lock {
 
 /// Two file ids name the same file (the space may be missing from one).
 pub fn same_file(a: &str, b: &str) -> bool {
-    file_key(a) == file_key(b)
-}
-
-/// What a file is known by whatever form its id came in: `storage!opaque`.
-pub fn file_key(id: &str) -> String {
-    super::revocation::file_key_of(id)
+    file_key_of(a) == file_key_of(b)
 }

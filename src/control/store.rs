@@ -15,7 +15,8 @@ use futures_util::StreamExt;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::records::{Lock, Session, file_key};
+use super::records::{Lock, Session};
+use super::revocation::file_key_of as file_key;
 use super::revocation::{Entry, Revocations};
 use crate::secret::Secret;
 use crate::tokens::now;

@@ -254,8 +254,23 @@ pub async fn series_sum(admin_url: &str, prefix: &str) -> f64 {
         .sum()
 }
 
+/// PutFile of `body` under `lock`: the status.
+pub async fn put(f: &File, lock: &str, body: &'static str) -> u16 {
+    client()
+        .post(format!("{}/contents", f.url))
+        .query(&[("access_token", f.token.as_str())])
+        .header("X-WOPI-Override", "PUT")
+        .header("X-WOPI-Lock", lock)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// A WOPI lock call with the session's token.
-async fn lock_call(f: &File, op: &str, lock: &str) -> u16 {
+pub async fn lock_call(f: &File, op: &str, lock: &str) -> u16 {
     client()
         .post(&f.url)
         .query(&[("access_token", f.token.as_str())])
@@ -305,16 +320,10 @@ async fn a_lock_left_by_a_vanished_office_app_is_released_and_the_next_session_s
 
     // The next session locks, saves and unlocks.
     assert_eq!(lock_call(&next, "LOCK", "next-session").await, 200);
-    let put = client()
-        .post(format!("{}/contents", next.url))
-        .query(&[("access_token", next.token.as_str())])
-        .header("X-WOPI-Override", "PUT")
-        .header("X-WOPI-Lock", "next-session")
-        .body("saved after the release")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 200);
+    assert_eq!(
+        put(&next, "next-session", "saved after the release").await,
+        200
+    );
     assert_eq!(lock_call(&next, "UNLOCK", "next-session").await, 200);
     let (_, locks) = admin(&admin_url, "GET", "/admin/locks", None).await;
     assert_eq!(locks["locks"].as_array().unwrap().len(), 0, "{locks}");

@@ -286,14 +286,7 @@ async fn operator_acts(stack: &Stack, admin: &str) {
         let id = wopigate::ids::encode_legacy(STORAGE, opaque);
         let (s, body) = crate::legacy_open(stack, &stack.idp.token(user), &id).await;
         assert_eq!(s, 200, "{body}");
-        crate::WopiFile {
-            url: format!(
-                "{}{}",
-                stack.gateway_url(),
-                wopi_src_path(body["wopiclienturl"].as_str().unwrap())
-            ),
-            token: body["accesstoken"].as_str().unwrap().to_owned(),
-        }
+        crate::control::file_of(stack, &body)
     };
     let bob = open("bob", "file-bob").await;
     let odt = open("alice", "file-odt").await;
@@ -310,18 +303,7 @@ async fn operator_acts(stack: &Stack, admin: &str) {
     assert_eq!(check_file_info(&bob).await, (401, "revoked".into()));
     assert_eq!(check_file_info(&odt).await, (401, "revoked".into()));
     // A lock whose office app vanished, released; the next session saves.
-    let lock = async |f: &crate::WopiFile, op: &str, id: &str| {
-        client()
-            .post(&f.url)
-            .query(&[("access_token", f.token.as_str())])
-            .header("X-WOPI-Override", op)
-            .header("X-WOPI-Lock", id)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    };
+    let lock = crate::control::lock_call;
     let gone = open("alice", "file-new").await;
     assert_eq!(lock(&gone, "LOCK", "vanished").await, 200);
     let release = json!({"file": format!("{STORAGE}!file-new")});
@@ -329,16 +311,8 @@ async fn operator_acts(stack: &Stack, admin: &str) {
     assert_eq!(s, 200, "{r}");
     let next = open("alice", "file-new").await;
     assert_eq!(lock(&next, "LOCK", "next").await, 200);
-    let put = client()
-        .post(format!("{}/contents", next.url))
-        .query(&[("access_token", next.token.as_str())])
-        .header("X-WOPI-Override", "PUT")
-        .header("X-WOPI-Lock", "next")
-        .body("saved after the release")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 200);
+    let saved = crate::control::put(&next, "next", "saved after the release").await;
+    assert_eq!(saved, 200);
     assert_eq!(lock(&next, "UNLOCK", "next").await, 200);
     match stack.tree.get_by(STORAGE, "file-new").unwrap().content {
         Content::Bytes(b) => assert_eq!(b, b"saved after the release"),
